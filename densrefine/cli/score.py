@@ -1,0 +1,9 @@
+"""(placeholder) score."""
+
+
+def add_args(p):
+    pass
+
+
+def main(args):
+    raise NotImplementedError("score")
