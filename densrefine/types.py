@@ -18,7 +18,7 @@ occ            float64    1.0          occupancy, 0..1
 element        <U2        "FE"         element symbol, upper case
 atomic_number  int16      26           Z (0 for unknown)
 charge         int8       -1           formal charge
-chain          <U4        "A"          chain name (auth)
+chain          <U8        "A"          chain name (auth)
 res_name       <U5        "ASP"        residue name
 res_seq        int32      42           residue number (auth)
 icode          <U1        " "          insertion code (" " when none)
@@ -111,7 +111,7 @@ class Atoms:
 
     _DTYPES = {
         "xyz": np.float64, "b_iso": np.float64, "occ": np.float64, "element": "<U2",
-        "atomic_number": np.int16, "charge": np.int8, "chain": "<U4", "res_name": "<U5",
+        "atomic_number": np.int16, "charge": np.int8, "chain": "<U8", "res_name": "<U5",
         "res_seq": np.int32, "icode": "<U1", "atom_name": "<U4", "altloc": "<U1",
         "het": bool, "res_index": np.int32, "u_aniso": np.float64,
     }
