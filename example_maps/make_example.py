@@ -59,7 +59,7 @@ def band_limited_noise(shape, voxel, d_min, rng):
     fx = np.fft.rfftfreq(shape[2], voxel)
     s2 = fz[:, None, None] ** 2 + fy[None, :, None] ** 2 + fx[None, None, :] ** 2
     f[s2 >= 1.0 / d_min**2] = 0.0
-    out = np.fft.irfftn(f, s=shape)
+    out = np.fft.irfftn(f, s=shape, axes=(0, 1, 2))
     return out / out.std()
 
 

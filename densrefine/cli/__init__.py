@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ..errors import DeviceError, InputError
@@ -61,6 +62,11 @@ def main(argv=None) -> int:
         logging.getLogger("densrefine").debug("input error", exc_info=True)
         print(f"densrefine {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # output piped into e.g. `head`, which closed early: not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"densrefine {args.command}: interrupted", file=sys.stderr)
         return 130

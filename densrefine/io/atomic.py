@@ -12,12 +12,12 @@ from ..errors import input_error
 
 
 def check_output_path(path, inputs=()) -> str:
-    """Refuse to overwrite an input file and check the folder is writable.
+    """Refuse to overwrite an input file; create the output folder if needed.
 
     Raises
     ------
     InputError
-        When ``path`` is one of ``inputs`` or its folder does not exist.
+        When ``path`` is one of ``inputs`` or its folder cannot be created or written.
     """
     path = os.fspath(path)
     ap = os.path.realpath(path)
@@ -26,8 +26,14 @@ def check_output_path(path, inputs=()) -> str:
             raise input_error(path, "output would overwrite an input file",
                               "choose another output name with -o")
     d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise input_error(path, f"output folder {d} does not exist", "create it first")
+    try:
+        os.makedirs(d, exist_ok=True)
+    except OSError as exc:
+        raise input_error(path, f"cannot create the output folder {d} ({exc.strerror})",
+                          "choose a writable location with -o") from None
+    if not os.access(d, os.W_OK):
+        raise input_error(path, f"output folder {d} is not writable",
+                          "choose a writable location with -o")
     return path
 
 
@@ -52,6 +58,10 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes 0600 files; give the result the usual permissions (umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
