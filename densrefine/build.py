@@ -107,8 +107,8 @@ def ideal_peptide(sequence: str, phi_psi=HELIX, chain: str = "A", b_iso=30.0,
     Examples
     --------
     >>> m = ideal_peptide("AAKE")
-    >>> len(m), sorted(set(m.atoms.res_name))
-    (23, ['ALA', 'GLU', 'LYS'])
+    >>> len(m), sorted(set(m.atoms.res_name.tolist()))
+    (28, ['ALA', 'GLU', 'LYS'])
     """
     seq = [_ONE[c] for c in sequence.upper()]
     pp = np.broadcast_to(np.asarray(phi_psi, float), (len(seq), 2))
