@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Atoms", "GaussianSet", "Grid", "Model", "UnitCell",
     "DensrefineError", "DensrefineWarning", "DeviceError", "FormatError", "InputError",
-    "read_model", "write_model", "read_map", "write_map", "simulate", "score",
+    "read_model", "write_model", "read_map", "write_map", "simulate", "score", "fit",
 ]
 
 
@@ -64,5 +64,12 @@ def simulate(model, like=None, **kwargs):
 def score(model, emap, resolution, **kwargs):
     """Score a model against a map; see `densrefine.scoring.score`."""
     from .scoring import score as _f
+
+    return _f(model, emap, resolution, **kwargs)
+
+
+def fit(model, emap, resolution, **kwargs):
+    """Refine a model into a map (restrained, real space); see `densrefine.refine.fit`."""
+    from .refine import fit as _f
 
     return _f(model, emap, resolution, **kwargs)

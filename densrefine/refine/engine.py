@@ -1,0 +1,368 @@
+"""`fit`: restrained real-space refinement (rigid body → coordinates → B) against a map.
+
+The loop is generic: a data term (`MapTerm`) and a geometry term (`Geometry`) are
+summed as ``w · map + geometry`` and minimised by L-BFGS (`optim.minimise`) over the
+parameters of each stage. Between macro cycles the blur goes from coarse to fine,
+the mask is recomputed and the weight ``w`` is adjusted towards the target bond RMSD.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import input_error
+from ..types import Model
+from . import geometry as _geometry
+from .config import FitConfig, load_config
+from .mapterm import MapTerm
+from .optim import NonFiniteError, minimise
+from .rigid import RigidGroups
+from .select import select_atoms
+
+log = logging.getLogger("densrefine")
+
+SMALL_MODEL = 3000
+"""Models with fewer atoms run on one CPU thread unless ``FitConfig.threads`` is set."""
+
+
+@dataclass
+class RefineResult:
+    """Outcome of `fit`.
+
+    Attributes
+    ----------
+    model : Model
+        Refined model (same atoms and order as the input).
+    stats : dict
+        Everything ``<prefix>_stats.json`` holds (before/after scores, geometry,
+        cycles, timings, device, versions).
+    cycles : list of dict
+        One record per optimisation call (stage, blur, weight, CC, bond/angle RMSD).
+    """
+
+    model: Model
+    stats: dict
+    cycles: list = field(default_factory=list)
+
+
+class _State:
+    """Mutable refinement state: tensors of all atoms plus the pieces of the target."""
+
+    def __init__(self, model, mterm, geom, moving, cfg, device, dtype):
+        import torch
+
+        at = model.atoms
+        kw = {"device": device, "dtype": dtype}
+        self.xyz = torch.as_tensor(np.array(at.xyz), **kw)
+        self.b = torch.as_tensor(np.array(at.b_iso), **kw)
+        self.occ = torch.as_tensor(np.array(at.occ), **kw)
+        self.mv = torch.as_tensor(np.flatnonzero(moving), device=device)
+        self.moving, self.mterm, self.geom, self.cfg = moving, mterm, geom, cfg
+        self.w = 1.0
+        self.fourier = False
+
+    def total(self, xyz, b=None):
+        m = self.mterm.target(xyz, self.b if b is None else b, self.occ, self.fourier)
+        e, _ = self.geom.term.energy(xyz)
+        return self.w * m + e
+
+    def numpy_xyz(self):
+        return self.xyz.detach().cpu().double().numpy()
+
+
+def _check(model, emap, resolution):
+    if resolution is None:
+        raise input_error("resolution", "the map resolution is missing",
+                          "give it in Å with -d/--resolution (e.g. from the half-map FSC)")
+    from ..scoring import check_inputs
+    from ..simulate.api import check_params
+
+    d = check_params(resolution)
+    check_inputs(model, emap, d)
+    return d
+
+
+def fit(model: Model, emap, resolution, *, config=None, select=None, device="auto", seed=0,
+        monlib=None, ligands=(), unknown="error", callback=None) -> RefineResult:
+    """Refine ``model`` into ``emap`` with restraints; see `densrefine.refine`.
+
+    Parameters
+    ----------
+    model : Model
+        Starting model in the map's frame (Å, Å²).
+    emap : Grid
+        Experimental map.
+    resolution : float
+        d (Å), 0.5–50.
+    config : FitConfig or dict or None
+        Overrides of the defaults (`FitConfig`).
+    select : str or ndarray of bool, optional
+        Atoms to refine (``"A/10-40"``, see `densrefine.refine.select`); the others stay
+        fixed but count in the map and nonbonded terms.
+    device : str or torch.device
+    seed : int
+        Seeds torch; deterministic algorithms are used while `fit` runs.
+    monlib, ligands, unknown
+        Passed to `densrefine.restraints.build_restraints`.
+    callback : callable, optional
+        ``callback(stats)`` after each cycle with the stats dict so far.
+
+    Returns
+    -------
+    RefineResult
+
+    Raises
+    ------
+    InputError
+        Resolution missing/out of range, model and map do not overlap, bad selection or
+        config, residues missing from the monomer library.
+    """
+    import torch
+
+    from ..device import resolve_device
+
+    cfg = config if isinstance(config, FitConfig) else load_config(config)
+    d = _check(model, emap, resolution)
+    dev = resolve_device(device)
+    torch.manual_seed(int(seed))
+    # CPU kernels used here are deterministic already; torch's deterministic mode only
+    # swaps in slow fallbacks there (30x in the splat backward), so use it on CUDA only
+    was_det, was_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.use_deterministic_algorithms(dev.type == "cuda" or was_det, warn_only=True)
+    threads = _threads(cfg, dev, len(model))
+    if threads != was_threads:
+        torch.set_num_threads(threads)
+        log.info("Using %d CPU thread(s) while refining (%d atoms; set threads in the config "
+                 "to change)", threads, len(model))
+    try:
+        return _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback)
+    finally:
+        torch.use_deterministic_algorithms(was_det)
+        if threads != was_threads:
+            torch.set_num_threads(was_threads)
+
+
+def _threads(cfg, dev, n_atoms) -> int:
+    """CPU threads while `fit` runs (restored afterwards).
+
+    Small models gain nothing from threads, and on a busy machine OpenMP threads that
+    spin-wait cost up to 20x in CPU time (measured on the 175-atom example), so below
+    `SMALL_MODEL` atoms one thread is used unless ``cfg.threads`` says otherwise.
+    """
+    import torch
+
+    if cfg.threads:
+        return int(cfg.threads)
+    if dev.type == "cpu" and n_atoms < SMALL_MODEL:
+        return 1
+    return torch.get_num_threads()
+
+
+def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback):
+    import torch
+
+    from ..density import iam
+    from . import output
+
+    t0 = time.perf_counter()
+    at = model.atoms
+    moving = select_atoms(at, select)
+    in_map = ~np.asarray(at.is_hydrogen) & (np.asarray(at.occ) > 0)
+    _log_oddities(at, moving, in_map)
+    dtype = torch.float32
+    geom = _geometry.build_geometry(model, monlib=monlib, ligands=ligands, unknown=unknown,
+                                    device=dev, dtype=dtype, fixed=~moving)
+    mterm = MapTerm(emap, d, np.asarray(at.xyz), in_map, moving,
+                    iam.coefficients(at, cfg.map.table), cfg.map, dev, dtype)
+    st = _State(model, mterm, geom, moving, cfg, dev, dtype)
+    stats = output.start_stats(model, emap, d, cfg, select, moving, dev, geom)
+    stats["timings"]["setup_s"] = time.perf_counter() - t0
+    _notify(callback, stats)
+    cycles = stats["cycles"]
+    try:
+        _weight_init(st, cfg)
+        if "rigid" in cfg.stages:
+            _rigid_stage(st, cfg, model, cycles, stats, callback)
+        if "xyz" in cfg.stages:
+            _xyz_stage(st, cfg, cycles, stats, callback)
+        if "b" in cfg.stages:
+            _b_stage(st, cfg, cycles, stats, callback)
+        stats["status"] = "finished"
+    except NonFiniteError as exc:
+        stats["status"] = f"stopped: {exc}; the last model with a finite target is kept"
+        log.warning("Refinement stopped: %s; keeping the last good model", exc)
+    xyz, b = np.array(at.xyz, np.float64), np.array(at.b_iso, np.float64)
+    xyz[moving] = st.numpy_xyz()[moving]  # fixed atoms keep their exact input values
+    b[moving] = st.b.detach().cpu().double().numpy()[moving]
+    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b))
+    output.finish_stats(stats, model, new, emap, d, dev, geom, time.perf_counter() - t0)
+    _notify(callback, stats)
+    return RefineResult(new, stats, cycles)
+
+
+def _notify(callback, stats):
+    if callback is not None:
+        callback(stats)
+
+
+def _log_oddities(at, moving, in_map):
+    n_h = int(np.sum(at.is_hydrogen))
+    n_zero = int(np.sum(np.asarray(at.occ) <= 0))
+    n_alt = int(np.sum(np.asarray(at.altloc).astype(str) != ""))
+    log.info("Refining %d of %d atoms (%d fixed); %d hydrogens ride on their parents through "
+             "the restraints and are left out of the map term", int(moving.sum()), len(at),
+             int((~moving).sum()), n_h)
+    if n_zero:
+        log.info("%d atoms with zero occupancy: kept in the geometry, left out of the map term",
+                 n_zero)
+    if n_alt:
+        log.info("%d atoms with alternative conformations: refined, each at its own occupancy",
+                 n_alt)
+
+
+def _weight_init(st, cfg):
+    """w from the gradient-norm ratio: geometry at the target RMSD vs the map term."""
+    import torch
+
+    wc = cfg.weights
+    if wc.weight is not None:
+        st.w = float(wc.weight)
+        log.info("Map weight w = %.4g (given)", st.w)
+        return
+    st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), cfg.map.blur_factors[-1])
+    p = st.xyz.clone().requires_grad_(True)
+    g = torch.autograd.grad(st.mterm.target(p, st.b, st.occ), p)[0][st.mv]
+    g_map = float(g.norm())
+    sig = _median_bond_sigma(st.geom.restraints)
+    g_geo = np.sqrt(len(st.mv)) * 2.0 * wc.target_bond_rmsd / sig**2
+    st.w = wc.scale * g_geo / max(g_map, 1e-12)
+    log.info("Map weight w = %.4g (automatic: gradient-norm ratio, geometry at bond RMSD "
+             "%.3g Å vs map term at the final blur; adjusted between macro cycles)", st.w,
+             wc.target_bond_rmsd)
+
+
+def _median_bond_sigma(rs) -> float:
+    for name in ("bond_sigma", "bonds_sigma"):
+        v = getattr(rs, name, None)
+        if v is not None and len(v):
+            return float(np.median(v))
+    b = getattr(rs, "bonds", None)
+    v = getattr(b, "sigma", None)
+    return float(np.median(v)) if v is not None and len(v) else 0.02
+
+
+def _record(st, cycles, stats, callback, stage, cycle, target, t0, **extra):
+    import torch
+
+    with torch.no_grad():
+        cc = -float(st.mterm.target(st.xyz, st.b, st.occ, st.fourier)) \
+            if st.mterm.cfg.target == "cc" else None
+    g = st.geom.stats(st.numpy_xyz())
+    rec = {"stage": stage, "cycle": cycle, "blur": st.mterm.blur, "weight": st.w,
+           "target": target, "cc_mask_term": cc, "bond_rmsd": g.get("bond_rmsd"),
+           "angle_rmsd": g.get("angle_rmsd"), "time_s": time.perf_counter() - t0, **extra}
+    cycles.append(rec)
+    if len(cycles) == 1:
+        log.info("  %-6s %5s %8s %10s %10s %8s %9s %9s %7s", "stage", "cycle", "blur", "weight",
+                 "target", "CC", "bond Å", "angle °", "time s")
+    log.info("  %-6s %5d %8.1f %10.4g %10.5g %8s %9.4f %9.3f %7.2f", stage, cycle, rec["blur"],
+             st.w, target, "n/a" if cc is None else f"{cc:.4f}", rec["bond_rmsd"] or 0,
+             rec["angle_rmsd"] or 0, rec["time_s"])
+    _notify(callback, stats)
+    return rec
+
+
+def _rigid_stage(st, cfg, model, cycles, stats, callback):
+    levels = [("model", [np.flatnonzero(st.moving)])]
+    chains = np.asarray(model.atoms.chain).astype(str)
+    ids = list(dict.fromkeys(chains[st.moving].tolist()))
+    if cfg.rigid_chains and len(ids) > 1:
+        levels.append(("chains", [np.flatnonzero(st.moving & (chains == c)) for c in ids]))
+    factors = list(dict.fromkeys(cfg.rigid_blur_factors))
+    log.info("Rigid body: %s; axis-angle + translation per group, L-BFGS %d iterations at "
+             "blur factors %s", " then ".join(f"{name} ({len(g)} groups)" for name, g in levels),
+             cfg.rigid_iterations, factors)
+    for name, groups in levels:
+        for f in factors:
+            t0 = time.perf_counter()
+            st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), f)
+            rg = RigidGroups(st.xyz, groups)
+            try:
+                val = minimise(rg.params, lambda: st.total(rg.apply()), cfg.rigid_iterations)
+            finally:
+                st.xyz = rg.apply().detach()
+            p = rg.params.detach()
+            _record(st, cycles, stats, callback, "rigid", len(cycles), val, t0, groups=name,
+                    shift=float(p[:, 3:].norm(dim=1).max()),
+                    rotation_deg=float(rg.angles_deg().max()))
+
+
+def _xyz_stage(st, cfg, cycles, stats, callback):
+    log.info("Coordinates: all-atom L-BFGS (strong Wolfe), %d iterations × %d macro cycles, "
+             "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
+    for i in range(cfg.cycles):
+        t0 = time.perf_counter()
+        f = _blur_factor(cfg.map.blur_factors, i, cfg.cycles)
+        st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), f)
+        p = st.xyz[st.mv].clone().requires_grad_(True)
+        try:
+            val = minimise(p, lambda: st.total(st.xyz.index_copy(0, st.mv, p)),
+                           cfg.xyz_iterations)
+        finally:
+            st.xyz = st.xyz.index_copy(0, st.mv, p.detach())
+        rec = _record(st, cycles, stats, callback, "xyz", len(cycles), val, t0)
+        if cfg.weights.weight is None:
+            _adjust_weight(st, cfg, rec)
+
+
+def _blur_factor(factors, i, n) -> float:
+    """Schedule entry of macro cycle i of n: in order, the last cycle always the finest."""
+    return float(factors[-1] if i == n - 1 else factors[min(i, len(factors) - 1)])
+
+
+def _adjust_weight(st, cfg, rec):
+    """Scale w by √(target/actual bond RMSD) (or angle limit), within [1/2, 2] per cycle."""
+    wc = cfg.weights
+    bond, angle = rec.get("bond_rmsd"), rec.get("angle_rmsd")
+    if not bond:
+        return
+    k = wc.target_bond_rmsd / bond
+    if angle and angle > wc.max_angle_rmsd:
+        k = min(k, wc.max_angle_rmsd / angle)
+    k = float(np.clip(np.sqrt(k), 0.5, 2.0))  # damped: RMSDs respond ~linearly to w
+    st.w *= k
+    log.debug("weight ×%.3g → %.4g (bond %.4f Å, angle %.3f°)", k, st.w, bond, angle or 0)
+
+
+def _b_stage(st, cfg, cycles, stats, callback):
+    import torch
+
+    lo, hi = cfg.b_range
+    pairs = torch.as_tensor(np.array(st.geom.bond_pairs), device=st.b.device)
+    t0 = time.perf_counter()
+    st.fourier = True
+    st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), 1.0)
+    wb = max(len(pairs), 1) * 10.0
+    log.info("B-factors: per atom, %.0f–%.0f Å², similarity σ = %.1f Å² over %d bonded pairs, "
+             "map term on the Fourier-truncated model map (d > %.3g Å), weight %.3g, L-BFGS %d "
+             "iterations", lo, hi, cfg.b_sigma, len(pairs), st.mterm.d, wb, cfg.b_iterations)
+    b0 = st.b[st.mv].clamp(lo + 1e-3, hi - 1e-3)
+    u = torch.logit((b0 - lo) / (hi - lo)).clone().requires_grad_(True)
+
+    def full_b():
+        return st.b.index_copy(0, st.mv, lo + (hi - lo) * torch.sigmoid(u))
+
+    def target():
+        b = full_b()
+        m = st.mterm.target(st.xyz, b, st.occ, True)
+        return wb * m + _geometry.b_similarity(b, pairs, cfg.b_sigma)
+
+    try:
+        val = minimise(u, target, cfg.b_iterations)
+    finally:
+        st.b = full_b().detach()
+    _record(st, cycles, stats, callback, "b", len(cycles), val, t0,
+            b_mean=float(st.b[st.mv].mean()), b_weight=wb)

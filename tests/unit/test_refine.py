@@ -1,0 +1,254 @@
+"""Unit tests of densrefine.refine on a synthetic peptide with stand-in restraints."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from densrefine import InputError
+from densrefine.build import ideal_peptide, with_cell_box
+from densrefine.refine import fit, load_config, parse_selection, select_atoms
+from densrefine.refine.rigid import rotation
+from densrefine.report import write_json_atomic
+from densrefine.simulate import simulate
+
+from .refine_standin import patch_geometry
+
+
+FAST = {"rigid_iterations": 15, "xyz_iterations": 8, "b_iterations": 8, "cycles": 2,
+        "map": {"blur_factors": [2.0, 1.0]}}
+
+
+def _cfg(**kw):
+    return {**FAST, **kw}
+
+
+@pytest.fixture(scope="module")
+def truth():
+    m, _ = with_cell_box(ideal_peptide("AKELVSAE"), margin=7.0)
+    emap = simulate(m, resolution=3.0, spacing=1.0, margin=7.0, method="fourier", device="cpu")
+    return m, emap
+
+
+def _rmsd(a, b):
+    return float(np.sqrt(((a - b) ** 2).sum(1).mean()))
+
+
+def _moved(model, shift, angle_deg=0.0):
+    import torch
+
+    x = model.atoms.xyz
+    c = x.mean(0)
+    rot = rotation(torch.tensor([[0.0, 0.0, math.radians(angle_deg)]], dtype=torch.float64))
+    y = (x - c) @ rot[0].numpy().T + c + np.asarray(shift)
+    return model.with_atoms(model.atoms.replace(xyz=y))
+
+
+def test_rigid_body_recovers_a_rigid_shift(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    m, emap = truth
+    start = _moved(m, (0.9, -0.6, 0.5), angle_deg=4.0)
+    assert _rmsd(start.atoms.xyz, m.atoms.xyz) > 1.0
+    res = fit(start, emap, 3.0, config=_cfg(stages="rigid", rigid_iterations=30),
+              device="cpu")
+    assert _rmsd(res.model.atoms.xyz, m.atoms.xyz) < 0.1
+    assert res.stats["after"]["cc_mask"] > res.stats["before"]["cc_mask"]
+    assert res.stats["status"] == "finished"
+
+
+def test_selection_keeps_unselected_atoms_exactly_fixed(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    m, emap = truth
+    start = _moved(m, (0.4, 0.0, -0.3))
+    res = fit(start, emap, 3.0, config=_cfg(), select="A/3-5",
+              device="cpu")
+    sel = select_atoms(start.atoms, "A/3-5")
+    assert 0 < sel.sum() < len(sel)
+    np.testing.assert_array_equal(res.model.atoms.xyz[~sel], start.atoms.xyz[~sel])
+    np.testing.assert_array_equal(res.model.atoms.b_iso[~sel], start.atoms.b_iso[~sel])
+    assert _rmsd(res.model.atoms.xyz[sel], start.atoms.xyz[sel]) > 0.05
+
+
+def test_stats_json_valid_after_every_cycle(truth, monkeypatch, tmp_path):
+    patch_geometry(monkeypatch)
+    m, emap = truth
+    path = tmp_path / "s_stats.json"
+    seen = []
+
+    def cb(stats):
+        write_json_atomic(path, stats)
+        seen.append(json.loads(path.read_text()))
+
+    fit(_moved(m, (0.3, 0.2, 0.0)), emap, 3.0, config=_cfg(), device="cpu", callback=cb)
+    assert len(seen) >= 5  # start, rigid cycles, 2 xyz cycles, b, end
+    for s in seen:
+        for key in ("program", "version", "versions", "device", "status", "input", "config",
+                    "before", "cycles", "after", "timings"):
+            assert key in s
+        assert s["before"]["cc_mask"] is not None and "bond_rmsd" in s["before"]["geometry"]
+    assert [len(s["cycles"]) for s in seen] == sorted(len(s["cycles"]) for s in seen)
+    last = seen[-1]
+    assert last["status"] == "finished" and last["after"]["cc_mask"] > 0.5
+    assert last["rmsd_moved"] > 0.05
+    for c in last["cycles"]:
+        assert {"stage", "cycle", "blur", "weight", "cc_mask_term", "bond_rmsd"} <= set(c)
+    assert {c["stage"] for c in last["cycles"]} == {"rigid", "xyz", "b"}
+
+
+def test_deterministic_with_seed(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    m, emap = truth
+    start = _moved(m, (0.3, -0.2, 0.1))
+    cfg = {"stages": "xyz", "cycles": 1, "xyz_iterations": 5}
+    a = fit(start, emap, 3.0, config=cfg, device="cpu", seed=3).model.atoms.xyz
+    b = fit(start, emap, 3.0, config=cfg, device="cpu", seed=3).model.atoms.xyz
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("resolution", [None, 0.0, -3.0, 1000.0, float("nan")])
+def test_bad_resolution_is_one_line_input_error(truth, resolution):
+    m, emap = truth
+    with pytest.raises(InputError) as exc:
+        fit(m, emap, resolution, device="cpu")
+    assert "\n" not in str(exc.value) and "resolution" in str(exc.value)
+
+
+def test_no_overlap_is_one_line_input_error(truth):
+    m, emap = truth
+    far = _moved(m, (500.0, 500.0, 500.0))
+    with pytest.raises(InputError) as exc:
+        fit(far, emap, 3.0, device="cpu")
+    assert "\n" not in str(exc.value) and "map" in str(exc.value)
+
+
+def test_nan_stops_and_keeps_last_good_model(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    from densrefine.refine.mapterm import MapTerm
+
+    m, emap = truth
+    calls = {"n": 0}
+    orig = MapTerm.target
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        out = orig(self, *a, **k)
+        return out * float("nan") if calls["n"] > 12 else out
+
+    monkeypatch.setattr(MapTerm, "target", flaky)
+    res = fit(_moved(m, (0.3, 0.0, 0.0)), emap, 3.0, config=_cfg(stages="xyz"), device="cpu")
+    assert res.stats["status"].startswith("stopped")
+    assert np.isfinite(res.model.atoms.xyz).all()
+
+
+def test_zero_occupancy_and_hydrogen_excluded_from_map_term(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    from densrefine.refine.mapterm import MapTerm
+
+    m, emap = truth
+    occ = m.atoms.occ.copy()
+    occ[:3] = 0.0
+    seen = {}
+    orig = MapTerm.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen["atoms"] = self.atoms
+
+    monkeypatch.setattr(MapTerm, "__init__", spy)
+    fit(m.with_atoms(m.atoms.replace(occ=occ)), emap, 3.0,
+        config={"stages": "xyz", "cycles": 1, "xyz_iterations": 2}, device="cpu")
+    assert not set(range(3)) & set(seen["atoms"].tolist())
+    assert len(seen["atoms"]) == len(m) - 3
+
+
+def test_lsq_target_also_improves_fit(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    m, emap = truth
+    start = _moved(m, (0.5, -0.3, 0.2), angle_deg=2.0)
+    res = fit(start, emap, 3.0, config=_cfg(stages="rigid", map={"target": "lsq", "blur_factors": [2.0, 1.0]}),
+              device="cpu")
+    assert _rmsd(res.model.atoms.xyz, m.atoms.xyz) < 0.15
+
+
+def test_selection_syntax():
+    assert parse_selection("A/10-40, B ,C/5") == [("A", 10, 40), ("B", None, None),
+                                                  ("C", 5, 5)]
+    assert parse_selection("A/-3-12") == [("A", -3, 12)]
+    for bad in ("A/10-", "A/40-10", "/3", ""):
+        with pytest.raises(InputError):
+            parse_selection(bad)
+    m = ideal_peptide("AKE")
+    with pytest.raises(InputError, match="matches no atom"):
+        select_atoms(m.atoms, "B")
+    assert select_atoms(m.atoms, "A/2").sum() == int((m.atoms.res_seq == 2).sum())
+
+
+def test_config_yaml_roundtrip_and_errors(tmp_path):
+    from densrefine.refine import dump_config
+
+    cfg = load_config({"stages": "xyz,rigid", "weights": {"weight": 20.0}})
+    assert cfg.stages == ["rigid", "xyz"] and cfg.weights.weight == 20.0
+    p = tmp_path / "c.yaml"
+    p.write_text(dump_config(cfg))
+    again = load_config(path=str(p))
+    assert again.to_dict() == cfg.to_dict()
+    for bad in ({"stages": "xyz,foo"}, {"cycles": -1}, {"nope": 1}, {"map": {"target": "x"}},
+                {"weights": {"target_bond_rmsd": 0.5}}):
+        with pytest.raises(InputError):
+            load_config(bad)
+
+
+def test_rotation_is_orthonormal():
+    import torch
+
+    rot = rotation(torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.0, 0.0]], dtype=torch.float64))
+    eye = torch.eye(3, dtype=torch.float64)
+    assert torch.allclose(rot[0] @ rot[0].T, eye) and torch.allclose(rot[1], eye)
+    assert abs(float(torch.linalg.det(rot[0])) - 1.0) < 1e-12
+
+
+def _two_chains():
+    import dataclasses
+
+    from densrefine.types import Atoms, Model
+
+    a, b = ideal_peptide("AKELV", chain="A").atoms, ideal_peptide("SAEKL", chain="B").atoms
+    b = b.replace(xyz=b.xyz + np.array([16.0, 0.0, 0.0]), res_index=b.res_index + 5)
+    kw = {f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+          for f in dataclasses.fields(Atoms) if getattr(a, f.name) is not None}
+    m = Model(Atoms(**kw))
+    return with_cell_box(m, margin=7.0)[0]
+
+
+def test_rigid_body_per_chain_moves_chains_independently(monkeypatch):
+    patch_geometry(monkeypatch)
+    m = _two_chains()
+    emap = simulate(m, resolution=3.0, spacing=1.0, margin=7.0, method="fourier", device="cpu")
+    chain_b = m.atoms.chain == "B"
+    x = m.atoms.xyz.copy()
+    x[chain_b] += np.array([0.0, 0.8, -0.6])
+    start = m.with_atoms(m.atoms.replace(xyz=x))
+    res = fit(start, emap, 3.0, config=_cfg(stages="rigid", rigid_iterations=30), device="cpu")
+    groups = [c.get("groups") for c in res.cycles]
+    assert groups == ["model", "chains"]
+    assert _rmsd(res.model.atoms.xyz, m.atoms.xyz) < 0.1
+
+
+def test_map_is_boxed_around_the_selection(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    from densrefine.refine.mapterm import MapTerm
+
+    m, emap = truth
+    seen = {}
+    orig = MapTerm.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen["shape"] = self.grid.shape
+
+    monkeypatch.setattr(MapTerm, "__init__", spy)
+    fit(m, emap, 3.0, config=_cfg(stages="xyz", cycles=1, xyz_iterations=1), select="A/1",
+        device="cpu")
+    assert np.prod(seen["shape"]) < 0.6 * emap.values.size

@@ -1,0 +1,68 @@
+"""`densrefine fit` command line on a tiny synthetic case (stand-in restraints)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import densrefine as dr
+from densrefine.build import ideal_peptide, with_cell_box
+from densrefine.cli import main
+from densrefine.simulate import simulate
+
+from .refine_standin import patch_geometry
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fitcli")
+    m, _ = with_cell_box(ideal_peptide("AKEL"), margin=6.0)
+    emap = simulate(m, resolution=3.0, spacing=1.0, margin=6.0, method="fourier", device="cpu")
+    dr.write_map(emap, d / "m.mrc")
+    moved = m.with_atoms(m.atoms.replace(xyz=m.atoms.xyz + np.array([0.4, -0.3, 0.2])))
+    dr.write_model(moved, d / "start.cif")
+    return d
+
+
+def test_cli_writes_outputs_in_input_format(files, monkeypatch):
+    patch_geometry(monkeypatch)
+    cfg = files / "c.yaml"
+    cfg.write_text("cycles: 1\nxyz_iterations: 5\nb_iterations: 5\nrigid_iterations: 10\n"
+                   "map:\n  blur_factors: [1.0]\n")
+    rc = main(["fit", str(files / "start.cif"), str(files / "m.mrc"), "-d", "3", "-o",
+               str(files / "out"), "--config", str(cfg), "--stages", "rigid,xyz", "-q"])
+    assert rc == 0
+    assert (files / "out.cif").exists() and not (files / "out.pdb").exists()
+    stats = json.loads((files / "out_stats.json").read_text())
+    assert stats["config"]["cycles"] == 1 and stats["config"]["stages"] == ["rigid", "xyz"]
+    assert stats["after"]["cc_mask"] > stats["before"]["cc_mask"]
+    assert "outputs" in stats and (files / "out_report.html").exists()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ([], "resolution"), (["-d", "0"], "resolution"), (["-d", "3", "--select", "Z/1-3"], "Z"),
+    (["-d", "3", "--stages", "xyz,foo"], "stages")])
+def test_cli_bad_input_is_one_line_exit_2(files, capsys, extra, needle, monkeypatch):
+    patch_geometry(monkeypatch)
+    rc = main(["fit", str(files / "start.cif"), str(files / "m.mrc"), "-o",
+               str(files / "bad"), "-q", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err
+
+
+def test_cli_refuses_to_overwrite_input(files, capsys):
+    rc = main(["fit", str(files / "start.cif"), str(files / "m.mrc"), "-d", "3", "-o",
+               str(files / "start"), "-q"])
+    assert rc == 2 and "start.cif" in capsys.readouterr().err
+
+
+def test_cli_no_overlap(files, capsys, monkeypatch):
+    patch_geometry(monkeypatch)
+    m = dr.read_model(files / "start.cif")
+    far = m.with_atoms(m.atoms.replace(xyz=m.atoms.xyz + 400.0))
+    dr.write_model(far, files / "far.cif")
+    rc = main(["fit", str(files / "far.cif"), str(files / "m.mrc"), "-d", "3", "-o",
+               str(files / "far_out"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "map" in err
