@@ -24,3 +24,17 @@ from .kernel import splat
 
 __all__ = ["GridFrame", "box_around", "default_blur", "fourier_truncate", "refmac_blur",
            "simulate", "simulate_tensor", "splat"]
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """Keep ``densrefine.simulate(...)`` callable after this subpackage is imported.
+
+    Importing ``densrefine.simulate`` rebinds the package attribute ``simulate`` from the
+    public function to this module; calling the module forwards to `simulate`.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return simulate(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
