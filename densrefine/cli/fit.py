@@ -39,8 +39,9 @@ def add_args(p) -> None:
                    help="output prefix (PREFIX.pdb/.cif, PREFIX_stats.json, PREFIX.log, ...)")
     g.add_argument("--select", metavar="SEL", help='atoms to refine, e.g. "A/10-40,B" '
                    "(default: all)")
-    g.add_argument("--stages", metavar="LIST", help="comma-separated subset of rigid,xyz,b "
-                   "(default: rigid,xyz,b)")
+    g.add_argument("--stages", metavar="LIST", help="comma-separated subset of "
+                   "rigid,sse,chi1,xyz,b: rigid body (model, chains), rigid secondary-structure "
+                   "elements, chi1 rotamer scan, coordinates, B (default: all)")
     g.add_argument("--cycles", type=int, metavar="N", help="macro cycles of the xyz stage "
                    "(default: 5)")
     g.add_argument("--weight", type=float, metavar="W", help="fixed map weight (default: "
@@ -56,12 +57,17 @@ def add_args(p) -> None:
     r.add_argument("--ligand", action="append", default=[], metavar="F.cif",
                    help="restraint dictionary for a residue missing from the library "
                         "(repeatable)")
+    r.add_argument("--reference-restraints", type=float, metavar="SIGMA",
+                   help="restrain every refined atom to its starting position (after the "
+                        "rigid-body stages) with sigma in Å, e.g. 0.2; for low resolution "
+                        "(default: off)")
     r.add_argument("--unknown-residues", choices=["error", "self"], default="error",
                    help="residues missing from the library: stop, or restrain them to their "
                         "own input geometry (default: %(default)s)")
     p.add_argument("--config", metavar="Y", help="YAML configuration (see PREFIX_config.yaml)")
-    p.add_argument("--target", choices=["cc", "lsq"], help="map term: -CC (default) or "
-                   "least squares with a fitted scale")
+    p.add_argument("--target", choices=["cc", "lsq"], help="map term of the rigid-body and "
+                   "coordinate stages: -CC or least squares with a fitted scale (default: "
+                   "lsq, measured to converge further)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 
@@ -71,6 +77,8 @@ def _overrides(args) -> dict:
         cfg["stages"] = args.stages
     if args.cycles is not None:
         cfg["cycles"] = args.cycles
+    if getattr(args, "reference_restraints", None) is not None:
+        cfg["reference_sigma"] = args.reference_restraints
     w = {k: v for k, v in (("weight", args.weight),
                            ("target_bond_rmsd", args.target_bond_rmsd),
                            ("max_angle_rmsd", args.max_angle_rmsd)) if v is not None}
@@ -152,4 +160,6 @@ def _n_calls(cfg, model) -> int:
     if "rigid" in cfg.stages:
         chains = len(set(np.asarray(model.atoms.chain).tolist()))
         n += len(set(cfg.rigid_blur_factors)) * (2 if cfg.rigid_chains and chains > 1 else 1)
-    return n + (cfg.cycles if "xyz" in cfg.stages else 0) + ("b" in cfg.stages)
+    n += len(set(cfg.sse_blur_factors)) if "sse" in cfg.stages else 0
+    return n + ("chi1" in cfg.stages) + (cfg.cycles if "xyz" in cfg.stages else 0) \
+        + ("b" in cfg.stages)

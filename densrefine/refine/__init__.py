@@ -8,7 +8,8 @@ Target = w · map term + geometry energy, minimised by L-BFGS with autograd grad
 * `geometry`: the restraints of `densrefine.restraints` (monomer library) plus the
   B-factor similarity restraint;
 * stages (`config.FitConfig.stages`): rigid body (whole model, then per chain),
-  all-atom coordinates, per-atom B-factors;
+  rigid secondary-structure elements (`sse`), χ1 rotamer scan (`rotamer`), all-atom
+  coordinates (optionally with reference-model restraints), per-atom B-factors;
 * `select`: the ``--select`` syntax (``A``, ``A/10-40``, comma-separated);
 * `output`: the stats JSON layout and the HTML report.
 

@@ -63,10 +63,14 @@ class _State:
         self.moving, self.mterm, self.geom, self.cfg = moving, mterm, geom, cfg
         self.w = 1.0
         self.fourier = False
+        self.ref = None  # (N, 3) reference positions, and 1/σ² (Å⁻²), when restrained
+        self.ref_k = 0.0
 
     def total(self, xyz, b=None):
         m = self.mterm.target(xyz, self.b if b is None else b, self.occ, self.fourier)
         e, _ = self.geom.term.energy(xyz)
+        if self.ref is not None:
+            e = e + self.ref_k * ((xyz[self.mv] - self.ref[self.mv]) ** 2).sum()
         return self.w * m + e
 
     def numpy_xyz(self):
@@ -186,6 +190,10 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback):
         _weight_init(st, cfg)
         if "rigid" in cfg.stages:
             _rigid_stage(st, cfg, model, cycles, stats, callback)
+        if "sse" in cfg.stages:
+            _sse_stage(st, cfg, model, cycles, stats, callback)
+        if "chi1" in cfg.stages:
+            _chi1_stage(st, model, cycles, stats, callback)
         if "xyz" in cfg.stages:
             _xyz_stage(st, cfg, cycles, stats, callback)
         if "b" in cfg.stages:
@@ -258,8 +266,7 @@ def _record(st, cycles, stats, callback, stage, cycle, target, t0, **extra):
     import torch
 
     with torch.no_grad():
-        cc = -float(st.mterm.target(st.xyz, st.b, st.occ, st.fourier)) \
-            if st.mterm.cfg.target == "cc" else None
+        cc = -float(st.mterm.target(st.xyz, st.b, st.occ, st.fourier, kind="cc"))
     g = st.geom.stats(st.numpy_xyz())
     rec = {"stage": stage, "cycle": cycle, "blur": st.mterm.blur, "weight": st.w,
            "target": target, "cc_mask_term": cc, "bond_rmsd": g.get("bond_rmsd"),
@@ -287,20 +294,64 @@ def _rigid_stage(st, cfg, model, cycles, stats, callback):
              cfg.rigid_iterations, factors)
     for name, groups in levels:
         for f in factors:
-            t0 = time.perf_counter()
-            st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), f)
-            rg = RigidGroups(st.xyz, groups)
-            try:
-                val = minimise(rg.params, lambda: st.total(rg.apply()), cfg.rigid_iterations)
-            finally:
-                st.xyz = rg.apply().detach()
-            p = rg.params.detach()
-            _record(st, cycles, stats, callback, "rigid", len(cycles), val, t0, groups=name,
-                    shift=float(p[:, 3:].norm(dim=1).max()),
-                    rotation_deg=float(rg.angles_deg().max()))
+            _rigid_pass(st, groups, f, cfg.rigid_iterations, cycles, stats, callback, "rigid",
+                        name)
+
+
+def _rigid_pass(st, groups, factor, iterations, cycles, stats, callback, stage, name):
+    """One L-BFGS rigid-body pass over ``groups`` at blur ``factor``; record it."""
+    t0 = time.perf_counter()
+    st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), factor)
+    rg = RigidGroups(st.xyz, groups)
+    try:
+        val = minimise(rg.params, lambda: st.total(rg.apply()), iterations)
+    finally:
+        st.xyz = rg.apply().detach()
+    p = rg.params.detach()
+    _record(st, cycles, stats, callback, stage, len(cycles), val, t0, groups=name,
+            shift=float(p[:, 3:].norm(dim=1).max()), rotation_deg=float(rg.angles_deg().max()))
+
+
+def _sse_stage(st, cfg, model, cycles, stats, callback):
+    from .sse import sse_groups
+
+    groups, labels = sse_groups(model, st.moving)
+    if not groups:
+        log.info("Secondary-structure rigid body: no groups among the refined atoms; skipped")
+        return
+    factors = list(dict.fromkeys(cfg.sse_blur_factors))
+    log.info("Secondary-structure rigid body: %d groups (%d helices, %d strands, %d loop "
+             "segments; Cα-trace assignment), geometry restraints on, L-BFGS %d iterations "
+             "at blur factors %s", len(groups), labels.count("H"), labels.count("E"),
+             labels.count("C"), cfg.sse_iterations, factors)
+    for f in factors:
+        _rigid_pass(st, groups, f, cfg.sse_iterations, cycles, stats, callback, "sse", "sse")
+
+
+def _chi1_stage(st, model, cycles, stats, callback):
+    import torch
+
+    from .rotamer import scan_chi1
+
+    t0 = time.perf_counter()
+    st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), 1.0)
+    new, changed, scanned = scan_chi1(model, st.numpy_xyz(), st.moving,
+                                      st.mterm.exp0.detach().cpu().numpy(), st.mterm.frame,
+                                      st.mterm.mask_full.cpu().numpy())
+    log.info("χ1 rotamer scan: staggered χ1 by the mean map value at side-chain atoms "
+             "(no heavy-atom contact < 2.6 Å); %d of %d side chains changed", changed, scanned)
+    st.xyz = torch.as_tensor(new, device=st.xyz.device, dtype=st.xyz.dtype)
+    with torch.no_grad():
+        val = float(st.total(st.xyz))
+    _record(st, cycles, stats, callback, "chi1", len(cycles), val, t0, changed=changed,
+            scanned=scanned)
 
 
 def _xyz_stage(st, cfg, cycles, stats, callback):
+    if cfg.reference_sigma:
+        st.ref, st.ref_k = st.xyz.detach().clone(), 1.0 / cfg.reference_sigma ** 2
+        log.info("Reference-model restraints: every refined atom to its position at the "
+                 "start of the coordinate stage, σ = %.3g Å", cfg.reference_sigma)
     log.info("Coordinates: all-atom L-BFGS (strong Wolfe), %d iterations × %d macro cycles, "
              "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
     for i in range(cfg.cycles):
@@ -347,8 +398,9 @@ def _b_stage(st, cfg, cycles, stats, callback):
     st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), 1.0)
     wb = max(len(pairs), 1) * 10.0
     log.info("B-factors: per atom, %.0f–%.0f Å², similarity σ = %.1f Å² over %d bonded pairs, "
-             "map term on the Fourier-truncated model map (d > %.3g Å), weight %.3g, L-BFGS %d "
-             "iterations", lo, hi, cfg.b_sigma, len(pairs), st.mterm.d, wb, cfg.b_iterations)
+             "map term %s on the Fourier-truncated model map (d > %.3g Å), weight %.3g, "
+             "L-BFGS %d iterations", lo, hi, cfg.b_sigma, len(pairs), cfg.map.b_target,
+             st.mterm.d, wb, cfg.b_iterations)
     b0 = st.b[st.mv].clamp(lo + 1e-3, hi - 1e-3)
     u = torch.logit((b0 - lo) / (hi - lo)).clone().requires_grad_(True)
 
@@ -357,7 +409,7 @@ def _b_stage(st, cfg, cycles, stats, callback):
 
     def target():
         b = full_b()
-        m = st.mterm.target(st.xyz, b, st.occ, True)
+        m = st.mterm.target(st.xyz, b, st.occ, True, kind=cfg.map.b_target)
         return wb * m + _geometry.b_similarity(b, pairs, cfg.b_sigma)
 
     try:

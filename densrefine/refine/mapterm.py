@@ -143,12 +143,15 @@ class MapTerm:
         return simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
                                blur=self.blur, method="blur")
 
-    def target(self, xyz, b_iso, occ, fourier: bool = False):
-        """Map target (0-d tensor): −CC over the mask, or Σ(e − k m)²/Σe² (k fitted)."""
+    def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
+        """Map target (0-d tensor): −CC over the mask, or Σ(e − k m)²/Σe² (k fitted).
+
+        ``kind`` ("cc" or "lsq") overrides ``cfg.target`` for this call.
+        """
         m = self.model_map(xyz, b_iso, occ, fourier)
         e = self.exp0 if fourier else self.exp
         w = (self.mask_full if fourier else self.mask).to(m.dtype)
-        if self.cfg.target == "lsq":
+        if (kind or self.cfg.target) == "lsq":
             k = (w * e * m).sum() / ((w * m * m).sum() + 1e-30)
             return ((w * (e - k * m) ** 2).sum() / (w * e * e).sum()) - 1.0
         from ..scoring.cc import cc_torch

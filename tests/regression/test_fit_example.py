@@ -55,7 +55,7 @@ def test_fit_example_writes_every_output(fitted):
     html = fitted.with_name("helix_fit_report.html").read_text()
     assert html.count("<svg") == 3
     cfg = dr.refine.load_config(path=str(fitted.with_name("helix_fit_config.yaml")))
-    assert cfg.stages == ["rigid", "xyz", "b"]
+    assert cfg.stages == ["rigid", "sse", "chi1", "xyz", "b"]
 
 
 def test_fit_example_with_hydrogens(tmp_path):

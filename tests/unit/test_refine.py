@@ -94,7 +94,7 @@ def test_stats_json_valid_after_every_cycle(truth, monkeypatch, tmp_path):
     assert last["rmsd_moved"] > 0.05
     for c in last["cycles"]:
         assert {"stage", "cycle", "blur", "weight", "cc_mask_term", "bond_rmsd"} <= set(c)
-    assert {c["stage"] for c in last["cycles"]} == {"rigid", "xyz", "b"}
+    assert {c["stage"] for c in last["cycles"]} == {"rigid", "sse", "chi1", "xyz", "b"}
 
 
 def test_deterministic_with_seed(truth, monkeypatch):
@@ -252,3 +252,61 @@ def test_map_is_boxed_around_the_selection(truth, monkeypatch):
     fit(m, emap, 3.0, config=_cfg(stages="xyz", cycles=1, xyz_iterations=1), select="A/1",
         device="cpu")
     assert np.prod(seen["shape"]) < 0.6 * emap.values.size
+
+
+def test_sse_groups_cover_atoms_and_respect_chains():
+    from densrefine.refine.sse import sse_groups
+
+    m = _two_chains()
+    groups, labels = sse_groups(m)
+    allidx = np.concatenate(groups)
+    assert len(allidx) == len(m) == len(np.unique(allidx))
+    assert set(labels) <= {"H", "E", "C"}
+    assert all(len(set(m.atoms.chain[g])) == 1 for g in groups)
+    helix, labels = sse_groups(ideal_peptide("AKELVSAEKLAKELVSAE"))
+    assert labels == ["H"]
+    moving = np.zeros(len(m), bool)
+    moving[:10] = True
+    assert np.concatenate(sse_groups(m, moving)[0]).tolist() == list(range(10))
+
+
+def _flip_chi1(m, resname="LEU"):
+    from densrefine.perturb import flip_groups
+    from densrefine.refine.rotamer import _rotate
+
+    ca, cb, rot = next(g for g in flip_groups(m) if m.atoms.res_name[g[0]] == resname)
+    x = m.atoms.xyz.copy()
+    axis = (x[cb] - x[ca]) / np.linalg.norm(x[cb] - x[ca])
+    x[rot] = _rotate(x[rot], x[cb], axis, 2 * np.pi / 3)
+    return m.with_atoms(m.atoms.replace(xyz=x)), rot
+
+
+def test_chi1_scan_restores_a_flipped_side_chain(truth):
+    from densrefine.refine.rotamer import scan_chi1
+    from densrefine.simulate import GridFrame
+
+    m, emap = truth
+    start, rot = _flip_chi1(m)
+    assert _rmsd(start.atoms.xyz[rot], m.atoms.xyz[rot]) > 1.0
+    new, changed, scanned = scan_chi1(m, start.atoms.xyz, np.ones(len(m), bool),
+                                      emap.values, GridFrame.from_grid(emap))
+    assert changed == 1 and scanned >= 4
+    assert _rmsd(new, m.atoms.xyz) < 1e-6
+    # the unperturbed model is left alone
+    same, changed, _ = scan_chi1(m, m.atoms.xyz, np.ones(len(m), bool), emap.values,
+                                 GridFrame.from_grid(emap))
+    assert changed == 0 and np.array_equal(same, m.atoms.xyz)
+
+
+def test_reference_restraints_reduce_movement(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    m, emap = truth
+    start = _moved(m, (0.4, -0.3, 0.0))
+    moved = {}
+    for sigma in (None, 0.05):
+        res = fit(start, emap, 3.0, config=_cfg(stages="xyz", reference_sigma=sigma),
+                  device="cpu")
+        moved[sigma] = _rmsd(res.model.atoms.xyz, start.atoms.xyz)
+    assert moved[0.05] < 0.5 * moved[None]
+    with pytest.raises(InputError, match="reference"):
+        load_config({"reference_sigma": -1.0})

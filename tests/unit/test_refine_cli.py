@@ -66,3 +66,14 @@ def test_cli_no_overlap(files, capsys, monkeypatch):
                str(files / "far_out"), "-q"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "map" in err
+
+
+def test_cli_reference_restraints_and_sse_stage(files, monkeypatch):
+    patch_geometry(monkeypatch)
+    rc = main(["fit", str(files / "start.cif"), str(files / "m.mrc"), "-d", "3", "-o",
+               str(files / "ref"), "--stages", "sse,xyz", "--cycles", "1",
+               "--reference-restraints", "0.2", "-q"])
+    assert rc == 0
+    stats = json.loads((files / "ref_stats.json").read_text())
+    assert stats["config"]["reference_sigma"] == 0.2
+    assert [c["stage"] for c in stats["cycles"]] == ["sse", "xyz"]
