@@ -1,0 +1,128 @@
+"""densrefine commands for PyMOL: refine or score a loaded model against a loaded map.
+
+Load in PyMOL with ``run plugins/pymol/densrefine_pymol.py`` (or from ~/.pymolrc).
+Commands::
+
+    densrefine_fit SELECTION, MAP, RESOLUTION [, stages=xyz] [, cycles=N] [, weight=W]
+    densrefine_score SELECTION, MAP, RESOLUTION
+
+``SELECTION`` must lie in one object. The whole object is exported (PDB) with the map
+(CCP4, PyMOL keeps the map's origin); when ``SELECTION`` is part of the object only its
+residues are refined (``--select A/10-40,...``). On success the object's coordinates and
+B-factors are updated in place, every atom gets the property ``p.densrefine_cc`` (its
+residue's CC after refinement), the selection ``densrefine_worst`` holds the 10 worst
+residues, and a worst-first table is printed. On failure densrefine's one-line message
+is raised as a PyMOL error (no traceback) and the object is left unchanged.
+
+densrefine runs out of process (PyMOL's Python has no torch): set ``DENSREFINE_EXE``
+(e.g. ``"/path/to/python3 -m densrefine"``), else ``densrefine`` on PATH is used.
+The host-neutral part is ``plugins/exchange/densrefine_exchange.py``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+# PyMOL's "run" sets __script__ (its namespace's __file__ is pymol's own)
+_here = os.path.dirname(os.path.abspath(globals().get("__script__")
+                                        or globals().get("__file__", os.getcwd())))
+for _p in (os.path.join(os.path.dirname(_here), "exchange"),):
+    if os.path.isdir(_p) and _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import densrefine_exchange as ex  # noqa: E402
+from pymol import CmdException, cmd  # noqa: E402
+
+TMP_OBJECT = "_densrefine_tmp"
+
+
+def _object_and_selection(selection, _self):
+    objs = _self.get_object_list(f"({selection})") or []
+    if len(objs) != 1:
+        raise CmdException(f"densrefine: selection '{selection}' must lie in exactly one "
+                           f"object (found {len(objs)})")
+    obj = objs[0]
+    if _self.count_atoms(f"({selection})") == _self.count_atoms(obj):
+        return obj, None
+    space = {"pairs": set()}
+    _self.iterate(f"({selection})", "pairs.add((chain, resv))", space=space)
+    return obj, ex.selection_for_residues(space["pairs"])
+
+
+def _read_back(obj, path, _self):
+    """Coordinates and B of ``path`` into ``obj`` (atoms matched by identifiers)."""
+    _self.load(path, TMP_OBJECT)
+    try:
+        _self.update(obj, TMP_OBJECT)
+        space = {"bmap": {}}
+        _self.iterate(TMP_OBJECT, "bmap[(chain, resi, name, alt)] = b", space=space)
+        _self.alter(obj, "b = b_new.get((chain, resi, name, alt), b)",
+                    space={"b_new": space["bmap"]})
+    finally:
+        _self.delete(TMP_OBJECT)
+
+
+def _show_residues(obj, rows, _self, title):
+    """Per-atom property p.densrefine_cc, selection densrefine_worst, printed table."""
+    cc = {(r["chain"], str(r["res_seq"]) + r["icode"]): r["cc"] for r in rows}
+    try:
+        _self.alter(obj, "p.densrefine_cc = cc.get((chain, resi), -1.0)", space={"cc": cc})
+    except Exception:  # noqa: BLE001 - properties need PyMOL >= 2.1; the table still helps
+        pass
+    worst = rows[:10]
+    if worst:
+        sel = " or ".join(f"(chain {r['chain']} and resi {r['res_seq']}{r['icode']})"
+                          for r in worst)
+        _self.select("densrefine_worst", f"{obj} and ({sel})", enable=0)
+    print(f" densrefine: {title}, worst first:")
+    for r in worst:
+        print(f"   {r['label']}")
+
+
+def densrefine_fit(selection, map_name, resolution, stages="", cycles="", weight="",
+                   quiet=0, _self=cmd):
+    """Refine SELECTION's object against MAP (see the module docstring)."""
+    obj, select = _object_and_selection(selection, _self)
+    with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
+        workdir = os.path.join(tmp, "run")
+        try:
+            res = ex.run_fit(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
+                             resolution, select=select, stages=stages or None,
+                             cycles=cycles or None, weight=weight or None,
+                             workdir=workdir, model_ext=".pdb")
+        except ex.DensrefineError as err:
+            raise CmdException(str(err)) from None
+        _read_back(obj, res.model_path, _self)
+        rows = res.worst()
+        summary = res.summary()
+    print(" " + summary)
+    if not int(quiet):
+        _show_residues(obj, rows, _self, f"per-residue CC ({select or 'all'})")
+    return {"summary": summary, "select": select, "worst": rows}
+
+
+def densrefine_score(selection, map_name, resolution, quiet=0, _self=cmd):
+    """Per-residue CC of SELECTION's object against MAP; the model is not changed."""
+    obj, _ = _object_and_selection(selection, _self)
+    with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
+        try:
+            stats = ex.run_score(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
+                                 resolution, workdir=os.path.join(tmp, "run"))
+        except ex.DensrefineError as err:
+            raise CmdException(str(err)) from None
+    rows = ex.worst_residues(stats)
+    print(" " + ex.summary_line(stats))
+    if not int(quiet):
+        _show_residues(obj, rows, _self, "per-residue CC")
+    return {"summary": ex.summary_line(stats), "worst": rows}
+
+
+cmd.extend("densrefine_fit", densrefine_fit)
+cmd.extend("densrefine_score", densrefine_score)
+try:  # tab completion: selection, then map object (cosmetic; absent in some builds)
+    for _name in ("densrefine_fit", "densrefine_score"):
+        cmd.auto_arg[0][_name] = cmd.auto_arg[0]["zoom"]
+        cmd.auto_arg[1][_name] = [cmd.object_sc, "map object", ""]
+except (AttributeError, KeyError, IndexError):
+    pass
