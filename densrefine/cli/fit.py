@@ -1,4 +1,4 @@
-"""Refine a model into a cryo-EM map: rigid body, coordinates and B-factors with restraints.
+"""Refine a model into a cryo-EM map or X-ray data: rigid body, coordinates and B-factors.
 
 Target = w · (−CC over an atom mask) + geometry (CCP4 monomer library via gemmi:
 bonds, angles, torsions, chirality, planes, links, nonbonded repulsion). The map is
@@ -14,12 +14,21 @@ Outputs (never overwriting the inputs):
   PREFIX_config.yaml         resolved configuration (reusable with --config)
   PREFIX_report.html         per-residue CC before/after, FSC curve, CC per cycle
 
+X-ray data (MTZ, or mmCIF structure factors) instead of a map: the model is refined in
+real space against a 2mFo-DFc map on a P1 box around it — the file's map coefficients
+(FWT/PHWT, 2FOFCWT/PH2FOFCWT) when present, else computed with sigmaA weights from
+F_obs and the model (--xray-map) — with the X-ray scattering table; -d defaults to the
+data's resolution. R-work/R-free (bulk solvent, anisotropic scaling) are computed after
+every cycle, logged and stored (stats "xray" block and per-cycle "r_work"/"r_free"), with
+a warning when R-free rises while R-work falls.
+
 --select syntax: CHAIN, CHAIN/N or CHAIN/FIRST-LAST, comma-separated, e.g.
 "A/10-40,B"; unselected atoms stay fixed but count in the map and nonbonded terms.
 
 examples:
   densrefine fit example_maps/helix_start.pdb example_maps/helix_3A.mrc -d 3.0 -o helix_fit
   densrefine fit model.cif emd_3488.mrc -d 3.2 -o fit --select A/10-40 --stages xyz
+  densrefine fit 3io0.pdb 3io0-sf.mtz -o 3io0_fit             # X-ray data
 """
 from __future__ import annotations
 
@@ -32,9 +41,12 @@ log = logging.getLogger("densrefine")
 
 def add_args(p) -> None:
     p.add_argument("model", help="atomic model (.pdb/.cif, optionally .gz)")
-    p.add_argument("map", help="map (.mrc/.map/.ccp4) in the model's frame")
+    p.add_argument("map", help="map (.mrc/.map/.ccp4) in the model's frame, or X-ray data "
+                               "(.mtz, mmCIF structure factors)")
     g = p.add_argument_group("the flags most users need")
-    g.add_argument("-d", "--resolution", type=float, help="map resolution in Å (required)")
+    g.add_argument("-d", "--resolution", type=float,
+                   help="map resolution in Å (required for maps; default for X-ray data: "
+                        "the data's high-resolution limit)")
     g.add_argument("-o", "--output-prefix", required=True, metavar="PREFIX",
                    help="output prefix (PREFIX.pdb/.cif, PREFIX_stats.json, PREFIX.log, ...)")
     g.add_argument("--select", metavar="SEL", help='atoms to refine, e.g. "A/10-40,B" '
@@ -69,6 +81,13 @@ def add_args(p) -> None:
                    "coordinate stages: -CC or least squares with a fitted scale (default: "
                    "lsq, measured to converge further)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    x = p.add_argument_group("X-ray data")
+    x.add_argument("--labin", metavar="COLS", help='reflection columns, e.g. "FP,SIGFP,FreeR_flag" '
+                   "(default: chosen automatically)")
+    x.add_argument("--xray-map", choices=["auto", "file", "compute"], default="auto",
+                   help="2mFo-DFc map from the file's coefficients (file), computed with "
+                        "sigmaA from F_obs and the model (compute), or the file's when present "
+                        "(auto, default)")
 
 
 def _overrides(args) -> dict:
@@ -139,18 +158,72 @@ def main(args) -> int:
     start_file_log(out["log"])
     log_device(dev)
     write_text_atomic(out["config"], dump_config(cfg))
-    model, emap = read_model(args.model), read_map(args.map)
+    model = read_model(args.model)
+    xray = None
+    if is_reflection_file(args.map):
+        emap, d, xray, cfg = _xray_setup(model, args, cfg)
+    else:
+        emap, d = read_map(args.map), args.resolution
     n_calls = _n_calls(cfg, model)
-    res = fit(model, emap, args.resolution, config=cfg, select=args.select, device=dev,
+    res = fit(model, emap, d, config=cfg, select=args.select, device=dev,
               seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),
-              unknown=args.unknown_residues, callback=_Progress(out["stats"], n_calls))
+              unknown=args.unknown_residues, callback=_Progress(out["stats"], n_calls),
+              monitor=None if xray is None else xray["monitor"])
     write_model(res.model, out["model"], inputs=(args.model,))
+    if xray is not None:
+        res.stats["xray"] = _xray_finish(xray, res.model)
     res.stats["outputs"] = {k: os.path.abspath(v) for k, v in out.items()}
     write_json_atomic(out["stats"], res.stats)
     write_text_atomic(out["report"], report_html(res.stats))
     for key in ("stats", "config", "report", "log"):
         log.info("Wrote %s", out[key])
     return 0
+
+
+MAP_EXTENSIONS = (".mrc", ".map", ".ccp4", ".mrcs")
+
+
+def is_reflection_file(path) -> bool:
+    """True for MTZ / mmCIF structure-factor files, False for maps (by extension)."""
+    low = str(path).lower().removesuffix(".gz")
+    return not low.endswith(MAP_EXTENSIONS)
+
+
+def _xray_setup(model, args, cfg):
+    """Reflections → FModel (R before), 2mFo-DFc box map, X-ray table, R monitor."""
+    import dataclasses
+
+    from ..xtal.api import FModel, RefineMonitor, prepare
+    from ..xtal.maps import map_from_data
+
+    refl = prepare(model, args.map, labin=args.labin, d_min=args.resolution)
+    fmodel = None
+    if refl.free is None:
+        log.warning("%s: no usable free set (%s): only R-work is reported", args.map,
+                    refl.info.get("free_problem"))
+    fmodel = FModel(model, refl)
+    before = fmodel.report().to_dict()
+    emap, minfo = map_from_data(model, args.map, kind="2fofc", source=args.xray_map,
+                                labin=args.labin, d_min=args.resolution, fmodel=fmodel)
+    d = float(args.resolution or minfo["d_min"])
+    log.info("X-ray data: refining in real space against the %s map at %.2f Å; R-work %.4f, "
+             "R-free %s before", minfo["source"], d, before["r_work"],
+             "n/a" if before["r_free"] is None else f"{before['r_free']:.4f}")
+    cfg = dataclasses.replace(cfg, map=dataclasses.replace(cfg.map, table="xray"))
+    return emap, d, {"fmodel": fmodel, "before": before, "map": minfo["source"], "d": d,
+                     "monitor": RefineMonitor(fmodel, model)}, cfg
+
+
+def _xray_finish(xray, new_model) -> dict:
+    fm = xray["fmodel"]
+    fm.update(new_model)
+    after = fm.report().to_dict()
+    b, a = xray["before"], after
+    log.info("X-ray: R-work %.4f -> %.4f, R-free %s -> %s", b["r_work"], a["r_work"],
+             "n/a" if b["r_free"] is None else f"{b['r_free']:.4f}",
+             "n/a" if a["r_free"] is None else f"{a['r_free']:.4f}")
+    return {"map": xray["map"], "resolution": xray["d"], "before": b, "after": a,
+            "overfitting_warnings": list(xray["monitor"].warnings)}
 
 
 def _n_calls(cfg, model) -> int:

@@ -232,6 +232,15 @@ def write_model(model: Model, path, *, inputs=()) -> str:
     return path
 
 
+def to_gemmi(model: Model):
+    """A ``gemmi.Structure`` with the model's current coordinates, B and occupancies.
+
+    A clone of the model's handle (headers, cell, entities kept) with the arrays
+    applied, or built from the arrays when there is no matching handle.
+    """
+    return _structure_for_writing(model)
+
+
 def _structure_for_writing(model: Model):
     h = model.handle
     if h is not None and len(h) > 0 and h[0].count_atom_sites() == len(model.atoms):

@@ -65,6 +65,7 @@ class _State:
         self.fourier = False
         self.ref = None  # (N, 3) reference positions, and 1/σ² (Å⁻²), when restrained
         self.ref_k = 0.0
+        self.monitor = None  # callable(xyz, b) -> dict, see `fit`
 
     def total(self, xyz, b=None):
         m = self.mterm.target(xyz, self.b if b is None else b, self.occ, self.fourier)
@@ -90,7 +91,7 @@ def _check(model, emap, resolution):
 
 
 def fit(model: Model, emap, resolution, *, config=None, select=None, device="auto", seed=0,
-        monlib=None, ligands=(), unknown="error", callback=None) -> RefineResult:
+        monlib=None, ligands=(), unknown="error", callback=None, monitor=None) -> RefineResult:
     """Refine ``model`` into ``emap`` with restraints; see `densrefine.refine`.
 
     Parameters
@@ -113,6 +114,10 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
         Passed to `densrefine.restraints.build_restraints`.
     callback : callable, optional
         ``callback(stats)`` after each cycle with the stats dict so far.
+    monitor : callable, optional
+        ``monitor(xyz, b) -> dict`` with all atoms' positions (N, 3) Å and B (N,) Å²
+        after each cycle; its items join that cycle's record (e.g. R-work and R-free
+        of `densrefine.xtal.refine_monitor`) and are logged.
 
     Returns
     -------
@@ -142,7 +147,8 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
         log.info("Using %d CPU thread(s) while refining (%d atoms; set threads in the config "
                  "to change)", threads, len(model))
     try:
-        return _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback)
+        return _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback,
+                    monitor)
     finally:
         torch.use_deterministic_algorithms(was_det)
         if threads != was_threads:
@@ -165,7 +171,7 @@ def _threads(cfg, dev, n_atoms) -> int:
     return torch.get_num_threads()
 
 
-def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback):
+def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, monitor=None):
     import torch
 
     from ..density import iam
@@ -182,6 +188,7 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback):
     mterm = MapTerm(emap, d, np.asarray(at.xyz), in_map, moving,
                     iam.coefficients(at, cfg.map.table), cfg.map, dev, dtype)
     st = _State(model, mterm, geom, moving, cfg, dev, dtype)
+    st.monitor = monitor
     stats = output.start_stats(model, emap, d, cfg, select, moving, dev, geom)
     stats["timings"]["setup_s"] = time.perf_counter() - t0
     _notify(callback, stats)
@@ -205,10 +212,20 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback):
     xyz, b = np.array(at.xyz, np.float64), np.array(at.b_iso, np.float64)
     xyz[moving] = st.numpy_xyz()[moving]  # fixed atoms keep their exact input values
     b[moving] = st.b.detach().cpu().double().numpy()[moving]
-    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b))
+    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=_scaled_aniso(at, b)))
     output.finish_stats(stats, model, new, emap, d, dev, geom, time.perf_counter() - t0)
     _notify(callback, stats)
     return RefineResult(new, stats, cycles)
+
+
+def _scaled_aniso(at, b_new):
+    """ANISOU scaled by B_new/B_old, so refined isotropic B and the written U agree."""
+    u = at.u_aniso
+    if u is None:
+        return None
+    b_old = np.asarray(at.b_iso, np.float64)
+    f = np.where(b_old > 0, np.asarray(b_new) / np.where(b_old > 0, b_old, 1.0), 1.0)
+    return (np.asarray(u, np.float64) * f[:, None]).astype(np.asarray(u).dtype)
 
 
 def _notify(callback, stats):
@@ -271,6 +288,8 @@ def _record(st, cycles, stats, callback, stage, cycle, target, t0, **extra):
     rec = {"stage": stage, "cycle": cycle, "blur": st.mterm.blur, "weight": st.w,
            "target": target, "cc_mask_term": cc, "bond_rmsd": g.get("bond_rmsd"),
            "angle_rmsd": g.get("angle_rmsd"), "time_s": time.perf_counter() - t0, **extra}
+    if st.monitor is not None:
+        rec.update(st.monitor(st.numpy_xyz(), st.b.detach().cpu().double().numpy()))
     cycles.append(rec)
     if len(cycles) == 1:
         log.info("  %-6s %5s %8s %10s %10s %8s %9s %9s %7s", "stage", "cycle", "blur", "weight",
