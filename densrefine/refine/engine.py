@@ -134,6 +134,10 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
     from ..device import resolve_device
 
     cfg = config if isinstance(config, FitConfig) else load_config(config)
+    if resolution is not None and np.isfinite(resolution) and resolution > 0:
+        from ..xtal.maps import rebox_periodic
+
+        emap = rebox_periodic(model, emap, float(resolution))  # a crystal map, model elsewhere
     d = _check(model, emap, resolution)
     dev = resolve_device(device)
     torch.manual_seed(int(seed))
@@ -184,7 +188,8 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, m
     _log_oddities(at, moving, in_map)
     dtype = torch.float32
     geom = _geometry.build_geometry(model, monlib=monlib, ligands=ligands, unknown=unknown,
-                                    device=dev, dtype=dtype, fixed=~moving)
+                                    device=dev, dtype=dtype, fixed=~moving,
+                                    ss=cfg.ss_restraints, resolution=d, ss_sigma=cfg.ss_sigma)
     mterm = MapTerm(emap, d, np.asarray(at.xyz), in_map, moving,
                     iam.coefficients(at, cfg.map.table), cfg.map, dev, dtype)
     st = _State(model, mterm, geom, moving, cfg, dev, dtype)

@@ -177,6 +177,10 @@ def score(model: Model, emap: Grid, resolution: float, *, table: str = "electron
     ``periodic=True``); see benchmarks/RESULTS_score_draft.md.
     """
     t0 = time.perf_counter()
+    if resolution is not None and np.isfinite(resolution) and resolution > 0:
+        from ..xtal.maps import rebox_periodic
+
+        emap = rebox_periodic(model, emap, float(resolution))  # a crystal map, model elsewhere
     inside = check_inputs(model, emap, resolution)
     atoms = model.atoms
     if model_map is None:

@@ -114,10 +114,13 @@ def cell_map(hkl, coefs, cell, spacegroup, *, sample_rate: float = 3.0):
     return mtz.transform_f_phi_to_map("F", "PHI", sample_rate=sample_rate)
 
 
-def box_map(fgrid, xyz, d_min: float, *, margin: float = 6.0, spacing: float | None = None):
+def box_map(fgrid, xyz, d_min: float, *, margin: float = 6.0, spacing: float | None = None,
+            shift=(0.0, 0.0, 0.0)):
     """Orthogonal P1 `densrefine.types.Grid` around ``xyz`` (N, 3) Å, values from ``fgrid``.
 
     Spacing defaults to d_min/3 (at most 1 Å); tricubic interpolation (gemmi).
+    ``shift`` (Å) is subtracted from positions before looking them up in ``fgrid``
+    (the Cartesian position of ``fgrid``'s point 0, when it is not the cell origin).
     """
     import gemmi
 
@@ -131,7 +134,8 @@ def box_map(fgrid, xyz, d_min: float, *, margin: float = 6.0, spacing: float | N
     arr = np.zeros((n[2], n[1], n[0]), np.float32)
     # array index (i, j, k) = (z, y, x) → position lo + (k, j, i) * spacing
     mat = gemmi.Mat33([[0, 0, spacing], [0, spacing, 0], [spacing, 0, 0]])
-    fgrid.interpolate_values(arr, gemmi.Transform(mat, gemmi.Vec3(*lo)), order=3)
+    start = lo - np.asarray(shift, np.float64)
+    fgrid.interpolate_values(arr, gemmi.Transform(mat, gemmi.Vec3(*start)), order=3)
     g = Grid.box(arr.shape, spacing, lo)
     log.info("Map box: %dx%dx%d voxels of %.3f Å around the model (margin %.1f Å), "
              "tricubic from the cell map", n[0], n[1], n[2], spacing, margin)
@@ -188,3 +192,33 @@ def map_from_data(model, data, *, kind: str = "2fofc", source: str = "auto", lab
                    fmodel.d_min)
     return grid, {"source": f"computed {'2mFo-DFc' if kind == '2fofc' else 'mFo-DFc'}, "
                             "sigmaA (Read 1986)", "d_min": fmodel.d_min, "fmodel": fmodel}
+
+
+def rebox_periodic(model, emap, d_min: float):
+    """A map that samples its whole unit cell, with atoms outside it → P1 box around the model.
+
+    Maps written for a crystal (or by Coot, which writes one unit cell from 0) are
+    periodic; a model sitting in another cell copy would otherwise fall outside the box.
+    Returns ``emap`` unchanged unless it covers its cell and > 1 % of the atoms lie
+    outside; then the values are wrapped periodically onto a box around the model (tricubic,
+    `box_map`) and the fact is logged.
+    """
+    import gemmi
+
+    from ..scoring.masks import fraction_inside
+
+    if not emap.covers_cell or len(model) == 0:
+        return emap
+    outside = ~np.asarray(fraction_inside(model.atoms.xyz, emap), bool)
+    if outside.mean() <= 0.01:
+        return emap
+    vals = np.ascontiguousarray(np.asarray(emap.values, np.float32).transpose(2, 1, 0))
+    g = gemmi.FloatGrid(vals)
+    g.set_unit_cell(gemmi.UnitCell(*emap.cell.parameters))
+    g.spacegroup = gemmi.SpaceGroup("P 1")
+    log.info("Map %s samples its whole unit cell and %.0f %% of the atoms lie outside it: "
+             "treated as periodic and wrapped onto a box around the model",
+             emap.path or "", 100 * outside.mean())
+    out = box_map(g, model.atoms.xyz, d_min, spacing=float(np.min(emap.voxel_size)),
+                  shift=emap.origin)
+    return out
