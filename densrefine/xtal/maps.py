@@ -199,16 +199,17 @@ def rebox_periodic(model, emap, d_min: float):
 
     Maps written for a crystal (or by Coot, which writes one unit cell from 0) are
     periodic; a model sitting in another cell copy would otherwise fall outside the box.
-    Returns ``emap`` unchanged unless it covers its cell and > 1 % of the atoms lie
-    outside; then the values are wrapped periodically onto a box around the model (tricubic,
+    Returns ``emap`` unchanged unless it covers its cell, carries a crystallographic space
+    group (not P 1: cryo-EM boxes are P 1 and atoms outside them are a frame error the
+    caller reports) and > 1 % of the atoms lie outside; then the values are wrapped periodically onto a box around the model (tricubic,
     `box_map`) and the fact is logged.
     """
     import gemmi
 
     from ..scoring.masks import fraction_inside
 
-    if not emap.covers_cell or len(model) == 0:
-        return emap
+    if not emap.covers_cell or len(model) == 0 or emap.space_group.replace(" ", "") == "P1":
+        return emap                     # cryo-EM boxes are P 1: atoms outside stay outside
     outside = ~np.asarray(fraction_inside(model.atoms.xyz, emap), bool)
     if outside.mean() <= 0.01:
         return emap
