@@ -43,3 +43,25 @@ def input_error(path, problem: str, fix: str) -> InputError:
     """
     head = f"{path}: " if path is not None else ""
     return InputError(f"{head}{problem}; {fix}")
+
+
+def format_error(path, problem: str, fix: str) -> FormatError:
+    """`input_error`'s one-line message as a `FormatError` (the file is unreadable or malformed)."""
+    return FormatError(str(input_error(path, problem, fix)))
+
+
+def check_readable(path, what: str, fix: str) -> str:
+    """``os.fspath(path)`` after checking it exists, is a file and is readable.
+
+    ``what`` names the expected kind ("a model file"), ``fix`` what to give instead.
+    """
+    import os
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise input_error(path, "file not found", "check the path")
+    if os.path.isdir(path):
+        raise input_error(path, f"is a directory, not {what}", fix)
+    if not os.access(path, os.R_OK):
+        raise input_error(path, "file is not readable", "check its permissions")
+    return path

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import DensrefineWarning, FormatError, input_error
+from ..errors import DensrefineWarning, FormatError, check_readable, format_error, input_error
 from ..types import B_PER_U, Atoms, Model, UnitCell
 from .atomic import atomic_path, check_output_path
 
@@ -38,20 +38,11 @@ log = logging.getLogger("densrefine")
 _MODEL_SUFFIXES = {".pdb": "pdb", ".ent": "pdb", ".cif": "cif", ".mmcif": "cif"}
 
 
-def _format_error(path, problem, fix) -> FormatError:
-    return FormatError(str(input_error(path, problem, fix)))
+_format_error = format_error
 
 
 def _check_readable(path) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise input_error(path, "file not found", "check the path")
-    if os.path.isdir(path):
-        raise input_error(path, "is a directory, not a model file",
-                          "give a .pdb or .cif file (optionally .gz)")
-    if not os.access(path, os.R_OK):
-        raise input_error(path, "file is not readable", "check its permissions")
-    return path
+    return check_readable(path, "a model file", "give a .pdb or .cif file (optionally .gz)")
 
 
 def _looks_binary(path) -> bool:

@@ -60,7 +60,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..errors import DensrefineWarning, FormatError, input_error
+from ..errors import DensrefineWarning, FormatError, check_readable, format_error, input_error
 from ..types import Grid, UnitCell
 from .atomic import atomic_path, check_output_path
 
@@ -73,8 +73,7 @@ _ON_GRID_TOL = 1e-4  # Å, writing NSTART instead of ORIGIN
 _MAX_ORIGIN = 1e6  # Å, larger ORIGIN values are taken as uninitialised
 
 
-def _format_error(path, problem, fix) -> FormatError:
-    return FormatError(str(input_error(path, problem, fix)))
+_format_error = format_error
 
 
 def is_map_path(path) -> bool:
@@ -137,14 +136,7 @@ def read_map(path) -> Grid:
 
 
 def _check_readable(path) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise input_error(path, "file not found", "check the path")
-    if os.path.isdir(path):
-        raise input_error(path, "is a directory, not a map file", "give an .mrc or .map file")
-    if not os.access(path, os.R_OK):
-        raise input_error(path, "file is not readable", "check its permissions")
-    return path
+    return check_readable(path, "a map file", "give an .mrc or .map file")
 
 
 def _open(path):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DensrefineWarning, FormatError, input_error
+from ..errors import DensrefineWarning, FormatError, format_error, input_error
 
 log = logging.getLogger("densrefine")
 
@@ -135,8 +135,7 @@ class _Table:
         return self.getter(label)
 
 
-def _format_error(path, problem, fix) -> FormatError:
-    return FormatError(str(input_error(path, problem, fix)))
+_format_error = format_error
 
 
 def _sniff(path) -> str:
