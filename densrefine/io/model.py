@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from ..errors import DensrefineWarning, FormatError, check_readable, format_error, input_error
+from ..errors import DensrefineWarning, check_readable, format_error, input_error
 from ..types import B_PER_U, Atoms, Model, UnitCell
 from .atomic import atomic_path, check_output_path
 

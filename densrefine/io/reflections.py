@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DensrefineWarning, FormatError, format_error, input_error
+from ..errors import DensrefineWarning, format_error, input_error
 
 log = logging.getLogger("densrefine")
 
