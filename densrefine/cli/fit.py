@@ -73,6 +73,10 @@ def add_args(p) -> None:
                    help="restrain every refined atom to its starting position (after the "
                         "rigid-body stages) with sigma in Å, e.g. 0.2; for low resolution "
                         "(default: off)")
+    r.add_argument("--ss-restraints", choices=["auto", "on", "off"],
+                   help="secondary-structure O-N H-bond restraints from the model's HELIX/SHEET "
+                        "records, else detected (DSSP-like); auto: on at 3.5 Å or worse "
+                        "(default: auto)")
     r.add_argument("--unknown-residues", choices=["error", "self"], default="error",
                    help="residues missing from the library: stop, or restrain them to their "
                         "own input geometry (default: %(default)s)")
@@ -98,6 +102,8 @@ def _overrides(args) -> dict:
         cfg["cycles"] = args.cycles
     if getattr(args, "reference_restraints", None) is not None:
         cfg["reference_sigma"] = args.reference_restraints
+    if getattr(args, "ss_restraints", None) is not None:
+        cfg["ss_restraints"] = args.ss_restraints
     w = {k: v for k, v in (("weight", args.weight),
                            ("target_bond_rmsd", args.target_bond_rmsd),
                            ("max_angle_rmsd", args.max_angle_rmsd)) if v is not None}

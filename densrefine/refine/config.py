@@ -111,6 +111,12 @@ class FitConfig:
         χ1 stages, so whole-element moves stay free). None (default): off. On the
         1 Å-perturbed 5NI1 case σ = 0.5 / 0.2 Å gave final RMSD 0.43 / 0.41 Å (real
         map) and 0.40 / 0.37 Å (simulated) vs 0.45 / 0.42 Å without.
+    ss_restraints : {"auto", "on", "off"}
+        Secondary-structure O…N H-bond restraints (`densrefine.restraints.ss`: the
+        model's HELIX/SHEET annotation, else DSSP-like detection) in every stage.
+        "auto" (default): on when the resolution is 3.5 Å or worse.
+    ss_sigma : float
+        Å. σ of the H-bond restraints (ideal O…N 2.9 Å, top-out beyond ~1 Å).
     b_sigma : float
         Å². σ of the B-similarity restraint between bonded atoms.
     b_range : list of float
@@ -132,6 +138,8 @@ class FitConfig:
     sse_iterations: int = 30
     sse_blur_factors: list = field(default_factory=lambda: [1.0])
     reference_sigma: float | None = None
+    ss_restraints: str = "auto"
+    ss_sigma: float = 0.05
     b_sigma: float = 10.0
     b_range: list = field(default_factory=lambda: [2.0, 300.0])
     threads: int | None = None
@@ -225,6 +233,14 @@ def validate(cfg: FitConfig) -> FitConfig:
             raise input_error("reference-restraints", f"σ = {cfg.reference_sigma} Å must be "
                               "positive", "give e.g. 0.2 (Å), or leave it unset")
         cfg.reference_sigma = float(cfg.reference_sigma)
+    if isinstance(cfg.ss_restraints, bool):  # YAML 1.1 reads a bare on/off as a boolean
+        cfg.ss_restraints = "on" if cfg.ss_restraints else "off"
+    if cfg.ss_restraints not in ("auto", "on", "off"):
+        raise input_error("ss-restraints", f"unknown mode {cfg.ss_restraints!r}",
+                          "use auto, on or off")
+    if isinstance(cfg.ss_sigma, bool) or not float(cfg.ss_sigma) > 0:
+        raise input_error("ss_sigma", f"σ = {cfg.ss_sigma} Å must be positive", "give e.g. 0.05")
+    cfg.ss_sigma = float(cfg.ss_sigma)
     if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
         raise input_error("threads", f"{cfg.threads!r} is not a positive integer",
                           "give e.g. 4, or leave it unset")

@@ -3,13 +3,17 @@
 `build_geometry` is the only place the refinement engine touches the restraints
 package, so tests can substitute a stand-in and other restraint providers can plug in.
 Besides the library restraints it provides the B-factor similarity restraint
-(`b_similarity`) over bonded pairs.
+(`b_similarity`) over bonded pairs and, at low resolution, secondary-structure
+H-bond restraints (`densrefine.restraints.ss`) added to the geometry term.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger("densrefine")
 
 
 @dataclass
@@ -41,7 +45,7 @@ class Geometry:
 
 
 def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="cpu",
-                   dtype=None, fixed=None) -> Geometry:
+                   dtype=None, fixed=None, ss="off", resolution=None, ss_sigma=None) -> Geometry:
     """Restraints of ``model`` from the monomer library, wrapped for the engine.
 
     Parameters
@@ -56,6 +60,13 @@ def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="c
     device, dtype : torch device and dtype of the energy.
     fixed : ndarray (N,) bool, optional
         Atoms held fixed (restraints among fixed atoms only are dropped).
+    ss : {"auto", "on", "off"}
+        Secondary-structure H-bond restraints (`with_ss_restraints`); "auto": on when
+        ``resolution`` ≥ 3.5 Å.
+    resolution : float, optional
+        Map resolution d (Å), for ``ss="auto"``.
+    ss_sigma : float, optional
+        σ (Å) of the H-bond restraints (default `densrefine.restraints.ss.HB_SIGMA`).
     """
     import torch
 
@@ -63,7 +74,59 @@ def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="c
 
     rs = R.build_restraints(model, monlib=monlib, ligands=tuple(ligands), unknown=unknown)
     term = R.GeometryTerm(rs, device, dtype or torch.float32, fixed=fixed)
-    return Geometry(term, rs, lambda xyz: R.geometry_stats(np.asarray(xyz, np.float64), rs))
+    geom = Geometry(term, rs, lambda xyz: R.geometry_stats(np.asarray(xyz, np.float64), rs))
+    from ..restraints import ss as _ss
+
+    if _ss.wanted(ss, resolution):
+        geom = with_ss_restraints(geom, model, device=device, dtype=dtype or torch.float32,
+                                  fixed=fixed, sigma=ss_sigma)
+    elif ss == "auto" and resolution is not None:
+        log.info("Secondary-structure restraints: off (auto: d = %.3g Å is better than "
+                 "%.3g Å; --ss-restraints on to use them)", resolution, _ss.RES_AUTO)
+    return geom
+
+
+class _PlusHBonds:
+    """Geometry term + H-bond term; ``energy`` adds an "hbond" part, the rest delegates."""
+
+    def __init__(self, base, hterm):
+        self.base, self.hterm = base, hterm
+
+    def energy(self, xyz):
+        total, parts = self.base.energy(xyz)
+        e = self.hterm.energy(xyz)
+        return total + e, {**parts, "hbond": e}
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+
+def with_ss_restraints(geom: Geometry, model, *, device="cpu", dtype=None, fixed=None,
+                       sigma=None) -> Geometry:
+    """``geom`` plus secondary-structure O…N H-bond restraints of ``model``.
+
+    The H-bonds come from the model's HELIX/SHEET annotation when present, else from
+    DSSP-like detection (`densrefine.restraints.ss.find_hbonds`); the stats gain an
+    "ss_hbonds" block (source, counts, O…N RMSD from 2.9 Å, fraction < 3.5 Å).
+    """
+    from ..restraints import ss as _ss
+
+    moving = None if fixed is None else ~np.asarray(fixed, bool)
+    hb = _ss.find_hbonds(model, moving)
+    s = hb.summary()
+    log.info("Secondary-structure restraints (%s): %d helices, %d strands, %d O…N H-bonds "
+             "(%d helix, %d sheet), ideal %.2f Å, σ %.3g Å, top-out l = %.2f Å",
+             "HELIX/SHEET annotation of the model" if hb.source == "header"
+             else "detected, DSSP-like", s["helices"], s["strands"], s["hbonds"],
+             s["helix_hbonds"], s["sheet_hbonds"], _ss.HB_IDEAL, sigma or _ss.HB_SIGMA,
+             _ss.HB_LIMIT)
+    hterm = _ss.HBondTerm(hb, device, dtype, fixed=fixed, sigma=sigma or _ss.HB_SIGMA)
+    base_stats = geom.stats
+
+    def stats(xyz):
+        return {**base_stats(xyz), "ss_hbonds": hb.summary(np.asarray(xyz, np.float64))}
+
+    return Geometry(_PlusHBonds(geom.term, hterm), geom.restraints, stats)
 
 
 def b_similarity(b_iso, pairs, sigma: float):
