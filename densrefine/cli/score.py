@@ -30,6 +30,9 @@ def add_args(p):
                         "the log goes to FILE's stem + .log")
     p.add_argument("--table", choices=["electron", "xray"], default="electron",
                    help="scattering table of the model map (default: %(default)s)")
+    p.add_argument("--density", choices=["iam", "ml"], default="iam",
+                   help="density model of the model map: independent atoms, or IAM plus the "
+                        "learned deformation density (default: %(default)s)")
     p.add_argument("--no-residues", action="store_true",
                    help="skip the per-residue CC list (main/side-chain CC are kept)")
 
@@ -50,7 +53,7 @@ def main(args):
     model = read_model(args.model)
     emap = read_map(args.map)
     rep = score(model, emap, args.resolution, table=args.table, device=device,
-                per_residue=not args.no_residues)
+                per_residue=not args.no_residues, density=args.density)
     print(format_report(rep, model=args.model, emap=args.map))
     if args.json:
         out = {"model": os.path.abspath(args.model), "map": os.path.abspath(args.map),

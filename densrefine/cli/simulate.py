@@ -38,7 +38,9 @@ def add_args(p) -> None:
                    help="how the resolution is reached (default: %(default)s)")
     p.add_argument("--table", choices=["electron", "xray"], default="electron",
                    help="scattering factors (default: %(default)s)")
-    p.add_argument("--density", default="iam", help="density model (default: %(default)s)")
+    p.add_argument("--density", choices=["iam", "ml"], default="iam",
+                   help="density model: independent atoms, or IAM plus the learned "
+                        "deformation density (default: %(default)s)")
     p.add_argument("--blur", type=float, metavar="B",
                    help="extra B in Å² (default: 4 d² for blur, gemmi's refmac-compatible "
                         "blur for fourier)")

@@ -13,14 +13,16 @@ A density model is any object (here: a module) with
 ``gaussian_set(model, table, blur) -> GaussianSet``
     The same components as a numpy `densrefine.types.GaussianSet`, for inspection.
 
-Only the independent-atom model (`densrefine.density.iam`) exists now; learned
-aspherical models will register here under their own names.
+Registered: the independent-atom model (`densrefine.density.iam`, "iam") and the learned
+deformation density (`densrefine.density.ml`, "ml": IAM + Δρ from a graph network; an
+optional ``postprocess(map, xyz, b, occ, coeffs, frame, blur, cutoff)`` hook adds what is
+not a sum of Gaussians, e.g. its Mott–Bethe potential for the electron table).
 """
 from __future__ import annotations
 
-from . import iam
+from . import iam, ml
 
-_REGISTRY = {"iam": iam}
+_REGISTRY = {"iam": iam, "ml": ml}
 
 
 def available() -> list[str]:
@@ -45,4 +47,4 @@ def get_density_model(name: str):
                           f"use one of: {', '.join(available())}") from None
 
 
-__all__ = ["available", "get_density_model", "iam"]
+__all__ = ["available", "get_density_model", "iam", "ml"]

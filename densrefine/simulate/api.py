@@ -72,6 +72,9 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
     if method == "fourier":
         frame = GridFrame(frame.shape, frame.origin, frame.steps, periodic=True)
     out = splat(centres, amp, width, frame, radius=radius, cutoff=cutoff)
+    post = getattr(density, "postprocess", None)
+    if post is not None:   # e.g. the ML density's Mott–Bethe potential for the electron table
+        out = post(out, xyz, b_iso, occ, coeffs, frame, blur, cutoff)
     if method == "fourier":
         if d_min is None:
             raise ValueError("simulate_tensor: method='fourier' needs d_min")

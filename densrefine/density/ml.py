@@ -1,0 +1,380 @@
+"""Learned deformation density ("ml"): IAM + Δρ predicted per atom by a small graph network.
+
+Stage 1 of issue 6 (model card: docs/ml_density.md). Each atom carries K = 8 (H: 4)
+even-tempered, unit-integral s Gaussians (`densrefine.density.ml_basis`); a message-passing
+network on the covalent-bond graph predicts their coefficients (electrons) from
+
+* the element (H, C, N, O, S, P, ion/other),
+* the formal charge within two bonds (`densrefine.density.charges`, summed over the 2-bond
+  neighbourhood so that "−1 on OD2" and "−½ on OD1 and OD2" give the same input),
+* the number of bonded neighbours and of bonded hydrogens,
+
+refined by three rounds of neighbour sums. The total charge is conserved exactly: per
+connected component the predicted ∫Δρ is shifted to −Σ formal charge, spread over the atoms
+with learned positive weights on one mid-range s function.
+
+Maps: for the X-ray table Δρ adds to the IAM density as extra Gaussians per atom. For the
+electron table the potential change follows from Mott–Bethe / Poisson,
+ΔV(q) = −C·Δρ(q)/(q² + κ²), C = 0.0957 Å (= 4 × 0.023934, the Mott–Bethe constant with
+q = 1/d), applied by FFT on the map grid (`postprocess`); κ = 1/λ with the Debye screening
+length λ = 7.8 Å of 0.15 M salt (``SCREENING_LENGTH``), so that net charges do not give
+long-range offsets the real map does not have (see the model card for the choice).
+
+Hydrogens: the network was trained on fragments with explicit hydrogens; for models
+without them the IAM part stays as it is and the heavy atoms' Δρ is used as predicted
+(hydrogen Δρ is dropped), which the model card discusses.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+
+import numpy as np
+
+from . import iam, ml_basis
+
+log = logging.getLogger("densrefine")
+
+name = "ml"
+ELEMENTS = ("H", "C", "N", "O", "S", "P")
+N_FEAT = len(ELEMENTS) + 1 + 4
+HIDDEN = 64
+ROUNDS = 3
+CHARGE_COL_HEAVY, CHARGE_COL_H = 5, 2
+MOTT_BETHE_C = 4 * 0.023934
+"""Å: Δf_e(q) = −C Δf_x(q)/q² with q = 1/d (Mott 1930; Bethe 1930; ITC Vol. C 4.3.1)."""
+SCREENING_LENGTH = 7.8
+"""Å: Debye length of 0.15 M monovalent salt in water at 298 K."""
+NUCLEUS_WIDTH = 1e-3
+"""Å²: width of the point charge of implicit hydrogen nuclei (blurred by B + blur anyway)."""
+WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "ml_s_v1.npz")
+TRAINED = {"H", "C", "N", "O", "S", "P", "NA", "K", "MG", "CL"}
+"""Elements present in the training data; atoms of other elements get no Δρ (IAM)."""
+
+
+# ----------------------------------------------------------------------------- graph
+def bonds_from_distances(elements, xyz, tol: float = 0.4) -> np.ndarray:
+    """Covalent bonds (pairs i < j) where d < r_i + r_j + tol (gemmi covalent radii).
+
+    Ions (Na, K, Mg, Ca, Cl, ...) are never bonded.
+    """
+    import gemmi
+    from scipy.spatial import cKDTree
+
+    el = [str(e).strip().capitalize() or "X" for e in elements]
+    r = np.array([gemmi.Element(e).covalent_r for e in el])
+    ion = np.array([e.upper() in ("NA", "K", "MG", "CA", "CL", "ZN", "MN", "LI", "BR", "I")
+                    for e in el])
+    pairs = cKDTree(xyz).query_pairs(2 * r.max() + tol, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros((0, 2), np.int64)
+    d = np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)
+    ok = (d < r[pairs[:, 0]] + r[pairs[:, 1]] + tol) & (d > 0.4) & ~ion[pairs].any(1)
+    return pairs[ok]
+
+
+def features(elements, bonds, charges, implicit_h=None) -> np.ndarray:
+    """Node features (N, N_FEAT): element one-hot (+ other), 2-bond charge, degree, n(H), united.
+
+    ``implicit_h`` (N,) counts hydrogens a heavy atom carries that are NOT in the model
+    (united-atom mode: their density is part of that atom's Δρ); they count in degree and
+    n(H), and the last column flags such atoms.
+    """
+    el = np.array([str(e).strip().upper() for e in elements])
+    n = len(el)
+    f = np.zeros((n, N_FEAT), np.float32)
+    for k, e in enumerate(ELEMENTS):
+        f[el == e, k] = 1
+    f[~np.isin(el, ELEMENTS), len(ELEMENTS)] = 1
+    from scipy.sparse import coo_matrix, identity
+
+    a = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n)).tocsr()
+    a = a + a.T
+    reach = ((identity(n) + a) @ (identity(n) + a)) > 0            # within two bonds
+    imp = np.zeros(n) if implicit_h is None else np.asarray(implicit_h, np.float64)
+    f[:, -4] = reach @ np.asarray(charges, np.float64)
+    f[:, -3] = (np.asarray(a.sum(1)).ravel() + imp) / 4.0
+    f[:, -2] = (a @ (el == "H").astype(np.float64) + imp) / 3.0
+    f[:, -1] = (implicit_h is not None) & (el != "H")
+    return f
+
+
+def components_of(n, bonds) -> np.ndarray:
+    """Connected-component label (N,) of the bond graph."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
+    return connected_components(a, directed=False)[1]
+
+
+def implicit_hydrogens(atoms) -> np.ndarray:
+    """Hydrogens each heavy atom would carry (N,), from gemmi's monomer-library H placement.
+
+    For models without hydrogens (most cryo-EM models). Residues the library lacks get 0
+    (logged).
+    """
+    import gemmi
+
+    from ..restraints.monlib import find_monlib
+
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(1000, 1000, 1000, 90, 90, 90)
+    gm = gemmi.Model("1")
+    key_of = {}
+    idx = np.asarray(atoms.res_index)
+    for i in range(len(atoms.xyz)):
+        key = (str(atoms.chain[i]), int(atoms.res_seq[i]), str(atoms.icode[i]))
+        if not len(gm) or gm[len(gm) - 1].name != key[0]:
+            ch = gemmi.Chain(key[0])
+            gm.add_chain(ch)
+        ch = gm[len(gm) - 1]
+        if not len(ch) or (i and idx[i] != idx[i - 1]):
+            r = gemmi.Residue()
+            r.name, r.seqid = str(atoms.res_name[i]).strip(), gemmi.SeqId(key[1], key[2][:1] or " ")
+            r.entity_type = gemmi.EntityType.Polymer
+            ch.add_residue(r)
+        a = gemmi.Atom()
+        a.name, a.element = str(atoms.atom_name[i]).strip(), gemmi.Element(str(atoms.element[i]))
+        a.pos, a.occ = gemmi.Position(*atoms.xyz[i]), 1.0
+        a.altloc = (str(atoms.altloc[i]) or "\0")[0]
+        ch[len(ch) - 1].add_atom(a)
+        key_of[(len(gm) - 1, len(ch) - 1, a.name, a.altloc)] = i
+    st.add_model(gm)
+    st.setup_entities()
+    out = np.zeros(len(atoms.xyz), np.int64)
+    try:
+        names = sorted(set(np.char.strip(np.asarray(atoms.res_name).astype(str))))
+        monlib = gemmi.read_monomer_lib(find_monlib(None), names, ignore_missing=True)
+        gemmi.prepare_topology(st, monlib, h_change=gemmi.HydrogenChange.ReAdd,
+                               warnings=None, reorder=False, ignore_unknown_links=True)
+    except (RuntimeError, ValueError) as exc:
+        log.info("ML density: no implicit hydrogens (%s)", exc)
+        return out
+    for ci, ch in enumerate(st[0]):
+        for ri, res in enumerate(ch):
+            heavy = [a for a in res if not a.is_hydrogen()]
+            for h in (a for a in res if a.is_hydrogen()):
+                d = [h.pos.dist(a.pos) for a in heavy]
+                if d and min(d) < 1.3:
+                    p = heavy[int(np.argmin(d))]
+                    i = key_of.get((ci, ri, p.name, p.altloc))
+                    if i is not None:
+                        out[i] += 1
+    # the library's HIS carries HD1 and HE2 (His+); without hydrogens the model is read as
+    # neutral His (`charges`), taken as the Nε2-H tautomer: drop the H on ND1
+    his_nd1 = (np.char.strip(np.asarray(atoms.res_name).astype(str)) == "HIS") & \
+        (np.char.strip(np.asarray(atoms.atom_name).astype(str)) == "ND1")
+    out[his_nd1] = 0
+    return out
+
+
+# ----------------------------------------------------------------------------- network
+def make_net():
+    """The stage-1 network (torch.nn.Module): see the module docstring."""
+    import torch
+    from torch import nn
+
+    class DeformationNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(N_FEAT, HIDDEN)
+            self.update = nn.ModuleList(nn.Sequential(nn.Linear(2 * HIDDEN, HIDDEN), nn.SiLU(),
+                                                      nn.Linear(HIDDEN, HIDDEN))
+                                        for _ in range(ROUNDS))
+            self.head = nn.Sequential(nn.Linear(HIDDEN, HIDDEN), nn.SiLU(),
+                                      nn.Linear(HIDDEN, ml_basis.K_S + 1))
+
+        def forward(self, feat, bonds, comp, target_charge, mask):
+            """Coefficients (N, K) with Σ over each component = target_charge[comp]."""
+            h = self.embed(feat)
+            src = torch.cat([bonds[:, 0], bonds[:, 1]])
+            dst = torch.cat([bonds[:, 1], bonds[:, 0]])
+            for layer in self.update:
+                m = torch.zeros_like(h).index_add_(0, dst, h[src])
+                h = h + layer(torch.cat([h, m], 1))
+            out = self.head(h)
+            c = out[:, :-1] * mask
+            w = nn.functional.softplus(out[:, -1]) + 1e-3
+            ncomp = int(comp.max()) + 1 if len(comp) else 0
+            tot = torch.zeros(ncomp, dtype=c.dtype).index_add_(0, comp, c.sum(1))
+            wsum = torch.zeros(ncomp, dtype=c.dtype).index_add_(0, comp, w)
+            delta = (target_charge - tot)[comp] * w / wsum[comp]
+            is_h = mask[:, ml_basis.K_S - 1] == 0
+            col = torch.where(is_h, CHARGE_COL_H, CHARGE_COL_HEAVY)
+            return c + nn.functional.one_hot(col, ml_basis.K_S).to(c.dtype) * delta[:, None]
+
+    return DeformationNet()
+
+
+def load_net(path: str = WEIGHTS):
+    """The shipped network with its weights (npz, read with ``allow_pickle=False``)."""
+    import torch
+
+    from ..errors import input_error
+
+    if not os.path.exists(path):
+        raise input_error(path, "the ML density weights are missing",
+                          "reinstall densrefine, or use --density iam")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            state = {k: torch.from_numpy(z[k].copy()) for k in z.files if not k.startswith("meta_")}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise input_error(path, f"the ML density weights cannot be read ({exc})",
+                          "reinstall densrefine, or use --density iam") from None
+    net = make_net()
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise input_error(path, f"the ML density weights do not fit the network ({exc})",
+                          "reinstall densrefine, or use --density iam") from None
+    return net.eval()
+
+
+def save_net(net, path: str, meta: dict | None = None) -> None:
+    """Write the weights (and a few metadata strings) as npz, atomically."""
+    import json
+
+    from ..io.atomic import atomic_path
+
+    arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+    arrays["meta_json"] = np.array(json.dumps(meta or {}))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def predict(elements, xyz, charges, net=None, bonds=None, implicit_h=None) -> np.ndarray:
+    """Δρ coefficients (N, 8) in electrons for one molecule or model (numpy).
+
+    With ``implicit_h`` (united-atom mode) the per-component total is −Q + n(implicit H):
+    the missing hydrogens' electrons are part of Δρ.
+    """
+    import torch
+
+    net = net or load_net()
+    xyz = np.asarray(xyz, np.float64)
+    bonds = bonds_from_distances(elements, xyz) if bonds is None else np.asarray(bonds)
+    comp = components_of(len(xyz), bonds)
+    q = np.asarray(charges, np.float64)
+    extra = q * 0 if implicit_h is None else np.asarray(implicit_h, np.float64)
+    target = np.bincount(comp, extra - q, comp.max() + 1) if len(comp) else np.zeros(0)
+    _, mask = ml_basis.s_exponent_table([str(e).strip().capitalize() for e in elements])
+    with torch.no_grad():
+        c = net(torch.from_numpy(features(elements, bonds, q, implicit_h)),
+                torch.as_tensor(bonds, dtype=torch.long).reshape(-1, 2),
+                torch.as_tensor(comp, dtype=torch.long), torch.as_tensor(target, dtype=torch.float32),
+                torch.as_tensor(mask, dtype=torch.float32))
+    return c.numpy().astype(np.float64)
+
+
+# ----------------------------------------------------------------------------- density model
+class _Coeffs(tuple):
+    """(a, b) Gaussian columns, plus ``delta`` = (c, w) and ``table`` for the electron path."""
+
+    delta = None
+    table = "xray"
+
+
+def coefficients(atoms, table: str = "electron"):
+    """IAM coefficients with the predicted Δρ: see the module docstring.
+
+    X-ray: (a, b) of shape (N, 5 + 8) (IAM columns then Δρ columns). Electron: the IAM
+    (a, b) of shape (N, 5) with ``.delta = (c, w)`` (N, 8) applied by `postprocess`.
+    """
+    import time
+
+    from .charges import formal_charges
+
+    t0 = time.perf_counter()
+    a, b = iam.coefficients(atoms, table)
+    el = np.array([str(e).strip().upper() for e in atoms.element])
+    q, unknown = formal_charges(atoms)
+    implicit = None if np.any(el == "H") else implicit_hydrogens(atoms)
+    if unknown:
+        warnings.warn(f"ML density: charge of {len(unknown)} residue(s) not determined, treated "
+                      f"as neutral: {', '.join(unknown[:8])}", stacklevel=2)
+    untrained = ~np.isin(el, list(TRAINED))
+    ok = ~untrained
+    c = np.zeros((len(el), ml_basis.K_S))
+    c[ok] = predict(el[ok], np.asarray(atoms.xyz)[ok], q[ok],
+                    implicit_h=None if implicit is None else implicit[ok])
+    if untrained.any():
+        warnings.warn(f"ML density: {int(untrained.sum())} atom(s) of elements not in the "
+                      f"training data ({', '.join(sorted(set(el[untrained])))}) use the IAM",
+                      stacklevel=2)
+    w, mask = ml_basis.s_widths([e.capitalize() for e in el])
+    c = c * mask
+    log.info("ML density (stage 1, s-only, %s): %d atoms, %s, formal charge %+g, ∫Δρ %+.3f e, "
+             "%.2f s", os.path.basename(WEIGHTS), len(el),
+             "explicit hydrogens" if implicit is None else
+             f"united atoms ({int(implicit.sum())} implicit H from the monomer library)",
+             q.sum(), c.sum(), time.perf_counter() - t0)
+    if table == "xray":
+        return (np.concatenate([a, c], 1), np.concatenate([b, w], 1))
+    if implicit is not None:
+        # united atoms: Δρ holds the implicit hydrogens' electrons; their nuclei (+1 each,
+        # placed on the parent atom) must enter the potential too (Mott–Bethe: Z − f_x)
+        c = np.concatenate([c, -implicit[:, None].astype(np.float64)], 1)
+        w = np.concatenate([w, np.full((len(w), 1), NUCLEUS_WIDTH)], 1)
+    out = _Coeffs((a, b))
+    out.delta, out.table = (c, w), table
+    return out
+
+
+def components(xyz, b_iso, occ, coeffs, blur=0.0):
+    """As `densrefine.density.iam.components` (the Δρ columns are ordinary Gaussians)."""
+    return iam.components(xyz, b_iso, occ, tuple(coeffs), blur)
+
+
+def postprocess(out, xyz, b_iso, occ, coeffs, frame, blur, cutoff):
+    """Electron table: add ΔV = FFT⁻¹[−C Δρ(q)/(q² + κ²)] of the Δρ Gaussians on ``frame``."""
+    import torch
+
+    from ..simulate.fourier import _s2
+    from ..simulate.frame import GridFrame
+    from ..simulate.kernel import splat
+    from ..simulate.plan import cutoff_radius
+
+    delta = getattr(coeffs, "delta", None)
+    if delta is None:
+        return out
+    c, w = (torch.as_tensor(np.asarray(v), dtype=xyz.dtype, device=xyz.device) for v in delta)
+    amp = occ[:, None] * c
+    width = w + b_iso[:, None] + blur
+    per = GridFrame(frame.shape, frame.origin, frame.steps, periodic=True)
+    radius = cutoff_radius(np.asarray(delta[0]), width.detach().cpu().double().numpy(),
+                           cutoff)
+    rho = splat(xyz, amp, width, per, radius=radius, cutoff=cutoff)
+    s2 = _s2(tuple(rho.shape), per.cell_matrix, rho.device, rho.dtype)
+    kern = -MOTT_BETHE_C / (s2 + 1.0 / SCREENING_LENGTH ** 2)
+    dv = torch.fft.irfftn(torch.fft.rfftn(rho, dim=(0, 1, 2)) * kern, s=rho.shape,
+                          dim=(0, 1, 2))
+    return out + dv.to(out.dtype)
+
+
+def gaussian_set(model, table: str = "electron", blur: float = 0.0):
+    """X-ray: IAM + Δρ Gaussians as a `GaussianSet`; electron: the IAM part only."""
+    from ..types import GaussianSet
+
+    a, b = coefficients(model.atoms, "xray" if table == "xray" else table)
+    a, b = np.asarray(a), np.asarray(b)
+    n, k = a.shape
+    occ = np.asarray(model.atoms.occ)[:, None]
+    return GaussianSet(np.repeat(np.asarray(model.atoms.xyz), k, 0), (occ * a).ravel(),
+                       (b + np.asarray(model.atoms.b_iso)[:, None] + blur).ravel(),
+                       np.repeat(np.arange(n), k))
+
+
+def pair_metric(alpha_i, alpha_j, r, blur: float = 0.0):
+    """Blurred Coulomb metric of unit s Gaussians (torch): erf(√p r)/r, p from α' = 4π²/(4π²/α + B)."""
+    import torch
+
+    ai = 4 * math.pi ** 2 / (4 * math.pi ** 2 / alpha_i + blur)
+    aj = 4 * math.pi ** 2 / (4 * math.pi ** 2 / alpha_j + blur)
+    p = ai * aj / (ai + aj)
+    small = r < 1e-6
+    rs = torch.where(small, torch.ones_like(r), r)
+    return torch.where(small, 2 * torch.sqrt(p / math.pi), torch.erf(torch.sqrt(p) * rs) / rs)

@@ -1,0 +1,108 @@
+"""The learned deformation density (densrefine.density.ml) and formal charges."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import densrefine as dr
+from densrefine.build import ideal_peptide
+from densrefine.density import charges, ml, ml_basis
+from densrefine.errors import InputError
+from densrefine.scattering import tables
+
+
+@pytest.mark.parametrize("el,z", [("C", 6), ("N", 7), ("O", 8), ("S", 16)])
+def test_mott_bethe_constant_links_our_xray_and_electron_tables(el, z):
+    """f_e(q) = C (Z − f_x(q))/q² with q = 1/d: the constant and convention of `postprocess`."""
+    ax, bx = tables.coefficients([el], None, "xray")
+    ae, be = tables.coefficients([el], None, "electron")
+    for q in (0.3, 0.6, 1.0, 1.5):
+        fx = (ax[0] * np.exp(-bx[0] * q * q / 4)).sum()
+        fe = (ae[0] * np.exp(-be[0] * q * q / 4)).sum()
+        assert ml.MOTT_BETHE_C * (z - fx) / q**2 == pytest.approx(fe, rel=5e-3)
+
+
+def _carboxylate():
+    el = np.array(["C", "C", "O", "O", "H", "H", "H"])
+    xyz = np.array([[0, 0, 0], [1.52, 0, 0], [2.14, 1.08, 0], [2.14, -1.08, 0],
+                    [-0.38, 1.02, 0], [-0.38, -0.51, 0.88], [-0.38, -0.51, -0.88]], float)
+    return el, xyz
+
+
+def test_charge_feature_does_not_depend_on_which_oxygen_carries_it():
+    el, xyz = _carboxylate()
+    bonds = ml.bonds_from_distances(el, xyz)
+    assert len(bonds) == 6
+    f1 = ml.features(el, bonds, [0, 0, 0, -1, 0, 0, 0])
+    f2 = ml.features(el, bonds, [0, 0, -0.5, -0.5, 0, 0, 0])
+    assert np.allclose(f1, f2)
+    assert f1[2, -4] == -1 and f1[1, -4] == -1          # both O and the carboxyl C see −1
+
+
+def test_total_charge_is_conserved_exactly_per_component():
+    torch.manual_seed(0)
+    net = ml.make_net()
+    el, xyz = _carboxylate()
+    ion_el = np.concatenate([el, ["NA"]])
+    ion_xyz = np.concatenate([xyz, [[10.0, 0, 0]]])
+    q = np.array([0, 0, -0.5, -0.5, 0, 0, 0, 1.0])
+    c = ml.predict(ion_el, ion_xyz, q, net=net)
+    assert c[:7].sum() == pytest.approx(1.0, abs=1e-5)    # acetate: ∫Δρ = −Q = +1 e
+    assert c[7].sum() == pytest.approx(-1.0, abs=1e-5)    # Na+
+    assert np.all(c[4:7, 4:] == 0)                         # H has 4 functions
+    imp = np.array([3, 0, 0, 0, 0, 0, 0, 0])
+    c2 = ml.predict(ion_el, ion_xyz, q, net=net, implicit_h=imp)
+    assert c2[:7].sum() == pytest.approx(1.0 + 3, abs=1e-5)
+
+
+def test_weights_round_trip_and_bad_files(tmp_path):
+    torch.manual_seed(1)
+    net = ml.make_net()
+    p = tmp_path / "w.npz"
+    ml.save_net(net, str(p), {"note": "test"})
+    net2 = ml.load_net(str(p))
+    el, xyz = _carboxylate()
+    q = [0, 0, 0, -1, 0, 0, 0]
+    assert np.allclose(ml.predict(el, xyz, q, net=net), ml.predict(el, xyz, q, net=net2))
+    with pytest.raises(InputError, match="missing"):
+        ml.load_net(str(tmp_path / "absent.npz"))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(InputError, match="cannot be read"):
+        ml.load_net(str(bad))
+
+
+def test_potential_of_extra_electrons_is_negative_and_screened():
+    """ΔV = −C Δρ/(q²+κ²): extra electrons lower the potential; its integral is −C·N·λ²."""
+    from densrefine.simulate import GridFrame
+
+    fr = GridFrame.box((48, 48, 48), 0.5, origin=(-12.0, -12.0, -12.0), periodic=True)
+    xyz = torch.zeros(1, 3, dtype=torch.float64)
+    c = np.zeros((1, 8))
+    c[0, 5] = 1.0                                           # one electron, σ ≈ 0.7 Å
+    w, _ = ml_basis.s_widths(["C"])
+    co = ml._Coeffs((np.zeros((1, 5)), np.ones((1, 5))))
+    co.delta = (c, w)
+    out = ml.postprocess(torch.zeros(48, 48, 48, dtype=torch.float64), xyz,
+                         torch.tensor([20.0], dtype=torch.float64),
+                         torch.ones(1, dtype=torch.float64), co, fr, 0.0, 1e-7)
+    assert float(out[24, 24, 24]) < 0
+    total = float(out.sum()) * 0.5**3
+    assert total == pytest.approx(-ml.MOTT_BETHE_C * ml.SCREENING_LENGTH**2, rel=1e-3)
+
+
+def test_formal_charges_and_implicit_hydrogens_of_a_peptide():
+    m = ideal_peptide("AEKG")
+    q, unknown = charges.formal_charges(m.atoms)
+    assert unknown == []
+    names = np.char.strip(m.atoms.atom_name.astype(str))
+    by_res = {r: q[m.atoms.res_name == r].sum() for r in ("GLU", "LYS")}
+    assert by_res == pytest.approx({"GLU": -1, "LYS": 1})
+    n_term = (m.atoms.res_name == "ALA") & (names == "N")
+    assert q[n_term][0] == 1.0
+    assert q.sum() == pytest.approx(1 - ("OXT" in set(names)))
+    h = ml.implicit_hydrogens(m.atoms)
+    ala = m.atoms.res_name == "ALA"
+    assert h[ala & (names == "CB")][0] == 3 and h[ala & (names == "CA")][0] == 1
+    assert h[(m.atoms.res_name == "LYS") & (names == "NZ")][0] == 3
