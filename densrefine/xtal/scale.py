@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 log = logging.getLogger("densrefine")
-import os
-TRS=os.environ.get("TRS","exact")
 
 
 def resolution_bins(s2, n_bins: int | None = None, min_per_bin: int = 100) -> np.ndarray:
@@ -170,7 +168,9 @@ def fit_scales(fo, fc, fm, hkl, cell, spacegroup, work, *, bins=None) -> ScaleRe
         a0 = np.abs(c + ks0 * np.exp(-bs0 * ss / 4) * m)
         k0 = (o * a0).sum() / max((a0 * a0).sum(), 1e-30)
         p0 = np.array([math.log(k0), ks0, bs0, 0, 0, 0, 0, 0, 0])
-        res = least_squares(resid, p0, jac=jac, bounds=bounds, x_scale="jac", tr_solver=TRS)
+        # lsmr: no SVD of the (n, 9) Jacobian per step (0.07 s each for 3IO0 here); same
+        # minimum (cost equal to 1e-9 relative on 3IO0)
+        res = least_squares(resid, p0, jac=jac, bounds=bounds, x_scale="jac", tr_solver="lsmr")
         if best is None or res.cost < best.cost:
             best = res
     p = best.x

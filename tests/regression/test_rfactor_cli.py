@@ -1,0 +1,125 @@
+"""`densrefine rfactor` end to end: the JSON contract and every bad input giving exit
+code 2 with a one-line message (no traceback, inputs untouched). Real CLI in a subprocess."""
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import require_data
+from tests.regression.test_cli_bad_input import assert_clean_error, run_cli
+
+KEYS = ("r_work", "r_free", "k_sol", "b_sol", "n_work", "n_free", "shells")
+SHELL_KEYS = ("d_max", "d_min", "n_work", "n_free", "r_work", "r_free")
+
+
+@pytest.fixture(scope="module")
+def e5z():
+    return require_data("5e5z", "5e5z.pdb.gz"), require_data("5e5z", "5e5z.mtz.gz")
+
+
+def test_json_5e5z(tmp_path, e5z):
+    out = tmp_path / "r.json"
+    p = run_cli("rfactor", *e5z, "--json", out)
+    assert p.returncode == 0, p.stderr
+    assert "R-work" in p.stdout and "R-free" in p.stdout
+    d = json.loads(out.read_text())
+    for k in KEYS:
+        assert k in d, k
+    assert 0.16 < d["r_work"] < 0.19 and 0.18 < d["r_free"] < 0.22   # cctbx 0.1706 / 0.1952
+    assert d["n_free"] == 18 and d["n_work"] == 385
+    assert d["free_problem"] is None
+    assert len(d["shells"]) >= 1
+    for s in d["shells"]:
+        for k in SHELL_KEYS:
+            assert k in s
+    assert sum(s["n_work"] for s in d["shells"]) == d["n_work"]
+    assert (tmp_path / "r.log").exists()                  # log next to the JSON
+
+
+def test_json_5a3h_free_null(tmp_path):
+    out = tmp_path / "a.json"
+    p = run_cli("rfactor", require_data("5a3h", "5a3h.pdb.gz"),
+                require_data("5a3h", "5a3h_sigmaa.mtz"), "--json", out)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["r_free"] is None and d["n_free"] == 0
+    assert d["free_problem"]
+    assert abs(d["r_work"] - 0.144) <= 0.015                # header R-work
+    assert "n/a" in p.stdout
+
+
+def test_cell_mismatch(e5z):
+    p = run_cli("rfactor", e5z[0], require_data("3io0", "3io0-sf.mtz"))
+    assert_clean_error(p, "5e5z.pdb.gz", "cell", "9.64", "173.41")
+
+
+def test_space_group_mismatch(tmp_path, e5z):
+    import gemmi
+
+    st = gemmi.read_structure(str(e5z[0]))
+    st.spacegroup_hm = "P 1"
+    model = tmp_path / "p1.pdb"
+    st.write_pdb(str(model))
+    p = run_cli("rfactor", model, e5z[1])
+    assert_clean_error(p, "p1.pdb", "space group", "P 1", "P 1 21 1")
+
+
+def test_missing_data(tmp_path, e5z):
+    p = run_cli("rfactor", e5z[0], tmp_path / "nope.mtz")
+    assert_clean_error(p, "nope.mtz")
+
+
+def _mtz_without_observations(path, e5z):
+    """An MTZ with the 5E5Z cell: H K L, a phase and a free flag, but no F or I."""
+    import gemmi
+
+    src = gemmi.read_mtz_file(str(e5z[1]))
+    mtz = gemmi.Mtz(with_base=True)
+    mtz.spacegroup, mtz.cell = src.spacegroup, src.cell
+    mtz.add_dataset("x")
+    mtz.add_column("FREE", "I")
+    mtz.add_column("PHI", "P")
+    data = np.array(src, copy=True)
+    hkl = data[:, :3]
+    mtz.set_data(np.column_stack([hkl, np.zeros(len(hkl)), np.zeros(len(hkl))]).astype(np.float32))
+    mtz.write_to_file(str(path))
+
+
+def test_mtz_without_amplitudes_or_intensities(tmp_path, e5z):
+    bad = tmp_path / "nof.mtz"
+    _mtz_without_observations(bad, e5z)
+    p = run_cli("rfactor", e5z[0], bad)
+    assert_clean_error(p, "nof.mtz")
+    assert "ampl" in p.stderr.lower() or "intens" in p.stderr.lower()
+
+
+def test_labin_missing_column(e5z):
+    p = run_cli("rfactor", *e5z, "--labin", "FOO,SIGFOO")
+    assert_clean_error(p, "5e5z.mtz.gz", "FOO")
+
+
+@pytest.mark.parametrize("args,words", [(("-d", "0.8"), ("d_min", "1.66")),
+                                        (("-d", "-2"), ("-2",)),
+                                        (("-d", "0"), ("d-min",))])
+def test_bad_resolution(args, words, e5z):
+    p = run_cli("rfactor", *e5z, *args)
+    assert_clean_error(p, *words)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_json_never_overwrites_an_input(tmp_path, e5z, which):
+    copies = []
+    for src in e5z:                                       # work on copies, never shared data
+        dst = tmp_path / src.name
+        shutil.copyfile(src, dst)
+        copies.append(dst)
+    before = copies[which].read_bytes()
+    p = run_cli("rfactor", *copies, "--json", copies[which])
+    assert_clean_error(p, copies[which].name, "overwrite")
+    assert copies[which].read_bytes() == before
+    with gzip.open(copies[which]) as f:                   # still a valid gzip file
+        assert f.read(10)
