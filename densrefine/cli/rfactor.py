@@ -46,14 +46,17 @@ def main(args):
     from ..xtal import rfactor
     from . import _common
 
-    if args.json:
-        check_output_path(args.json, inputs=[args.model, args.data])
-        _common.start_file_log(os.path.splitext(args.json)[0] + ".log")
+    from ..errors import input_error
+
     for name, v in (("--d-min", args.d_min), ("--d-max", args.d_max)):
         if v is not None and not v > 0:
-            from ..errors import input_error
-            raise input_error(args.data, f"{name} {v} is not a positive resolution in Å",
+            raise input_error(name, f"{v} is not a positive resolution in Å",
                               f"give {name} in Å, e.g. 2.5")
+    if args.json:
+        log_path = os.path.splitext(args.json)[0] + ".log"
+        for path in (args.json, log_path):
+            check_output_path(path, inputs=[args.model, args.data])
+        _common.start_file_log(log_path)
     model = read_model(args.model)
     rep = rfactor(model, args.data, labin=args.labin, d_min=args.d_min, d_max=args.d_max,
                   free_flag=args.free_flag)

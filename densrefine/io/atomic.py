@@ -24,16 +24,16 @@ def check_output_path(path, inputs=()) -> str:
     for inp in inputs:
         if inp is not None and os.path.exists(inp) and os.path.realpath(os.fspath(inp)) == ap:
             raise input_error(path, "output would overwrite an input file",
-                              "choose another output name with -o")
+                              "choose another output name")
     d = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(d, exist_ok=True)
     except OSError as exc:
         raise input_error(path, f"cannot create the output folder {d} ({exc.strerror})",
-                          "choose a writable location with -o") from None
+                          "choose a writable output location") from None
     if not os.access(d, os.W_OK):
         raise input_error(path, f"output folder {d} is not writable",
-                          "choose a writable location with -o")
+                          "choose a writable output location")
     return path
 
 
