@@ -20,7 +20,9 @@ densrefine: `python -m densrefine fit START MAP -d D -o PREFIX` (defaults + --fi
 Both outputs are scored by the same independent scripts, each in its own process:
 CC_mask by cctbx (`cctbx_map_model_cc.py`), bond/angle RMSD by cctbx restraints
 (`cctbx_geometry.py`), RMSD to truth (non-H, matched atoms) here. Wall time is the
-whole command (start-up, I/O and refinement; scoring excluded). Results are cached
+whole command (start-up, I/O and refinement; scoring excluded); CPU s = user + sys of
+that command and its children (load-independent, unlike wall time on a shared machine);
+load = the 1-minute load average when it started. Results are cached
 per case and tool as JSON in --workdir (--force recomputes).
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -88,6 +91,11 @@ def score(model, emap, d, truth):
             "rmsd_to_truth": fr.rmsd_to(truth, model) if truth else None}
 
 
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def one(case, tool, a):
     cache = os.path.join(a.workdir, f"{case}_{tool}.json")
     if os.path.exists(cache) and not a.force:
@@ -100,11 +108,12 @@ def one(case, tool, a):
     if a.dry_run:
         return row
     wd = os.path.join(a.workdir, f"{case}_{tool}")
+    row["load"], c0 = os.getloadavg()[0], _child_cpu()
     if tool == "servalcat":
         out, secs, info = run_servalcat(start, emap, d, truth, wd)
     else:
         out, secs, info = run_ours(start, emap, d, wd, a.fit_args)
-    row.update(seconds=secs, output=out, info=info,
+    row.update(seconds=secs, cpu_s=_child_cpu() - c0, output=out, info=info,
                after=score(out, emap, d, truth or start))
     with open(cache, "w") as f:
         json.dump(row, f, indent=1)
@@ -116,16 +125,22 @@ def fmt(v, nd=3):
 
 
 def markdown(rows):
-    lines = ["| case | tool | wall s | ours/servalcat time | CC_mask (cctbx) before → after "
-             "| RMSD to truth Å before → after | bond Å / angle ° after (cctbx) |",
-             "|---" * 7 + "|"]
+    lines = ["| case | tool | wall s | CPU s | load | ours/servalcat wall (CPU) "
+             "| CC_mask (cctbx) before → after | RMSD to truth Å before → after "
+             "| bond Å / angle ° after (cctbx) |",
+             "|---" * 9 + "|"]
     wall = {(r["case"], r["tool"]): r.get("seconds") for r in rows}
+    cpu = {(r["case"], r["tool"]): r.get("cpu_s") for r in rows}
     for r in rows:
         b, f = r["before"], r.get("after", {})
         ws, wo = wall.get((r["case"], "servalcat")), wall.get((r["case"], "densrefine"))
         ratio = wo / ws if (r["tool"] == "densrefine" and ws and wo) else None
+        cs, co = cpu.get((r["case"], "servalcat")), cpu.get((r["case"], "densrefine"))
+        cratio = co / cs if (r["tool"] == "densrefine" and cs and co) else None
+        ratios = "–" if ratio is None else f"{ratio:.2f} ({fmt(cratio, 2)})"
         lines.append(
-            f"| {r['case']} | {r['tool']} | {fmt(r.get('seconds'), 1)} | {fmt(ratio, 2)} | "
+            f"| {r['case']} | {r['tool']} | {fmt(r.get('seconds'), 1)} | "
+            f"{fmt(r.get('cpu_s'), 1)} | {fmt(r.get('load'), 1)} | {ratios} | "
             f"{fmt(b['cc_mask'], 4)} → {fmt(f.get('cc_mask'), 4)} | "
             f"{fmt(b['rmsd_to_truth'])} → {fmt(f.get('rmsd_to_truth'))} | "
             f"{fmt(f.get('bond_rmsd'), 4)} / {fmt(f.get('angle_rmsd'), 2)} |")

@@ -24,6 +24,11 @@ from ..types import Grid
 
 log = logging.getLogger("densrefine")
 
+CUTOFF = 1e-5
+"""Density level (table units) where each atom's cube ends in the map term's model map."""
+GAUSS_TOL = 1e-3
+"""Largest relative error of a compressed form factor for s ≤ 1/d (see `compress_gaussians`)."""
+
 
 def sub_box(emap: Grid, xyz, margin: float) -> tuple[Grid, tuple]:
     """Cut ``emap`` to the bounding box of ``xyz`` plus ``margin`` Å (clipped to the map).
@@ -52,6 +57,93 @@ def sub_box(emap: Grid, xyz, margin: float) -> tuple[Grid, tuple]:
                emap.space_group, emap.full_shape, np.asarray(emap.start) + i0,
                path=emap.path)
     return sub, sl
+
+
+def gauss_nodes(a, b, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n-node Gauss quadrature of the discrete measure Σ_k a_k δ(w − b_k), a_k > 0.
+
+    Golub–Welsch: the Jacobi matrix of the measure's monic orthogonal polynomials
+    (Stieltjes recurrence, exact for a discrete measure) has the nodes as eigenvalues
+    and the weights as a_tot × (first eigenvector component)². The n Gaussians
+    (weights, nodes) reproduce the moments Σ a_k b_k^m for m < 2n, so
+    Σ_k a_k exp(−(b_k + B) s²/4) is matched up to a term of order (s²/4)^{2n}
+    for any B (Golub & Welsch 1969, Math. Comp. 23, 221).
+
+    Returns
+    -------
+    weights, nodes : ndarray, shape (n,)
+        Amplitudes and widths (Å²).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    mean = np.average(b, weights=a)
+    scale = float(np.sqrt(np.average((b - mean) ** 2, weights=a))) or 1.0
+    x = (b - mean) / scale
+    p_prev, p, nrm_prev = np.zeros_like(x), np.ones_like(x), 1.0
+    alpha, beta = [], []
+    for j in range(n):
+        nrm = float(np.sum(a * p * p))
+        alpha.append(float(np.sum(a * x * p * p)) / nrm)
+        beta.append(nrm / nrm_prev)
+        p_prev, p, nrm_prev = p, (x - alpha[-1]) * p - (beta[-1] if j else 0.0) * p_prev, nrm
+    off = np.sqrt(beta[1:])
+    nodes, vec = np.linalg.eigh(np.diag(alpha) + np.diag(off, 1) + np.diag(off, -1))
+    return a.sum() * vec[0] ** 2, nodes * scale + mean
+
+
+def compress_gaussians(a, b, d: float, tol: float = GAUSS_TOL):
+    """Fewer Gaussians per atom type, as sites of 2 Gaussians each.
+
+    Each distinct row (a, b) of K table Gaussians is replaced by the fewest Gauss
+    quadrature nodes (`gauss_nodes`) whose form factor Σ a exp(−b s²/4) stays within
+    ``tol`` (relative) of the table's for s ≤ 1/d — the band the map term sees; rows
+    with a non-positive amplitude, or needing all K, keep the table's Gaussians. The
+    nodes are split over ⌈n/2⌉ sites of 2 Gaussians at the atom's position (a
+    zero-amplitude pad fills an odd n). At 3.2 Å C, N, O, S take 2 nodes (one site:
+    errors ≤ 7e-4) and Fe 3 (two sites), against 5 Gaussians per atom; on 5NI1 the
+    map term's forward + backward took ~20 % less time (the window scatter/gather, which
+    does not depend on the number of Gaussians, is the rest).
+
+    Parameters
+    ----------
+    a, b : ndarray, shape (N, K)
+        Table amplitudes and widths (Å²).
+    d : float
+        Resolution (Å).
+
+    Returns
+    -------
+    site_atom : ndarray, shape (S,), int64
+        Row of ``a`` each site belongs to.
+    a2, b2 : ndarray, shape (S, 2)
+        Site amplitudes and widths (Å²).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    rows, inverse = np.unique(np.concatenate([a, b], 1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    s2 = np.linspace(0.0, 1.0 / d**2, 64) / 4.0
+    per_row = [_compress_row(r[:a.shape[1]], r[a.shape[1]:], s2, tol) for r in rows]
+    site_atom, a2, b2 = [], [], []
+    for i, (ra, rb) in enumerate(per_row):
+        atoms = np.flatnonzero(inverse == i)
+        for k in range(0, len(ra), 2):
+            pa, pb = np.zeros(2), np.full(2, float(rb[k]))
+            pa[:len(ra[k:k + 2])], pb[:len(rb[k:k + 2])] = ra[k:k + 2], rb[k:k + 2]
+            site_atom.append(atoms)
+            a2.append(np.repeat(pa[None], len(atoms), 0))
+            b2.append(np.repeat(pb[None], len(atoms), 0))
+    order = np.argsort(np.concatenate(site_atom), kind="stable")
+    return (np.concatenate(site_atom)[order], np.concatenate(a2)[order],
+            np.concatenate(b2)[order])
+
+
+def _compress_row(a, b, s2, tol):
+    ref = np.exp(-np.outer(s2, b)) @ a
+    if np.all(a > 0):
+        for n in range(1, len(a)):
+            w, x = gauss_nodes(a, b, n)
+            if np.max(np.abs(np.exp(-np.outer(s2, x)) @ w - ref) / np.abs(ref)) <= tol:
+                return w, x  # nodes lie within [min b, max b]: widths stay valid
+    return a, b
 
 
 class MapTerm:
@@ -94,14 +186,19 @@ class MapTerm:
             raise input_error(emap.path, "no atom with occupancy > 0 lies inside the map",
                               "check that model and map belong together")
         kw = {"device": device, "dtype": dtype}
-        self.coeffs = tuple(torch.as_tensor(np.asarray(c)[self.atoms], **kw) for c in coeffs)
+        a, b = (np.asarray(c)[self.atoms] for c in coeffs)
+        site, a2, b2 = compress_gaussians(a, b, self.d)
+        self.sites = torch.as_tensor(self.atoms[site], device=device)  # model index per site
+        self.coeffs = tuple(torch.as_tensor(c, **kw) for c in (a2, b2))
         self.exp0 = torch.as_tensor(np.array(self.grid.values), **kw)
         self.exp0 = self.exp0 - self.exp0.mean()
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
         self.cur_frame, self.stride = self.frame, 1
-        log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0)",
+        log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0); "
+                 "%d×%d table Gaussians compressed to %d sites × 2 (Gauss quadrature, form "
+                 "factors within %.0e to 1/d)",
                  "-CC" if cfg.target == "cc" else "normalised least squares with fitted scale",
-                 len(self.atoms), len(xyz))
+                 len(self.atoms), len(xyz), len(a), a.shape[1], len(site), GAUSS_TOL)
 
     def prepare(self, xyz, b_iso, factor: float) -> None:
         """Set blur B = 4 d² · ``factor`` (Å²), blur the experimental map by B − 4 d², new mask."""
@@ -135,13 +232,13 @@ class MapTerm:
 
     def model_map(self, xyz, b_iso, occ, fourier: bool = False):
         """Model map on the sub-box from full-model tensors (N, 3), (N,), (N,)."""
-        sel = self.atoms
+        sel = self.sites
         if fourier:
             nb = refmac_blur(float(b_iso[sel].detach().min()), float(self.frame.voxel_size.max()))
             return simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.frame,
-                                   blur=nb, method="fourier", d_min=self.d)
+                                   blur=nb, method="fourier", d_min=self.d, cutoff=CUTOFF)
         return simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
-                               blur=self.blur, method="blur")
+                               blur=self.blur, method="blur", cutoff=CUTOFF)
 
     def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
         """Map target (0-d tensor): −CC over the mask, or Σ(e − k m)²/Σe² (k fitted).

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 
+HISTORY = 10
+"""L-BFGS memory (pairs of steps and gradient changes)."""
+
 
 class NonFiniteError(RuntimeError):
     """NaN or infinity in the target or its gradient."""
 
 
-def minimise(param, fn, iterations: int, history: int = 10) -> float:
+def minimise(param, fn, iterations: int, history: int | None = None) -> float:
     """Minimise ``fn()`` over the leaf tensor ``param`` with L-BFGS (strong Wolfe).
 
     Parameters
@@ -41,7 +44,8 @@ def minimise(param, fn, iterations: int, history: int = 10) -> float:
         with torch.no_grad():
             return float(fn())
     best = {"x": param.detach().clone(), "f": math.inf}
-    opt = torch.optim.LBFGS([param], lr=1.0, max_iter=iterations, history_size=history,
+    opt = torch.optim.LBFGS([param], lr=1.0, max_iter=iterations,
+                            history_size=history or HISTORY,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-10,
                             tolerance_change=1e-12)
 

@@ -231,15 +231,21 @@ def _all_batches(cp):
             yield klass, batch
 
 
-def cells_forward(centres, amp, width, plan, consts):
-    """Density (nz, ny, nx) of the fast-path atoms (a new tensor)."""
+def cells_forward(centres, amp, width, plan, consts, keep=None):
+    """Density (nz, ny, nx) of the fast-path atoms (a new tensor).
+
+    ``keep``: a list that receives each batch's factors (for `cells_backward`, which
+    then skips recomputing them; a few bytes per atom·component·window voxel row).
+    """
     cp = plan.cells
     ws = Workspace(amp.dtype, amp.device)
     acc = amp.new_zeros(int(np.prod(cp.nblocks) * np.prod(cp.cell)))
     for klass, batch in _all_batches(cp):
         idx = _tensors(batch, plan, amp.device)["idx"]
-        gz, gy, gx, _ = _factors(centres[idx], amp[idx], width[idx], batch,
-                                 klass.nbw * cp.cell, plan, consts)
+        gz, gy, gx, aux = _factors(centres[idx], amp[idx], width[idx], batch,
+                                   klass.nbw * cp.cell, plan, consts)
+        if keep is not None:
+            keep.append((gz, gy, gx, aux))
         b, wz, m = gz.shape
         wy, wx = gy.shape[1], gx.shape[2]
         prod = ws.get("prod", (b, wz, wy, m))
@@ -251,17 +257,23 @@ def cells_forward(centres, amp, width, plan, consts):
     return _padded_to_grid(acc, plan)
 
 
-def cells_backward(grads, grad, centres, amp, width, plan, consts):
-    """Accumulate d(loss)/d(centres, amp, width) of the fast-path atoms into ``grads``."""
+def cells_backward(grads, grad, centres, amp, width, plan, consts, kept=None):
+    """Accumulate d(loss)/d(centres, amp, width) of the fast-path atoms into ``grads``.
+
+    ``kept``: the factors `cells_forward` kept, else they are recomputed.
+    """
     cp = plan.cells
     ws = Workspace(grad.dtype, grad.device)
     gblk = _grid_to_blocks(grad, plan)
-    for klass, batch in _all_batches(cp):
+    for n, (klass, batch) in enumerate(_all_batches(cp)):
         t = _tensors(batch, plan, grad.device)
         idx = t["idx"]
         a_b, w_b = amp[idx], width[idx]
-        gz, gy, gx, aux = _factors(centres[idx], a_b, w_b, batch, klass.nbw * cp.cell, plan,
-                                   consts)
+        if kept:
+            gz, gy, gx, aux = kept[n]
+        else:
+            gz, gy, gx, aux = _factors(centres[idx], a_b, w_b, batch, klass.nbw * cp.cell,
+                                       plan, consts)
         b, wz, m = gz.shape
         wy, wx = gy.shape[1], gx.shape[2]
         g = ws.get("g", (b, wz * wy, wx))

@@ -77,8 +77,10 @@ class _Splat(torch.autograd.Function):
     @staticmethod
     def forward(ctx, centres, amp, width, plan):
         consts = _consts(plan, centres)
+        # keep the fast path's 1-D factors for the backward pass when one will follow
+        ctx.kept = [] if plan.cells is not None and any(ctx.needs_input_grad[:3]) else None
         if plan.cells is not None:
-            out = cells_forward(centres, amp, width, plan, consts)
+            out = cells_forward(centres, amp, width, plan, consts, ctx.kept)
         else:
             out = torch.zeros(plan.frame.shape, dtype=amp.dtype, device=amp.device)
         boxes_forward(out, centres, amp, width, plan, consts)
@@ -95,7 +97,8 @@ class _Splat(torch.autograd.Function):
         consts = _consts(plan, centres)
         grad = grad.contiguous()
         if plan.cells is not None:
-            cells_backward(grads, grad, centres, amp, width, plan, consts)
+            cells_backward(grads, grad, centres, amp, width, plan, consts, ctx.kept)
+        ctx.kept = None
         boxes_backward(grads, grad, centres, amp, width, plan, consts)
         needs = ctx.needs_input_grad
         return tuple(g if n else None for g, n in zip(grads, needs[:3])) + (None,)

@@ -86,6 +86,10 @@ def make_boxes(u: np.ndarray, radius: np.ndarray, frame) -> Boxes:
     return Boxes(anchor, half, keep)
 
 
+SIZE_RATIO = 1.5
+"""Cells whose atom counts differ by less than this factor share batches (padding vs calls)."""
+
+
 @dataclass
 class CellBatch:
     """Atoms of a few cells of one window class, laid out as (cells, slots) for one matmul."""
@@ -176,7 +180,7 @@ def _batches(atoms, c, offset, nblocks, nbw, slots_per_batch):
     within = np.arange(len(order)) - first[cell_of]
     # cells of similar size (within ~15 %) go together; inside a size class they stay in
     # grid order, so a batch's windows land close together in the accumulator
-    bucket = np.floor(np.log(count) / np.log(1.15)).astype(np.int64)
+    bucket = np.floor(np.log(count) / np.log(SIZE_RATIO)).astype(np.int64)
     by_size = np.argsort(-bucket, kind="stable")
     rank = np.empty_like(by_size)
     rank[by_size] = np.arange(len(by_size))
