@@ -85,6 +85,9 @@ def add_args(p) -> None:
                    "coordinate stages: -CC or least squares with a fitted scale (default: "
                    "lsq, measured to converge further)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--density", choices=["iam", "ml"],
+                   help="density model of the model map: independent atoms, or IAM plus the "
+                        "learned deformation density (default: iam)")
     x = p.add_argument_group("X-ray data")
     x.add_argument("--labin", metavar="COLS", help='reflection columns, e.g. "FP,SIGFP,FreeR_flag" '
                    "(default: chosen automatically)")
@@ -110,7 +113,9 @@ def _overrides(args) -> dict:
     if w:
         cfg["weights"] = w
     if args.target:
-        cfg["map"] = {"target": args.target}
+        cfg.setdefault("map", {})["target"] = args.target
+    if getattr(args, "density", None):
+        cfg.setdefault("map", {})["density"] = args.density
     return cfg
 
 

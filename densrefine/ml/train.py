@@ -109,16 +109,45 @@ def make_sample(frag, united: bool):
             "split": str(frag["split"]), "charge": int(frag["charge"])}
 
 
-def sample_loss(net, s, per_blur=False):
-    """Relative Coulomb-metric errors (one per blur) of the network on sample ``s``."""
+def collate(samples):
+    """One block-diagonal graph for a list of samples (a single network call per batch)."""
     import torch
 
-    c = net(s["feat"], s["bonds"], s["comp"], s["target_q"], s["mask"])
-    p = torch.zeros_like(s["t"])
-    p[:s["n_base"]] = c.reshape(-1)[s["sel"]]
-    e = p - s["t"]
-    errs = [(e @ j @ e) / n for j, n in zip(s["J"], s["norms"])]
-    return errs if per_blur else sum(errs) / len(errs)
+    feats, bonds, comps, tq, masks, rows = [], [], [], [], [], []
+    n = c = 0
+    for s in samples:
+        m = len(s["feat"])
+        feats.append(s["feat"])
+        bonds.append(s["bonds"] + n)
+        comps.append(s["comp"] + c)
+        tq.append(s["target_q"])
+        masks.append(s["mask"])
+        rows.append((n, n + m))
+        n += m
+        c += len(s["target_q"])
+    return (torch.cat(feats), torch.cat(bonds), torch.cat(comps), torch.cat(tq),
+            torch.cat(masks)), rows
+
+
+def batch_losses(net, samples, per_blur=False):
+    """Relative Coulomb-metric errors of the network on each sample (list)."""
+    import torch
+
+    args, rows = collate(samples)
+    c_all = net(*args)
+    out = []
+    for s, (lo, hi) in zip(samples, rows):
+        p = torch.zeros_like(s["t"])
+        p[:s["n_base"]] = c_all[lo:hi].reshape(-1)[s["sel"]]
+        e = p - s["t"]
+        errs = [(e @ j @ e) / n for j, n in zip(s["J"], s["norms"])]
+        out.append(errs if per_blur else sum(errs) / len(errs))
+    return out
+
+
+def sample_loss(net, s, per_blur=False):
+    """Relative Coulomb-metric errors (one per blur) of the network on sample ``s``."""
+    return batch_losses(net, [s], per_blur)[0]
 
 
 def iam_error(s):
@@ -143,14 +172,14 @@ def train(samples, epochs=300, lr=3e-3, seed=0, batch=16):
         order = rng.permutation(len(tr))
         for k in range(0, len(order), batch):
             opt.zero_grad()
-            loss = sum(sample_loss(net, tr[i]) for i in order[k:k + batch]) / batch
+            loss = sum(batch_losses(net, [tr[i] for i in order[k:k + batch]])) / batch
             loss.backward()
             opt.step()
         sched.step()
         if ep % 10 == 9 or ep == epochs - 1:
             net.eval()
             with torch.no_grad():
-                vl = float(np.mean([float(sample_loss(net, s)) for s in (va or tr)]))
+                vl = float(np.mean([float(x) for x in batch_losses(net, va or tr)]))
             hist.append((ep + 1, vl))
             log.info("epoch %d: validation relative error %.4f", ep + 1, vl)
             if vl < best:
@@ -167,7 +196,7 @@ def report(net, samples) -> dict:
     rows = {}
     with torch.no_grad():
         for s in samples:
-            ml = [float(x) for x in sample_loss(net, s, per_blur=True)]
+            ml = [float(x) for x in sample_loss(net, s, per_blur=True)]  # noqa: per sample
             key = (s["split"], "united" if s["united"] else "explicit",
                    "charged" if s["charge"] else "neutral")
             rows.setdefault(key, []).append((ml, iam_error(s)))

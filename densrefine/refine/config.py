@@ -43,6 +43,9 @@ class MapConfig:
         (`densrefine.scoring.masks.atom_radius`).
     table : {"electron", "xray"}
         Scattering table of the model map.
+    density : {"iam", "ml"}
+        Density model of the model map (`densrefine.density`): independent atoms, or IAM
+        plus the learned deformation density (predicted once from the starting model).
     """
 
     target: str = "lsq"
@@ -51,6 +54,7 @@ class MapConfig:
     margin: float = 6.0
     mask_radius: float | None = None
     table: str = "electron"
+    density: str = "iam"
 
 
 @dataclass
@@ -203,6 +207,9 @@ def load_config(data=None, path=None) -> FitConfig:
 
 def validate(cfg: FitConfig) -> FitConfig:
     """Check types and ranges; return ``cfg`` with normalised values."""
+    if cfg.map.density not in ("iam", "ml"):
+        raise input_error("density", f"unknown density model {cfg.map.density!r}",
+                          "use iam or ml")
     if isinstance(cfg.stages, str):
         cfg.stages = [s.strip() for s in cfg.stages.split(",") if s.strip()]
     bad = [s for s in cfg.stages if s not in STAGES]

@@ -187,7 +187,7 @@ def _threads(cfg, dev, n_atoms) -> int:
 def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, monitor=None):
     import torch
 
-    from ..density import iam
+    from ..density import get_density_model
     from . import output
 
     t0 = time.perf_counter()
@@ -200,7 +200,8 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, m
                                     device=dev, dtype=dtype, fixed=~moving,
                                     ss=cfg.ss_restraints, resolution=d, ss_sigma=cfg.ss_sigma)
     mterm = MapTerm(emap, d, np.asarray(at.xyz), in_map, moving,
-                    iam.coefficients(at, cfg.map.table), cfg.map, dev, dtype)
+                    get_density_model(cfg.map.density).coefficients(at, cfg.map.table),
+                    cfg.map, dev, dtype)
     st = _State(model, mterm, geom, moving, cfg, dev, dtype)
     st.monitor = monitor
     stats = output.start_stats(model, emap, d, cfg, select, moving, dev, geom)

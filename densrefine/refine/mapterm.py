@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import input_error
 from ..scoring.masks import atom_radius, sites_mask
 from ..simulate import GridFrame, default_blur, simulate_tensor
-from ..simulate.fourier import _s2, refmac_blur
+from ..simulate.fourier import _s2, fourier_truncate, refmac_blur
 from ..types import Grid
 
 log = logging.getLogger("densrefine")
@@ -187,6 +187,9 @@ class MapTerm:
                               "check that model and map belong together")
         kw = {"device": device, "dtype": dtype}
         a, b = (np.asarray(c)[self.atoms] for c in coeffs)
+        delta = getattr(coeffs, "delta", None)      # ML density, electron table (Mott–Bethe)
+        self.delta = None if delta is None else tuple(
+            torch.as_tensor(np.asarray(v)[self.atoms], **kw) for v in delta)
         site, a2, b2 = compress_gaussians(a, b, self.d)
         self.sites = torch.as_tensor(self.atoms[site], device=device)  # model index per site
         self.coeffs = tuple(torch.as_tensor(c, **kw) for c in (a2, b2))
@@ -235,10 +238,30 @@ class MapTerm:
         sel = self.sites
         if fourier:
             nb = refmac_blur(float(b_iso[sel].detach().min()), float(self.frame.voxel_size.max()))
-            return simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.frame,
-                                   blur=nb, method="fourier", d_min=self.d, cutoff=CUTOFF)
-        return simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
-                               blur=self.blur, method="blur", cutoff=CUTOFF)
+            m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.frame,
+                                blur=nb, method="fourier", d_min=self.d, cutoff=CUTOFF)
+            if self.delta is not None:
+                dv = self._delta_potential(xyz, b_iso, occ, self.frame, nb)
+                m = m + fourier_truncate(dv, self.frame, self.d, unblur=nb)
+            return m
+        m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
+                            blur=self.blur, method="blur", cutoff=CUTOFF)
+        if self.delta is not None:
+            m = m + self._delta_potential(xyz, b_iso, occ, self.cur_frame, self.blur)
+        return m
+
+    def _delta_potential(self, xyz, b_iso, occ, frame, blur):
+        """ΔV of the ML density's Δρ (electron table): `densrefine.density.ml.postprocess`."""
+        import torch
+
+        from ..density import ml
+
+        class _D:
+            delta = tuple(v.detach().cpu().numpy() for v in self.delta)
+
+        at = torch.as_tensor(self.atoms, device=xyz.device)
+        zero = torch.zeros(tuple(frame.shape), dtype=xyz.dtype, device=xyz.device)
+        return ml.postprocess(zero, xyz[at], b_iso[at], occ[at], _D, frame, blur, CUTOFF)
 
     def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
         """Map target (0-d tensor): −CC over the mask, or Σ(e − k m)²/Σe² (k fitted).

@@ -22,10 +22,10 @@ import numpy as np
 log = logging.getLogger("densrefine")
 
 
-def _score_block(model, emap, d, dev, geom, table="electron"):
+def _score_block(model, emap, d, dev, geom, table="electron", density="iam"):
     from ..scoring import score
 
-    rep = score(model, emap, d, device=dev, table=table).to_dict()
+    rep = score(model, emap, d, device=dev, table=table, density=density).to_dict()
     rep["geometry"] = geom.stats(np.asarray(model.atoms.xyz, np.float64))
     return rep
 
@@ -36,7 +36,7 @@ def start_stats(model, emap, d, cfg, select, moving, dev, geom) -> dict:
     from ..cli._common import versions_str
     from ..device import describe_device
 
-    before = _score_block(model, emap, d, dev, geom, cfg.map.table)
+    before = _score_block(model, emap, d, dev, geom, cfg.map.table, cfg.map.density)
     g = before["geometry"]
     log.info("Before: CC_mask %.4f, CC_box %.4f, bond RMSD %.4f Å, angle RMSD %.3f°",
              before["cc_mask"], before["cc_box"], g.get("bond_rmsd", float("nan")),
@@ -52,8 +52,9 @@ def start_stats(model, emap, d, cfg, select, moving, dev, geom) -> dict:
 
 def finish_stats(stats, start, new, emap, d, dev, geom, elapsed) -> None:
     """Fill "after", the timings and the start→final RMSD ("rmsd_moved", Å)."""
-    after = _score_block(new, emap, d, dev, geom,
-                         (stats.get("config") or {}).get("map", {}).get("table", "electron"))
+    mc = (stats.get("config") or {}).get("map", {})
+    after = _score_block(new, emap, d, dev, geom, mc.get("table", "electron"),
+                         mc.get("density", "iam"))
     stats["after"] = after
     stats["timings"]["total_s"] = elapsed
     dx = new.atoms.xyz - start.atoms.xyz
