@@ -35,6 +35,9 @@ def add_args(p):
     p.add_argument("-d", "--d-min", type=float, metavar="Å",
                    help="high-resolution limit (default: all data)")
     p.add_argument("--d-max", type=float, metavar="Å", help="low-resolution limit")
+    p.add_argument("--density", choices=["iam", "ml"], default="iam",
+                   help="density model of F_calc: independent atoms, or IAM plus the learned "
+                        "deformation density (default: %(default)s)")
     p.add_argument("--free-flag", type=int, metavar="N",
                    help="flag value of the test set (default: detected)")
 
@@ -59,7 +62,7 @@ def main(args):
         _common.start_file_log(log_path)
     model = read_model(args.model)
     rep = rfactor(model, args.data, labin=args.labin, d_min=args.d_min, d_max=args.d_max,
-                  free_flag=args.free_flag)
+                  free_flag=args.free_flag, density=args.density)
     print(format_report(rep, args.model, args.data))
     if args.json:
         out = {"model": os.path.abspath(args.model), "data": os.path.abspath(args.data),

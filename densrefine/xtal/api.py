@@ -65,8 +65,8 @@ class FModel:
     refl : densrefine.io.reflections.Reflections
     """
 
-    def __init__(self, model, refl):
-        self.refl = refl
+    def __init__(self, model, refl, density: str = "iam"):
+        self.refl, self.density = refl, density
         self.hkl = np.asarray(refl.hkl, np.int64)
         self.fo = np.asarray(refl.f, np.float64)
         self.free = None if refl.free is None else np.asarray(refl.free, bool)
@@ -86,7 +86,8 @@ class FModel:
         r = self.refl
         t0 = time.perf_counter()
         self.method = choose_method(model.atoms, len(r.spacegroup.operations()), len(self.hkl))
-        self.fc = fcalc(model, self.hkl, r.cell, r.spacegroup, self.d_min, method=self.method)
+        self.fc = fcalc(model, self.hkl, r.cell, r.spacegroup, self.d_min, method=self.method,
+                        density=self.density)
         t1 = time.perf_counter()
         from ..io.model import to_gemmi
 
@@ -191,7 +192,8 @@ def prepare(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None):
     return refl
 
 
-def rfactor(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None) -> RfactorReport:
+def rfactor(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None,
+            density: str = "iam") -> RfactorReport:
     """R-work and R-free of ``model`` against reflection ``data`` (path or `Reflections`).
 
     The model's cell and space group must agree with the data's (InputError naming
@@ -200,7 +202,7 @@ def rfactor(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None) 
     t0 = time.perf_counter()
     refl = prepare(model, data, labin=labin, d_min=d_min, d_max=d_max, free_flag=free_flag)
     t1 = time.perf_counter()
-    fmod = FModel(model, refl)
+    fmod = FModel(model, refl, density=density)
     rep = fmod.report()
     rep.timings["read_s"] = t1 - t0
     rep.timings["total_s"] = time.perf_counter() - t0

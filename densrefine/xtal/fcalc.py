@@ -283,14 +283,17 @@ def choose_method(atoms, n_ops: int, n_refl: int, method: str = "auto") -> str:
 
 
 def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_RATE,
-          method: str = "auto", device="cpu", dtype=torch.float64) -> np.ndarray:
+          method: str = "auto", device="cpu", dtype=torch.float64,
+          density: str = "iam") -> np.ndarray:
     """Structure factors (complex, electrons) of ``model`` at ``hkl`` (n, 3); numpy in and out.
 
     Hydrogens and zero-occupancy atoms are included as the model gives them (occupancy
     0 contributes nothing). ``method``: "fft" (module docstring; ANISOU as B_eq),
     "direct" (`fcalc_direct_tensor`, exact, anisotropic) or "auto" (`choose_method`).
+    ``density``: "iam", or "ml" (IAM + the learned deformation density as extra
+    Gaussians per atom, `densrefine.density.ml`).
     """
-    from ..density import iam
+    from ..density import get_density_model
 
     at = model.atoms
     t = lambda a: torch.as_tensor(np.array(a, np.float64), dtype=dtype, device=device)  # noqa: E731
@@ -300,12 +303,12 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
                  "%d atoms x %d operators x %d reflections", len(at.xyz),
                  len(spacegroup.operations()), len(hkl))
         u = t(at.u_aniso) if at.u_aniso is not None else None
-        f = fcalc_direct_tensor(t(at.xyz), t(at.b_iso), t(at.occ), iam.coefficients(at, "xray"),
+        f = fcalc_direct_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).coefficients(at, "xray"),
                                 cell, spacegroup, hkl, u_aniso=u)
         return f.detach().cpu().numpy().astype(np.complex128)
     b_min = float(np.min(at.b_iso)) if len(at.b_iso) else 0.0
     plan = FcalcPlan.make(cell, spacegroup, hkl, d_min, b_min=b_min, rate=rate)
     log.info("Fcalc: FFT of IT92 X-ray density, %s%s", plan.describe(),
              "; ANISOU used as B_eq" if _has_aniso(at) else "")
-    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), iam.coefficients(at, "xray"), plan)
+    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).coefficients(at, "xray"), plan)
     return f.detach().cpu().numpy().astype(np.complex128)
