@@ -6,7 +6,9 @@ Loss: the Coulomb-metric distance between predicted and reference Δρ, blurred 
 B = 2 Å² (the metric of the reference fit, `densrefine.ml.fitting.B_FIT`) and B = 16 Å²
 (a 2 Å map), each relative to the reference's own norm:
 
-    L = Σ_B (p − t)ᵀ J_B (p − t) / tᵀ J_B t,   J_B[a, b] = (g_a ∗ G_B | g_b ∗ G_B).
+    L = Σ_B (p − t)ᵀ J_B (p − t) / tᵀ J_B t,   J_B[a, b] = (g_a ∗ G_B | g_b ∗ G_B),
+
+i.e. the squared error left relative to the IAM's (which predicts p = 0): IAM scores 1.
 
 Every fragment is used twice: with explicit hydrogens (reference = its stage-1 fit), and
 as united atoms without hydrogens (reference = the heavy atoms' fit plus, at the hydrogen
@@ -91,11 +93,9 @@ def make_sample(frag, united: bool):
     all_alpha = np.concatenate([base_alpha, extra_alpha])
     all_xyz = np.concatenate([base_xyz, extra_xyz])
     t = np.concatenate([c[keep].ravel()[sel], extra_c])
-    # normalisation: the explicit Δρ of the fragment (same for both variants)
-    full_sel = mask.ravel()
-    ref_alpha, ref_xyz = alpha.ravel()[full_sel], np.repeat(xyz, ml_basis.K_S, 0)[full_sel]
-    ref_c = torch.as_tensor(c.ravel()[full_sel], dtype=torch.float32)
-    norms = [float(ref_c @ _metric(ref_alpha, ref_xyz, b) @ ref_c) for b in BLURS]
+    js = [_metric(all_alpha, all_xyz, b) for b in BLURS]
+    tt = torch.as_tensor(t, dtype=torch.float32)
+    norms = [float(tt @ j @ tt) for j in js]    # = the IAM's error: IAM scores 1, exact 0
     return {"feat": torch.from_numpy(mlmod.features(el_k, bonds, q_k, imp)),
             "bonds": torch.as_tensor(bonds, dtype=torch.long).reshape(-1, 2),
             "comp": torch.as_tensor(comp, dtype=torch.long),
@@ -103,7 +103,7 @@ def make_sample(frag, united: bool):
             "mask": torch.as_tensor(m_k, dtype=torch.float32),
             "sel": torch.as_tensor(sel), "n_base": int(sel.sum()),
             "t": torch.as_tensor(t, dtype=torch.float32),
-            "J": [_metric(all_alpha, all_xyz, b) for b in BLURS], "norms": norms,
+            "J": js, "norms": norms,
             "united": bool(imp is not None), "frag_id": str(frag["frag_id"]),
             "resname": str(frag["resname"]), "state": str(frag["state"]),
             "split": str(frag["split"]), "charge": int(frag["charge"])}
@@ -166,7 +166,7 @@ def train(samples, epochs=300, lr=3e-3, seed=0, batch=16):
     tr = [s for s in samples if s["split"] == "train"]
     va = [s for s in samples if s["split"] == "val"]
     rng = np.random.default_rng(seed)
-    best, best_state, hist = math.inf, None, []
+    hist = []
     for ep in range(epochs):
         net.train()
         order = rng.permutation(len(tr))
@@ -182,10 +182,7 @@ def train(samples, epochs=300, lr=3e-3, seed=0, batch=16):
                 vl = float(np.mean([float(x) for x in batch_losses(net, va or tr)]))
             hist.append((ep + 1, vl))
             log.info("epoch %d: validation relative error %.4f", ep + 1, vl)
-            if vl < best:
-                best = vl
-                best_state = {k: v.clone() for k, v in net.state_dict().items()}
-    net.load_state_dict(best_state)
+    # the last epoch (cosine-annealed) is kept: the validation set is a few fragments only
     return net.eval(), hist
 
 
@@ -209,6 +206,21 @@ def report(net, samples) -> dict:
     return out
 
 
+def evaluate_physics(net, frags, splits=("test", "val")) -> dict:
+    """Density NMAE and blurred-potential R (2, 3 Å) of IAM, the s-fit and the network on
+    the held-out fragments (explicit hydrogens), with `densrefine.ml.report.score_fragment`."""
+    from .report import score_fragment, summarise
+
+    rows = []
+    for f in frags:
+        if str(f["split"]) not in splits:
+            continue
+        el = np.array([str(e).strip().upper() for e in f["elements"]])
+        c = mlmod.predict(el, f["xyz"], np.asarray(f["formal_charge"], float), net=net)
+        rows.append(score_fragment(f, c))
+    return {"summary": summarise(rows) if rows else {}, "rows": rows}
+
+
 def main(argv=None):
     from ..ml.pack import load_fragments
 
@@ -217,6 +229,8 @@ def main(argv=None):
     ap.add_argument("--out", default=mlmod.WEIGHTS)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--physics", action="store_true",
+                    help="also score density NMAE / potential R on the held-out fragments")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t0 = time.perf_counter()
@@ -226,10 +240,15 @@ def main(argv=None):
              {k: sum(s["split"] == k for s in samples) for k in ("train", "val", "test")})
     net, hist = train(samples, epochs=args.epochs, seed=args.seed)
     rep = report(net, samples)
+    phys = evaluate_physics(net, frags) if args.physics else {}
     meta = {"trained_on": args.data, "n_fragments": len(frags), "epochs": args.epochs,
-            "history": hist, "report": rep, "seconds": time.perf_counter() - t0}
+            "history": hist, "report": rep, "physics": phys.get("summary"),
+            "seconds": time.perf_counter() - t0}
+    if args.physics:
+        with open(args.out.replace(".npz", "_eval.json"), "w") as fh:
+            json.dump(phys, fh, indent=1, default=float)
     mlmod.save_net(net, args.out, meta)
-    print(json.dumps(rep, indent=1))
+    print(json.dumps({"coulomb": rep, "physics": phys.get("summary")}, indent=1))
     log.info("wrote %s (%.0f s)", args.out, meta["seconds"])
 
 
