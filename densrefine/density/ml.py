@@ -121,32 +121,17 @@ def implicit_hydrogens(atoms) -> np.ndarray:
     """
     import gemmi
 
+    from ..io.model import structure_from_model
     from ..restraints.monlib import find_monlib
+    from ..types import Model
 
-    st = gemmi.Structure()
-    st.cell = gemmi.UnitCell(1000, 1000, 1000, 90, 90, 90)
-    gm = gemmi.Model("1")
-    key_of = {}
-    idx = np.asarray(atoms.res_index)
-    for i in range(len(atoms.xyz)):
-        key = (str(atoms.chain[i]), int(atoms.res_seq[i]), str(atoms.icode[i]))
-        if not len(gm) or gm[len(gm) - 1].name != key[0]:
-            ch = gemmi.Chain(key[0])
-            gm.add_chain(ch)
-        ch = gm[len(gm) - 1]
-        if not len(ch) or (i and idx[i] != idx[i - 1]):
-            r = gemmi.Residue()
-            r.name, r.seqid = str(atoms.res_name[i]).strip(), gemmi.SeqId(key[1], key[2][:1] or " ")
-            r.entity_type = gemmi.EntityType.Polymer
-            ch.add_residue(r)
-        a = gemmi.Atom()
-        a.name, a.element = str(atoms.atom_name[i]).strip(), gemmi.Element(str(atoms.element[i]))
-        a.pos, a.occ = gemmi.Position(*atoms.xyz[i]), 1.0
-        a.altloc = (str(atoms.altloc[i]) or "\0")[0]
-        ch[len(ch) - 1].add_atom(a)
-        key_of[(len(gm) - 1, len(ch) - 1, a.name, a.altloc)] = i
-    st.add_model(gm)
-    st.setup_entities()
+    st = structure_from_model(Model(atoms=atoms))   # same atom order as ``atoms``
+    key_of, n = {}, 0
+    for ci, ch in enumerate(st[0]):
+        for ri, res in enumerate(ch):
+            for a in res:
+                key_of[(ci, ri, a.name, a.altloc)] = n
+                n += 1
     out = np.zeros(len(atoms.xyz), np.int64)
     try:
         names = sorted(set(np.char.strip(np.asarray(atoms.res_name).astype(str))))

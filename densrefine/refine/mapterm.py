@@ -188,8 +188,7 @@ class MapTerm:
         kw = {"device": device, "dtype": dtype}
         a, b = (np.asarray(c)[self.atoms] for c in coeffs)
         delta = getattr(coeffs, "delta", None)      # ML density, electron table (Mott–Bethe)
-        self.delta = None if delta is None else tuple(
-            torch.as_tensor(np.asarray(v)[self.atoms], **kw) for v in delta)
+        self.delta = None if delta is None else tuple(np.asarray(v)[self.atoms] for v in delta)
         site, a2, b2 = compress_gaussians(a, b, self.d)
         self.sites = torch.as_tensor(self.atoms[site], device=device)  # model index per site
         self.coeffs = tuple(torch.as_tensor(c, **kw) for c in (a2, b2))
@@ -257,7 +256,7 @@ class MapTerm:
         from ..density import ml
 
         class _D:
-            delta = tuple(v.detach().cpu().numpy() for v in self.delta)
+            delta = self.delta
 
         at = torch.as_tensor(self.atoms, device=xyz.device)
         zero = torch.zeros(tuple(frame.shape), dtype=xyz.dtype, device=xyz.device)
