@@ -45,8 +45,9 @@ def add_args(p) -> None:
                                "(.mtz, mmCIF structure factors)")
     g = p.add_argument_group("the flags most users need")
     g.add_argument("-d", "--resolution", type=float,
-                   help="map resolution in Å (required for maps; default for X-ray data: "
-                        "the data's high-resolution limit)")
+                   help="map resolution in Å (default for maps: estimated from the map and "
+                        "the starting model as d_model, said in the log; for X-ray data: the "
+                        "data's high-resolution limit)")
     g.add_argument("-o", "--output-prefix", required=True, metavar="PREFIX",
                    help="output prefix (PREFIX.pdb/.cif, PREFIX_stats.json, PREFIX.log, ...)")
     g.add_argument("--select", metavar="SEL", help='atoms to refine, e.g. "A/10-40,B" '

@@ -23,8 +23,9 @@ def add_args(p):
     p.add_argument("model", help="atomic model (.pdb/.cif, optionally .gz)")
     p.add_argument("map", help="map (.mrc/.map/.ccp4) in the model's frame")
     g = p.add_argument_group("the flags most users need")
-    g.add_argument("-d", "--resolution", type=float, required=True,
-                   help="map resolution in Å (the model map keeps d > this)")
+    g.add_argument("-d", "--resolution", type=float,
+                   help="map resolution in Å (the model map keeps d > this; default: "
+                        "estimated from the map and model as d_model, said in the output)")
     g.add_argument("--json", metavar="FILE",
                    help="write all scores (incl. FSC curve, per-residue CC) to FILE; "
                         "the log goes to FILE's stem + .log")
@@ -52,12 +53,23 @@ def main(args):
     _common.log_device(device)
     model = read_model(args.model)
     emap = read_map(args.map)
-    rep = score(model, emap, args.resolution, table=args.table, device=device,
+    d, estimate = args.resolution, None
+    if d is None:
+        from ..scoring import check_inputs, estimate_resolution
+
+        check_inputs(model, emap, 2.0 * float(max(emap.voxel_size)))
+        estimate = estimate_resolution(model, emap, table=args.table, device=device)
+        d = estimate.d_model
+        print(f"resolution not given: estimated d_model = {d:.3g} Å (masked model-map CC "
+              f"{estimate.cc_max:.3f}); pass -d to override")
+    rep = score(model, emap, d, table=args.table, device=device,
                 per_residue=not args.no_residues, density=args.density)
     print(format_report(rep, model=args.model, emap=args.map))
     if args.json:
         out = {"model": os.path.abspath(args.model), "map": os.path.abspath(args.map),
                **rep.to_dict()}
+        if estimate is not None:
+            out["resolution_estimate"] = estimate.to_dict()
         write_json_atomic(args.json, out)
         log.info("Wrote %s", args.json)
     return 0

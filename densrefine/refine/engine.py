@@ -78,16 +78,20 @@ class _State:
         return self.xyz.detach().cpu().double().numpy()
 
 
-def _check(model, emap, resolution):
-    if resolution is None:
-        raise input_error("resolution", "the map resolution is missing",
-                          "give it in Å with -d/--resolution (e.g. from the half-map FSC)")
-    from ..scoring import check_inputs
+def _check(model, emap, resolution, device="cpu"):
+    """Validated d (Å) and, when ``resolution`` is None, the d_model estimate used."""
+    from ..scoring import check_inputs, estimate_resolution
     from ..simulate.api import check_params
 
+    if resolution is None:
+        check_inputs(model, emap, 2.0 * float(np.max(emap.voxel_size)))
+        est = estimate_resolution(model, emap, device=device)
+        log.warning("No resolution given: refining at the estimated d_model = %.3g Å "
+                    "(pass -d/--resolution to override)", est.d_model)
+        return est.d_model, est
     d = check_params(resolution)
     check_inputs(model, emap, d)
-    return d
+    return d, None
 
 
 def fit(model: Model, emap, resolution, *, config=None, select=None, device="auto", seed=0,
@@ -100,8 +104,10 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
         Starting model in the map's frame (Å, Å²).
     emap : Grid
         Experimental map.
-    resolution : float
-        d (Å), 0.5–50.
+    resolution : float or None
+        d (Å), 0.5–50; None estimates it from the map and the starting model
+        (d_model, `densrefine.scoring.estimate_resolution`), recorded in the stats as
+        ``input.resolution_estimate``.
     config : FitConfig or dict or None
         Overrides of the defaults (`FitConfig`).
     select : str or ndarray of bool, optional
@@ -126,7 +132,7 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
     Raises
     ------
     InputError
-        Resolution missing/out of range, model and map do not overlap, bad selection or
+        Resolution out of range or not estimable, model and map do not overlap, bad selection or
         config, residues missing from the monomer library.
     """
     import torch
@@ -138,8 +144,8 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
         from ..xtal.maps import rebox_periodic
 
         emap = rebox_periodic(model, emap, float(resolution))  # a crystal map, model elsewhere
-    d = _check(model, emap, resolution)
     dev = resolve_device(device)
+    d, estimate = _check(model, emap, resolution, dev)
     torch.manual_seed(int(seed))
     # CPU kernels used here are deterministic already; torch's deterministic mode only
     # swaps in slow fallbacks there (30x in the splat backward), so use it on CUDA only
@@ -152,7 +158,7 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
                  "to change)", threads, len(model))
     try:
         return _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback,
-                    monitor)
+                    monitor, estimate)
     finally:
         torch.use_deterministic_algorithms(was_det)
         if threads != was_threads:
@@ -184,7 +190,8 @@ def _threads(cfg, dev, n_atoms) -> int:
     return n
 
 
-def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, monitor=None):
+def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, monitor=None,
+         estimate=None):
     import torch
 
     from ..density import get_density_model
@@ -205,6 +212,8 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, m
     st = _State(model, mterm, geom, moving, cfg, dev, dtype)
     st.monitor = monitor
     stats = output.start_stats(model, emap, d, cfg, select, moving, dev, geom)
+    if estimate is not None:
+        stats["input"]["resolution_estimate"] = estimate.to_dict()
     stats["timings"]["setup_s"] = time.perf_counter() - t0
     _notify(callback, stats)
     cycles = stats["cycles"]

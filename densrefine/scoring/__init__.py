@@ -9,6 +9,7 @@ agree with cctbx ``mmtbx.maps.map_model_cc`` (the library behind phenix.map_mode
 * `cc`: the four CCs, real-space R and a differentiable `cc_torch` for refinement;
 * `fsc`: unmasked map–model FSC and the d where it drops below 0.5;
 * `residues`: main-chain, side-chain and per-residue CCs;
+* `resolution`: d_model, the resolution estimate used when none is given;
 * `api`: `score(model, emap, resolution) -> ScoreReport`.
 
 The map box is treated as a P1 unit cell of its own, as cctbx does after shifting the
@@ -19,10 +20,12 @@ from .api import ScoreReport, check_inputs, score
 from .cc import cc_box, cc_mask, cc_peaks, cc_torch, cc_volume, pearson, rsr
 from .fsc import d_at_fsc, fsc_curve
 from .masks import atom_radius, image_radius, molecular_mask, sites_mask, site_voxels
+from .resolution import ResolutionEstimate, estimate_resolution
 
 __all__ = [
     "ScoreReport", "score", "check_inputs",
     "cc_box", "cc_mask", "cc_peaks", "cc_torch", "cc_volume", "pearson", "rsr",
     "fsc_curve", "d_at_fsc",
     "atom_radius", "image_radius", "molecular_mask", "sites_mask", "site_voxels",
+    "ResolutionEstimate", "estimate_resolution",
 ]

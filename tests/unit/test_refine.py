@@ -107,12 +107,22 @@ def test_deterministic_with_seed(truth, monkeypatch):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("resolution", [None, 0.0, -3.0, 1000.0, float("nan")])
+@pytest.mark.parametrize("resolution", [0.0, -3.0, 1000.0, float("nan")])
 def test_bad_resolution_is_one_line_input_error(truth, resolution):
     m, emap = truth
     with pytest.raises(InputError) as exc:
         fit(m, emap, resolution, device="cpu")
     assert "\n" not in str(exc.value) and "resolution" in str(exc.value)
+
+
+def test_missing_resolution_is_estimated_and_recorded(truth, monkeypatch):
+    patch_geometry(monkeypatch)
+    m, emap = truth
+    res = fit(_moved(m, (0.3, 0.0, 0.0)), emap, None, config=_cfg(stages="rigid"),
+              device="cpu")
+    est = res.stats["input"]["resolution_estimate"]
+    assert abs(est["d_model"] - 3.0) < 0.3  # the map was simulated at 3.0 Å
+    assert res.stats["input"]["resolution"] == pytest.approx(est["d_model"])
 
 
 def test_no_overlap_is_one_line_input_error(truth):

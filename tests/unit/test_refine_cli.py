@@ -41,7 +41,7 @@ def test_cli_writes_outputs_in_input_format(files, monkeypatch):
 
 
 @pytest.mark.parametrize("extra, needle", [
-    ([], "resolution"), (["-d", "0"], "resolution"), (["-d", "3", "--select", "Z/1-3"], "Z"),
+    (["-d", "0"], "resolution"), (["-d", "3", "--select", "Z/1-3"], "Z"),
     (["-d", "3", "--stages", "xyz,foo"], "stages")])
 def test_cli_bad_input_is_one_line_exit_2(files, capsys, extra, needle, monkeypatch):
     patch_geometry(monkeypatch)
@@ -49,6 +49,16 @@ def test_cli_bad_input_is_one_line_exit_2(files, capsys, extra, needle, monkeypa
                str(files / "bad"), "-q", *extra])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and needle in err
+
+
+def test_cli_without_resolution_estimates_it(files, monkeypatch):
+    patch_geometry(monkeypatch)
+    rc = main(["fit", str(files / "start.cif"), str(files / "m.mrc"), "-o",
+               str(files / "est"), "--stages", "rigid", "-q"])
+    assert rc == 0
+    stats = json.loads((files / "est_stats.json").read_text())
+    est = stats["input"]["resolution_estimate"]
+    assert stats["input"]["resolution"] == est["d_model"] and 2.0 < est["d_model"] < 5.0
 
 
 def test_cli_refuses_to_overwrite_input(files, capsys):
