@@ -72,12 +72,18 @@ class WeightConfig:
         Degrees. The automatic weight is lowered while angle RMSD exceeds it.
     scale : float
         Multiplies the initial gradient-norm ratio.
+    polish_cycles : int
+        With the automatic weight, at most this many extra finest-blur cycles after the
+        last macro cycle while angle RMSD > ``max_angle_rmsd`` (+ 2 %) or bond RMSD
+        > 1.3 × ``target_bond_rmsd``, each with the weight lowered first (the per-cycle
+        adjustment never sees the last cycle's geometry).
     """
 
     weight: float | None = None
     target_bond_rmsd: float = 0.01
     max_angle_rmsd: float = 1.5
     scale: float = 1.0
+    polish_cycles: int = 2
 
 
 @dataclass
@@ -263,6 +269,10 @@ def validate(cfg: FitConfig) -> FitConfig:
     if not 0 < float(w.target_bond_rmsd) < 0.1:
         raise input_error("target-bond-rmsd", f"{w.target_bond_rmsd} Å is outside (0, 0.1)",
                           "use e.g. 0.01")
+    if isinstance(w.polish_cycles, bool) or not isinstance(w.polish_cycles, int) \
+            or not 0 <= w.polish_cycles <= 10:
+        raise input_error("polish_cycles", f"{w.polish_cycles!r} is not an integer in [0, 10]",
+                          "use e.g. 2 (0 turns the extra geometry cycles off)")
     lo, hi = (float(x) for x in cfg.b_range)
     if not 0 <= lo < hi:
         raise input_error("b_range", f"{cfg.b_range} is not [min, max]", "use e.g. [2, 300]")
