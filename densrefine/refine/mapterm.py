@@ -24,8 +24,14 @@ from ..types import Grid
 
 log = logging.getLogger("densrefine")
 
-CUTOFF = 1e-5
-"""Density level (table units) where each atom's cube ends in the map term's model map."""
+CUTOFF = 1e-3
+"""Density level (table units) where each atom's cube ends in the map term's blurred model
+map (coordinate stages). On 5NI1 at 3.2 Å (blur 41 Å²) 1e-3 instead of 1e-5 changes the
+model map by ≤ 0.2 % of its peak (correlation 0.9999996) and cuts forward + backward
+time by ~35 % (smaller windows)."""
+CUTOFF_FOURIER = 1e-4
+"""The same for the Fourier-truncated model map of the B stage, where the tails carry
+the B information (≤ 1e-4 of the peak)."""
 GAUSS_TOL = 1e-3
 """Largest relative error of a compressed form factor for s ≤ 1/d (see `compress_gaussians`)."""
 
@@ -238,7 +244,8 @@ class MapTerm:
         if fourier:
             nb = refmac_blur(float(b_iso[sel].detach().min()), float(self.frame.voxel_size.max()))
             m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.frame,
-                                blur=nb, method="fourier", d_min=self.d, cutoff=CUTOFF)
+                                blur=nb, method="fourier", d_min=self.d,
+                                cutoff=CUTOFF_FOURIER)
             if self.delta is not None:
                 dv = self._delta_potential(xyz, b_iso, occ, self.frame, nb)
                 m = m + fourier_truncate(dv, self.frame, self.d, unblur=nb)
