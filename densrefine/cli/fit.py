@@ -1,9 +1,11 @@
 """Refine a model into a cryo-EM map or X-ray data: rigid body, coordinates and B-factors.
 
-Target = w · (−CC over an atom mask) + geometry (CCP4 monomer library via gemmi:
-bonds, angles, torsions, chirality, planes, links, nonbonded repulsion). The map is
-cut to a box around the refined atoms; the blur goes from coarse to fine over the
-macro cycles; w is adjusted so that bond RMSD lands near --target-bond-rmsd.
+Target = w · map term (least squares with a fitted scale over an atom mask, or −CC)
++ geometry (CCP4 monomer library via gemmi: bonds, angles, torsions, chirality, planes,
+links, nonbonded repulsion). The map is cut to a box around the refined atoms; the blur
+goes from coarse to fine over the macro cycles; w is adjusted so that bond RMSD lands
+near --target-bond-rmsd and angle RMSD stays below --max-angle-rmsd. Without -d the
+map's resolution is estimated (d_model: the best masked model-map CC over cut-offs).
 Hydrogens stay in the geometry but not in the map term; zero-occupancy atoms too.
 
 Outputs (never overwriting the inputs):
