@@ -3,7 +3,8 @@
 Stats layout (a stable contract; keys only get added)::
 
     program, version, versions, device, status ("running" | "finished" | "stopped: ...")
-    input: model, map, resolution, selection, n_atoms, n_moving
+    input: model, map, resolution, selection, n_atoms, n_moving, unknown_residues
+        (names restrained to their input geometry), resolution_estimate (when -d is absent)
     config: the resolved FitConfig
     before / after: every `densrefine.scoring.score` field (cc_mask, cc_box, cc_volume,
         cc_peaks, rsr, fsc, d_fsc05, residues, ...) + "geometry" (bond_rmsd, angle_rmsd,
@@ -45,7 +46,9 @@ def start_stats(model, emap, d, cfg, select, moving, dev, geom) -> dict:
             "device": describe_device(dev), "status": "running",
             "input": {"model": model.path, "map": emap.path, "resolution": d,
                       "selection": select if isinstance(select, str) else None,
-                      "n_atoms": len(model), "n_moving": int(moving.sum())},
+                      "n_atoms": len(model), "n_moving": int(moving.sum()),
+                      "unknown_residues": list(getattr(geom.restraints,
+                                                       "unknown_residues", ()) or ())},
             "config": cfg.to_dict(), "before": before, "cycles": [], "after": None,
             "timings": {}}
 
@@ -122,10 +125,17 @@ def report_html(stats: dict) -> str:
     tgt = _svg_lines([("CC (map term)", "#393", list(range(len(cyc))),
                        [c.get("cc_mask_term") for c in cyc])], xlabel="cycle", ylabel="CC")
     title = f"densrefine fit: {html.escape(str(stats['input'].get('model')))}"
+    unk = stats["input"].get("unknown_residues") or []
+    warn = (f"<p style='color:#a00'>Warning: residue(s) {html.escape(', '.join(unk))} have no "
+            "restraint dictionary and were restrained to their input geometry</p>" if unk else "")
+    est = stats["input"].get("resolution_estimate")
+    if est:
+        warn += (f"<p>Resolution not given: estimated d_model = {est['d_model']:.3g} Å "
+                 f"(masked model-map CC {est['cc_max']:.3f})</p>")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title></head>"
             f"<body style='font-family:sans-serif'><h2>{title}</h2>"
             f"<p>map {html.escape(str(stats['input'].get('map')))}, d = "
-            f"{stats['input']['resolution']:g} Å, status: {html.escape(stats['status'])}</p>"
+            f"{stats['input']['resolution']:g} Å, status: {html.escape(stats['status'])}</p>{warn}"
             f"<table border='1' cellpadding='3'><tr><th>score</th><th>before</th>"
             f"<th>after</th></tr>{rows}</table><h3>Per-residue CC</h3>{per_res}"
             f"<h3>Map–model FSC</h3>{fsc}<h3>Map term per cycle</h3>{tgt}</body></html>\n")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -87,3 +89,20 @@ def test_cli_reference_restraints_and_sse_stage(files, monkeypatch):
     stats = json.loads((files / "ref_stats.json").read_text())
     assert stats["config"]["reference_sigma"] == 0.2
     assert [c["stage"] for c in stats["cycles"]] == ["sse", "xyz"]
+
+
+def test_unknown_residue_fallback_is_reported_in_stats_and_html(files):
+    """Real library restraints; LYS renamed to a code the library lacks, --unknown-residues self."""
+    m, _ = with_cell_box(ideal_peptide("AKEL"), margin=6.0)  # no gemmi handle: names as given
+    names = np.where(m.atoms.res_name == "LYS", "XYZ", m.atoms.res_name)
+    dr.write_model(m.with_atoms(m.atoms.replace(res_name=names)), files / "unk.cif")
+    # a real process: pytest's warning capture would keep the warning from the log file
+    p = subprocess.run([sys.executable, "-m", "densrefine", "fit", str(files / "unk.cif"),
+                        str(files / "m.mrc"), "-d", "3", "-o", str(files / "unk_fit"),
+                        "--stages", "rigid", "--unknown-residues", "self", "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    stats = json.loads((files / "unk_fit_stats.json").read_text())
+    assert stats["input"]["unknown_residues"] == ["XYZ"]
+    assert "XYZ have no restraint dictionary" in (files / "unk_fit_report.html").read_text()
+    assert "input geometry" in (files / "unk_fit.log").read_text()
