@@ -378,11 +378,13 @@ def _chi1_stage(st, model, cycles, stats, callback):
 
     t0 = time.perf_counter()
     st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), 1.0)
+    chi2 = bool(st.cfg.rotamer_chi2)
     new, changed, scanned = scan_chi1(model, st.numpy_xyz(), st.moving,
                                       st.mterm.exp0.detach().cpu().numpy(), st.mterm.frame,
-                                      st.mterm.mask_full.cpu().numpy())
-    log.info("χ1 rotamer scan: staggered χ1 by the mean map value at side-chain atoms "
-             "(no heavy-atom contact < 2.6 Å); %d of %d side chains changed", changed, scanned)
+                                      st.mterm.mask_full.cpu().numpy(), chi2=chi2)
+    log.info("%s rotamer scan: staggered %s by the mean map value at side-chain atoms "
+             "(no heavy-atom contact < 2.6 Å); %d of %d side chains changed",
+             "χ1/χ2" if chi2 else "χ1", "χ1 × χ2" if chi2 else "χ1", changed, scanned)
     st.xyz = torch.as_tensor(new, device=st.xyz.device, dtype=st.xyz.dtype)
     with torch.no_grad():
         val = float(st.total(st.xyz))

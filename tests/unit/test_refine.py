@@ -308,6 +308,31 @@ def test_chi1_scan_restores_a_flipped_side_chain(truth):
     assert changed == 0 and np.array_equal(same, m.atoms.xyz)
 
 
+@pytest.mark.parametrize("resname", ["LEU", "GLU", "LYS"])
+def test_chi2_scan_restores_a_chi2_flip_and_chi1_only_cannot(truth, resname):
+    from densrefine.perturb import flip_groups
+    from densrefine.refine.rotamer import _rotate, chi2_part, scan_chi1
+    from densrefine.simulate import GridFrame
+
+    m, emap = truth
+    ca, cb, rot = next(g for g in flip_groups(m) if m.atoms.res_name[g[0]] == resname)
+    cg, beyond, angles = chi2_part(m, rot)
+    assert set(m.atoms.atom_name[beyond]) >= {"CD"} or resname == "LEU"
+    assert cg not in beyond and cb not in beyond
+    x = m.atoms.xyz.copy()
+    axis = (x[cg] - x[cb]) / np.linalg.norm(x[cg] - x[cb])
+    x[beyond] = _rotate(x[beyond], x[cg], axis, 2 * np.pi / 3)
+    assert _rmsd(x[beyond], m.atoms.xyz[beyond]) > 1.0
+    frame, ones = GridFrame.from_grid(emap), np.ones(len(m), bool)
+    only1, _, _ = scan_chi1(m, x, ones, emap.values, frame, chi2=False)
+    assert _rmsd(only1[beyond], m.atoms.xyz[beyond]) > 0.5
+    new, changed, _ = scan_chi1(m, x, ones, emap.values, frame, chi2=True)
+    assert changed == 1 and _rmsd(new, m.atoms.xyz) < 1e-6
+    # the unperturbed model is left alone by the χ1 × χ2 scan too
+    _, changed, _ = scan_chi1(m, m.atoms.xyz, ones, emap.values, frame, chi2=True)
+    assert changed == 0
+
+
 def test_reference_restraints_reduce_movement(truth, monkeypatch):
     patch_geometry(monkeypatch)
     m, emap = truth
