@@ -401,19 +401,23 @@ def _xyz_stage(st, cfg, cycles, stats, callback):
              "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
     for i in range(cfg.cycles):
         t0 = time.perf_counter()
-        f = _blur_factor(cfg.map.blur_factors, i, cfg.cycles)
-        st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), f)
-        p = st.xyz[st.mv].clone().requires_grad_(True)
-        try:
-            val = minimise(p, lambda: st.total(st.xyz.index_copy(0, st.mv, p)),
-                           cfg.xyz_iterations)
-        finally:
-            st.xyz = st.xyz.index_copy(0, st.mv, p.detach())
+        val = _xyz_cycle(st, cfg, _blur_factor(cfg.map.blur_factors, i, cfg.cycles))
         rec = _record(st, cycles, stats, callback, "xyz", len(cycles), val, t0)
         if cfg.weights.weight is None:
             _adjust_weight(st, cfg, rec)
     if cfg.weights.weight is None and cfg.cycles:
         _polish(st, cfg, cycles, stats, callback, rec)
+
+
+def _xyz_cycle(st, cfg, blur_factor) -> float:
+    """One L-BFGS call on the refined atoms' coordinates at blur 4d²·``blur_factor``."""
+    st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), blur_factor)
+    p = st.xyz[st.mv].clone().requires_grad_(True)
+    try:
+        return minimise(p, lambda: st.total(st.xyz.index_copy(0, st.mv, p)),
+                        cfg.xyz_iterations)
+    finally:
+        st.xyz = st.xyz.index_copy(0, st.mv, p.detach())
 
 
 def _over_target(wc, rec) -> bool:
@@ -441,13 +445,7 @@ def _polish(st, cfg, cycles, stats, callback, rec):
                  "weight ×%.2f → %.4g, one more cycle at the finest blur", bond, angle,
                  wc.target_bond_rmsd, wc.max_angle_rmsd, k, st.w)
         t0 = time.perf_counter()
-        st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), cfg.map.blur_factors[-1])
-        p = st.xyz[st.mv].clone().requires_grad_(True)
-        try:
-            val = minimise(p, lambda: st.total(st.xyz.index_copy(0, st.mv, p)),
-                           cfg.xyz_iterations)
-        finally:
-            st.xyz = st.xyz.index_copy(0, st.mv, p.detach())
+        val = _xyz_cycle(st, cfg, cfg.map.blur_factors[-1])
         rec = _record(st, cycles, stats, callback, "xyz", len(cycles), val, t0, polish=True)
 
 
