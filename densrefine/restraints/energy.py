@@ -48,7 +48,10 @@ def dihedrals_deg(xyz, idx):
     n2 = torch.linalg.cross(b1, b2)
     b1n = b1 / (b1 * b1).sum(-1, keepdim=True).clamp_min(1e-20).sqrt()
     m1 = torch.linalg.cross(n1, b1n)
-    return torch.atan2((m1 * n2).sum(-1), (n1 * n2).sum(-1)) * _DEG
+    # atan2(−m1·n2, n1·n2): with m1 = n1 × b̂1 the positive sign gave the mirror angle
+    # (−95.4° where gemmi.calculate_dihedral says +95.4°), harmless for 0/180° and
+    # period ≥ 2 ideals but wrong for period-1 torsions (ligand rings, sugars)
+    return torch.atan2(-(m1 * n2).sum(-1), (n1 * n2).sum(-1)) * _DEG
 
 
 def torsion_deviation(theta, ideal, period):

@@ -220,3 +220,18 @@ def test_hydrogens_do_not_break(rs):
     rsh = build_restraints(m.__class__(atoms=atoms))
     h = np.flatnonzero(atoms.is_hydrogen)[0]
     assert np.isin(h, rsh.bonds) and rsh.hb_type[h] == "H"
+
+
+def test_dihedral_sign_matches_gemmi_iupac():
+    """Period-1 torsion ideals (ligand rings, sugars) need the IUPAC sign, as gemmi's."""
+    import gemmi
+    import torch
+
+    from densrefine.restraints.energy import dihedrals_deg
+
+    rng = np.random.default_rng(3)
+    p = rng.normal(size=(20, 4, 3))
+    ours = dihedrals_deg(torch.tensor(p.reshape(-1, 3)),
+                         torch.arange(80).reshape(20, 4)).numpy()
+    ref = [np.degrees(gemmi.calculate_dihedral(*[gemmi.Position(*x) for x in q])) for q in p]
+    assert np.allclose(ours, ref, atol=1e-9)
