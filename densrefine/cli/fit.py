@@ -80,6 +80,9 @@ def add_args(p) -> None:
                    help="secondary-structure O-N H-bond restraints from the model's HELIX/SHEET "
                         "records, else detected (DSSP-like); auto: on at 3.5 Å or worse "
                         "(default: auto)")
+    r.add_argument("--rama-restraints", choices=["auto", "on", "off"],
+                   help="Ramachandran restraints (-2 log p(phi, psi), von Mises mixtures fitted "
+                        "to well-refined models); auto: on at 3.5 Å or worse (default: auto)")
     r.add_argument("--unknown-residues", choices=["error", "self"], default="error",
                    help="residues missing from the library: stop, or restrain them to their "
                         "own input geometry (default: %(default)s)")
@@ -110,6 +113,8 @@ def _overrides(args) -> dict:
         cfg["reference_sigma"] = args.reference_restraints
     if getattr(args, "ss_restraints", None) is not None:
         cfg["ss_restraints"] = args.ss_restraints
+    if getattr(args, "rama_restraints", None) is not None:
+        cfg["rama_restraints"] = args.rama_restraints
     w = {k: v for k, v in (("weight", args.weight),
                            ("target_bond_rmsd", args.target_bond_rmsd),
                            ("max_angle_rmsd", args.max_angle_rmsd)) if v is not None}

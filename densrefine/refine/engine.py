@@ -205,7 +205,8 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, m
     dtype = torch.float32
     geom = _geometry.build_geometry(model, monlib=monlib, ligands=ligands, unknown=unknown,
                                     device=dev, dtype=dtype, fixed=~moving,
-                                    ss=cfg.ss_restraints, resolution=d, ss_sigma=cfg.ss_sigma)
+                                    ss=cfg.ss_restraints, resolution=d, ss_sigma=cfg.ss_sigma,
+                                    rama=cfg.rama_restraints, rama_weight=cfg.rama_weight)
     mterm = MapTerm(emap, d, np.asarray(at.xyz), in_map, moving,
                     get_density_model(cfg.map.density).coefficients(at, cfg.map.table),
                     cfg.map, dev, dtype)

@@ -4,7 +4,8 @@
 package, so tests can substitute a stand-in and other restraint providers can plug in.
 Besides the library restraints it provides the B-factor similarity restraint
 (`b_similarity`) over bonded pairs and, at low resolution, secondary-structure
-H-bond restraints (`densrefine.restraints.ss`) added to the geometry term.
+H-bond restraints (`densrefine.restraints.ss`) and Ramachandran restraints
+(`densrefine.restraints.rama`) added to the geometry term.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ class Geometry:
 
 
 def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="cpu",
-                   dtype=None, fixed=None, ss="off", resolution=None, ss_sigma=None) -> Geometry:
+                   dtype=None, fixed=None, ss="off", resolution=None, ss_sigma=None,
+                   rama="off", rama_weight=None) -> Geometry:
     """Restraints of ``model`` from the monomer library, wrapped for the engine.
 
     Parameters
@@ -67,6 +69,11 @@ def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="c
         Map resolution d (Å), for ``ss="auto"``.
     ss_sigma : float, optional
         σ (Å) of the H-bond restraints (default `densrefine.restraints.ss.HB_SIGMA`).
+    rama : {"auto", "on", "off"}
+        Ramachandran restraints (`with_rama_restraints`); "auto": on when ``resolution``
+        ≥ 3.5 Å.
+    rama_weight : float, optional
+        Weight of the Ramachandran energy (default `densrefine.restraints.rama.WEIGHT`).
     """
     import torch
 
@@ -83,6 +90,14 @@ def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="c
     elif ss == "auto" and resolution is not None:
         log.info("Secondary-structure restraints: off (auto: d = %.3g Å is better than "
                  "%.3g Å; --ss-restraints on to use them)", resolution, _ss.RES_AUTO)
+    from ..restraints import rama as _rama
+
+    if _rama.wanted(rama, resolution):
+        geom = with_rama_restraints(geom, model, device=device, dtype=dtype or torch.float32,
+                                    fixed=fixed, weight=rama_weight)
+    elif rama == "auto" and resolution is not None:
+        log.info("Ramachandran restraints: off (auto: d = %.3g Å is better than %.3g Å; "
+                 "--rama-restraints on to use them)", resolution, _rama.RES_AUTO)
     return geom
 
 
@@ -127,6 +142,64 @@ def with_ss_restraints(geom: Geometry, model, *, device="cpu", dtype=None, fixed
         return {**base_stats(xyz), "ss_hbonds": hb.summary(np.asarray(xyz, np.float64))}
 
     return Geometry(_PlusHBonds(geom.term, hterm), geom.restraints, stats)
+
+
+class _PlusTerm:
+    """Geometry term + one extra term; ``energy`` adds it as part ``name``, the rest delegates."""
+
+    def __init__(self, base, extra, name):
+        self.base, self.extra, self.name = base, extra, name
+
+    def energy(self, xyz):
+        total, parts = self.base.energy(xyz)
+        e = self.extra.energy(xyz)
+        return total + e, {**parts, self.name: e}
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+
+def with_rama_restraints(geom: Geometry, model, *, device="cpu", dtype=None, fixed=None,
+                         weight=None, params=None) -> Geometry:
+    """``geom`` plus Ramachandran restraints (`densrefine.restraints.rama.RamaTerm`).
+
+    Parameters
+    ----------
+    geom : Geometry
+    model : densrefine.Model
+    device, dtype : torch device and dtype of the energy.
+    fixed : ndarray (N,) bool, optional
+        Residues whose five backbone atoms are all fixed are left out.
+    weight : float, optional
+        w of the energy (χ² units; default `densrefine.restraints.rama.WEIGHT`).
+    params : str, optional
+        Parameter file (default: the shipped ``rama_params.json``).
+
+    Returns
+    -------
+    Geometry
+        Energy part "rama"; the stats gain a "rama" block (n, classes, favored/allowed/
+        outlier by our density, unweighted energy).
+    """
+    from ..restraints import rama as _rama
+
+    moving = None if fixed is None else ~np.asarray(fixed, bool)
+    rs = _rama.find_residues(model, moving)
+    par = _rama.load_params(params)
+    w = _rama.WEIGHT if weight is None else float(weight)
+    s = rs.summary(model.atoms.xyz, par)
+    log.info("Ramachandran restraints: −2 log p(φ, ψ) of fitted von Mises mixtures (%s), "
+             "weight %.3g; %d residues (%d general, %d Gly, %d Pro, %d pre-Pro; %d cis-Pro "
+             "left out); start: %d favored, %d allowed, %d outliers", par["path"], w, s["n"],
+             s["n_general"], s["n_gly"], s["n_pro"], s["n_prepro"], s["n_cispro"],
+             s["favored"], s["allowed"], s["outlier"])
+    term = _rama.RamaTerm(rs, device, dtype, fixed=fixed, weight=w, params=par)
+    base_stats = geom.stats
+
+    def stats(xyz):
+        return {**base_stats(xyz), "rama": rs.summary(np.asarray(xyz, np.float64), par)}
+
+    return Geometry(_PlusTerm(geom.term, term, "rama"), geom.restraints, stats)
 
 
 def b_similarity(b_iso, pairs, sigma: float):
