@@ -282,6 +282,10 @@ def choose_method(atoms, n_ops: int, n_refl: int, method: str = "auto") -> str:
     return "direct" if (_has_aniso(atoms) and small) else "fft"
 
 
+XRAY_DENSITIES = ("iam", "ml")
+"""Density models whose X-ray density is a sum of Gaussians (what `fcalc` transforms)."""
+
+
 def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_RATE,
           method: str = "auto", device="cpu", dtype=torch.float64,
           density: str = "iam") -> np.ndarray:
@@ -294,7 +298,11 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
     Gaussians per atom, `densrefine.density.ml`).
     """
     from ..density import get_density_model
+    from ..errors import input_error
 
+    if density not in XRAY_DENSITIES:  # others add their Δρ on a grid, which F_calc never sees
+        raise input_error(model.path, f"density model {density!r} has no X-ray structure "
+                          "factors", f"use one of {', '.join(XRAY_DENSITIES)}")
     at = model.atoms
     t = lambda a: torch.as_tensor(np.array(a, np.float64), dtype=dtype, device=device)  # noqa: E731
     method = choose_method(at, len(spacegroup.operations()), len(hkl), method)

@@ -345,3 +345,15 @@ def test_r_factor_rescale():
     fo2 = fo.copy()
     fo2[0] = 25.0                       # |25 − k·10| + |40 − k·20|, k = 1050/500 = 2.1
     assert r_factor(fo2, fm, sub) == pytest.approx((4.0 + 2.0) / 65.0)
+
+
+def test_fcalc_refuses_a_density_model_without_structure_factors():
+    import gemmi
+
+    from densrefine import InputError
+    from densrefine.build import ideal_peptide, with_cell_box
+    from densrefine.xtal.fcalc import fcalc
+
+    m, _ = with_cell_box(ideal_peptide("AKE"), margin=5.0)
+    with pytest.raises(InputError, match="no X-ray structure factors"):
+        fcalc(m, np.array([[1, 0, 0]]), None, gemmi.SpaceGroup("P 1"), 3.0, density="ml-spdf")
