@@ -5,6 +5,7 @@ For each map/model pair: CC_mask (cctbx definition, our scoring) with ``--densit
 residues. Prints a markdown table; ``--append`` adds it, dated, to benchmarks/RESULTS.md.
 
     python3 benchmarks/ml_density_real.py [--append]
+    python3 benchmarks/ml_density_real.py --densities iam,ml,ml-spdf --pairs 5ni1   # stage 2
 """
 from __future__ import annotations
 
@@ -40,16 +41,18 @@ def side_cc(rep):
             float(np.mean(other)) if other else None, len(other))
 
 
-def run():
+def run(densities=("iam", "ml"), pairs=None):
     import densrefine as dr
 
     data = os.environ.get("DENSREFINE_DATA", os.path.join(ROOT, "..", "shared", "data"))
     rows = []
     for folder, model, emap, d in PAIRS:
+        if pairs and not any(p in folder for p in pairs):
+            continue
         m = dr.read_model(os.path.join(data, folder, model))
         e = dr.read_map(os.path.join(data, folder, emap))
         out = {"pair": f"{folder}", "d": d}
-        for dens in ("iam", "ml"):
+        for dens in densities:
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -59,23 +62,29 @@ def run():
     return rows
 
 
-def fmt(rows) -> str:
+def fmt(rows, densities=("iam", "ml")) -> str:
     f = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
-    lines = ["| pair | d Å | CC_mask IAM → ML | side-chain CC charged (n) IAM → ML | "
-             "side-chain CC others (n) IAM → ML |", "|---|---|---|---|---|"]
+    arrow = " → ".join(d.upper() for d in densities)
+    lines = [f"| pair | d Å | CC_mask {arrow} | side-chain CC charged (n) {arrow} | "
+             f"side-chain CC others (n) {arrow} | seconds |", "|---|---|---|---|---|---|"]
     for r in rows:
-        i, m = r["iam"], r["ml"]
-        lines.append(f"| {r['pair']} | {r['d']} | {f(i[0])} → {f(m[0])} | "
-                     f"{f(i[1])} → {f(m[1])} ({i[2]}) | {f(i[3])} → {f(m[3])} ({i[4]}) |")
+        v = [r[d] for d in densities]
+        lines.append(f"| {r['pair']} | {r['d']} | {' → '.join(f(x[0]) for x in v)} | "
+                     f"{' → '.join(f(x[1]) for x in v)} ({v[0][2]}) | "
+                     f"{' → '.join(f(x[3]) for x in v)} ({v[0][4]}) | "
+                     f"{' / '.join(f'{x[5]:.0f}' for x in v)} |")
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--append", action="store_true")
+    ap.add_argument("--densities", default="iam,ml", help="comma-separated density models")
+    ap.add_argument("--pairs", default="", help="comma-separated substrings of the pairs to run")
     args = ap.parse_args()
-    rows = run()
-    table = fmt(rows)
+    dens = tuple(args.densities.split(","))
+    rows = run(dens, [p for p in args.pairs.split(",") if p])
+    table = fmt(rows, dens)
     print(table)
     if args.append:
         load = os.getloadavg()[0]

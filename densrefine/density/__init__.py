@@ -16,13 +16,15 @@ A density model is any object (here: a module) with
 Registered: the independent-atom model (`densrefine.density.iam`, "iam") and the learned
 deformation density (`densrefine.density.ml`, "ml": IAM + Δρ from a graph network; an
 optional ``postprocess(map, xyz, b, occ, coeffs, frame, blur, cutoff)`` hook adds what is
-not a sum of Gaussians, e.g. its Mott–Bethe potential for the electron table).
+not a sum of Gaussians, e.g. its Mott–Bethe potential for the electron table), and the
+stage-2 s,p,d,f model (`densrefine.density.ml_spdf`, "ml-spdf": e3nn network, Δρ gridded
+in ``postprocess``).
 """
 from __future__ import annotations
 
-from . import iam, ml
+from . import iam, ml, ml_spdf
 
-_REGISTRY = {"iam": iam, "ml": ml}
+_REGISTRY = {"iam": iam, "ml": ml, "ml-spdf": ml_spdf}
 
 
 def available() -> list[str]:
@@ -47,4 +49,4 @@ def get_density_model(name: str):
                           f"use one of: {', '.join(available())}") from None
 
 
-__all__ = ["available", "get_density_model", "iam", "ml"]
+__all__ = ["available", "get_density_model", "iam", "ml", "ml_spdf"]

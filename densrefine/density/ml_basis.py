@@ -135,3 +135,149 @@ def coulomb_ss(alpha, beta, r):
     r = np.asarray(r, float)
     safe = np.where(r > 1e-8, r, 1.0)
     return np.where(r > 1e-8, erf(np.sqrt(p) * safe) / safe, 2 * np.sqrt(p / np.pi))
+
+
+# ----------------------------------------------------------------------------- stage 2 "sph"
+# Pure real-solid-harmonic Gaussians for the equivariant (e3nn) model. One function per
+# (atom, shell (l, α), m):
+#
+#     φ_{αlm}(r) = N_l(α) S_lm(r) exp(−α r²),   S_lm(r) = r^l Y_lm(r̂)   (x, y, z in Å),
+#
+# with Y_lm the real spherical harmonics in Racah ("norm") normalisation, Σ_m Y_lm² = 1 on the
+# unit sphere, i.e. √(4π/(2l+1)) × the orthonormal ones (Racah 1942, Phys. Rev. 62, 438;
+# Helgaker, Jørgensen & Olsen 2000, "Molecular Electronic-Structure Theory", §6.4), in the
+# component order and sign convention of e3nn 0.5+ (`e3nn.o3.spherical_harmonics(l, r,
+# normalize=False, normalization="norm")`; l = 1 is (x, y, z); Geiger & Smidt 2022,
+# arXiv:2207.09453). N_l makes a coefficient the function's own multipole moment,
+# ∫ S_lm φ_{αlm} d³r = 1:
+#
+#     N_l(α) = (2l + 1) α^{l+3/2} / (2π Γ(l + 3/2)),
+#
+# so l = 0 is the unit-integral s Gaussian of stage 1 (c in e), l = 1 a dipole (e·Å), l = 2,
+# 3 quadrupole / octupole components (e·Å², e·Å³). Only s functions carry charge. Blurring by
+# an isotropic normalised Gaussian of width B (splat convention) keeps the function's form and
+# moment and only changes α → α' = 4π²/(4π²/α + B) (Hobson's theorem: S_lm(r) e^{−αr²} =
+# (−2α)^{−l} S_lm(∇) e^{−αr²}, and S_lm(∇) commutes with the convolution), see `sph_blur`.
+#
+# Per-atom layout = e3nn irreps SPH_IRREPS "8x0e+4x1o+3x2e+1x3o" (42 columns: the 8 s, then the
+# 4 p shells × 3, the 3 d shells × 5, the f shell × 7); hydrogen uses the subset
+# 4x0e + 2x1o + 1x2e (15 functions) in the first columns of each block (mask).
+SPH_HEAVY = RICH_HEAVY
+"""Stage-2 shells of non-hydrogen atoms: (l, exponents Å⁻²), s 8 + p 4 + d 3 + f 1."""
+SPH_H = RICH_H
+"""Stage-2 shells of hydrogen: s 4 + p 2 + d 1."""
+SPH_IRREPS = "8x0e+4x1o+3x2e+1x3o"
+SPH_MUL = (8, 4, 3, 1)
+"""Shells per l in the per-atom layout (l = 0 … 3)."""
+K_SPH = sum(m * (2 * l + 1) for l, m in enumerate(SPH_MUL))
+"""Width of the per-atom stage-2 coefficient arrays: 42."""
+
+
+def sph_norm(l, alpha):
+    """N_l(α) (Å^{−(l+3)}): ∫ S_lm · N_l S_lm e^{−αr²} d³r = 1 (see the section comment)."""
+    from scipy.special import gamma
+
+    alpha = np.asarray(alpha, float)
+    return (2 * l + 1) * alpha ** (l + 1.5) / (2 * np.pi * gamma(l + 1.5))
+
+
+def sph_blur(alpha, blur):
+    """Exponent (Å⁻²) of a stage-2 function after an isotropic blur of width B Å² (any l)."""
+    return 4 * np.pi ** 2 / (4 * np.pi ** 2 / np.asarray(alpha, float) + blur)
+
+
+def sph_columns():
+    """Per-atom column layout: l (42,), shell index within its l (42,), m index (42,)."""
+    ls, shell, m = [], [], []
+    for l, mul in enumerate(SPH_MUL):
+        for s in range(mul):
+            ls += [l] * (2 * l + 1)
+            shell += [s] * (2 * l + 1)
+            m += list(range(2 * l + 1))
+    return np.array(ls), np.array(shell), np.array(m)
+
+
+def sph_shells(element: str):
+    """Stage-2 shells of one element: tuple of (l, exponents Å⁻²)."""
+    return SPH_H if element in ("H", "D") else SPH_HEAVY
+
+
+def sph_table(elements) -> tuple[np.ndarray, np.ndarray]:
+    """Exponents (N, 42) Å⁻² (padding 1.0) and mask (N, 42) of the stage-2 basis."""
+    ls, shell, _ = sph_columns()
+    alpha = np.ones((len(elements), K_SPH))
+    mask = np.zeros((len(elements), K_SPH), bool)
+    for i, e in enumerate(elements):
+        for l, exps in sph_shells(str(e).strip().capitalize()):
+            for s, a in enumerate(exps):
+                sel = (ls == l) & (shell == s)
+                alpha[i, sel] = a
+                mask[i, sel] = True
+    return alpha, mask
+
+
+_MONO = {}
+
+
+def solid_harmonic_monomials(l: int) -> np.ndarray:
+    """C (2l+1, n_mono): S_lm(x, y, z) = Σ_k C[m, k] x^i y^j z^k over `cart_powers(l)`.
+
+    Obtained once from e3nn's polynomials (exact to rounding: the monomials are a basis).
+    """
+    l = int(l)
+    if l not in _MONO:
+        import torch
+        from e3nn import o3
+
+        rng = np.random.default_rng(1)
+        p = rng.normal(size=(64, 3))
+        y = o3.spherical_harmonics(l, torch.from_numpy(p), normalize=False,
+                                   normalization="norm").numpy()
+        mono = np.stack([np.prod(p ** np.array(k), 1) for k in cart_powers(l)], 1)
+        _MONO[l] = np.linalg.lstsq(mono, y, rcond=None)[0].T
+    return _MONO[l]
+
+
+def solid_harmonics(l: int, d: np.ndarray) -> np.ndarray:
+    """S_lm(d) (P, 2l+1) for displacements d (P, 3) Å (numpy, e3nn order/normalisation)."""
+    mono = np.stack([np.prod(d ** np.array(k), 1) for k in cart_powers(l)], 1)
+    return mono @ solid_harmonic_monomials(l).T
+
+
+def sph_density(xyz, c_sph, elements, points, blur: float = 0.0) -> np.ndarray:
+    """Δρ (P,) e/Å³ of stage-2 coefficients c_sph (N, 42) at points (P, 3), optionally blurred."""
+    alpha, mask = sph_table(elements)
+    ls, _, m = sph_columns()
+    out = np.zeros(len(points))
+    for i in range(len(xyz)):
+        d = points - xyz[i]
+        r2 = (d * d).sum(1)
+        sh = [solid_harmonics(l, d) for l in range(4)]
+        for k in np.flatnonzero(mask[i] & (c_sph[i] != 0)):
+            a = sph_blur(alpha[i, k], blur)
+            out += c_sph[i, k] * sph_norm(ls[k], a) * sh[ls[k]][:, m[k]] * np.exp(-a * r2)
+    return out
+
+
+def sph_to_cartesian(elements, c_sph):
+    """Stage-2 coefficients as Cartesian terms c · x^i y^j z^k exp(−α r²) (rich convention).
+
+    Returns
+    -------
+    atom (M,) int, alpha (M,) Å⁻², powers (M, 3) int, coef (M,) e/Å^{3+l}
+    """
+    alpha, mask = sph_table(elements)
+    ls, _, m = sph_columns()
+    atom, al, pw, co = [], [], [], []
+    for i in range(len(elements)):
+        for k in np.flatnonzero(mask[i] & (c_sph[i] != 0)):
+            l = ls[k]
+            row = solid_harmonic_monomials(l)[m[k]] * sph_norm(l, alpha[i, k]) * c_sph[i, k]
+            for p, v in zip(cart_powers(l), row):
+                if abs(v) > 0:
+                    atom.append(i)
+                    al.append(alpha[i, k])
+                    pw.append(p)
+                    co.append(v)
+    return (np.array(atom, int), np.array(al, float), np.array(pw, int).reshape(-1, 3),
+            np.array(co, float))

@@ -114,12 +114,29 @@ def rich_density(xyz, frag, points):
     return out
 
 
+def cart_terms(elements, c_sph):
+    """Stage-2 coefficients (N, 42) as Cartesian terms (atom, α, powers, coef), a prediction
+    type accepted wherever a c_s array is (`density_nmae`, `blurred_potentials`)."""
+    return ml_basis.sph_to_cartesian([str(e) for e in elements], np.asarray(c_sph, float))
+
+
+def _pred_density(xyz, frag, c, pts):
+    if isinstance(c, tuple):  # Cartesian terms (`cart_terms`)
+        at, al, pw, co = c
+        return rich_density(xyz, {"rich_atom": at, "rich_alpha": al, "rich_powers": pw,
+                                  "c_rich": co}, pts)
+    return s_density(xyz, c, frag["elements"], pts)
+
+
 def density_nmae(frag, c_s=None, grid=None):
-    """NMAE of ρ_IAM + Δρ_pred against ρ_IAM + Δρ_rich (``c_s=None``: the IAM itself)."""
+    """NMAE of ρ_IAM + Δρ_pred against ρ_IAM + Δρ_rich (``c_s=None``: the IAM itself).
+
+    ``c_s``: stage-1 coefficients (N, 8) or stage-2 Cartesian terms (`cart_terms`).
+    """
     xyz = np.asarray(frag["xyz"], float)
     pts, w = grid if grid is not None else becke_grid(xyz)
     ref = rich_density(xyz, frag, pts)
-    pred = 0.0 if c_s is None else s_density(xyz, c_s, frag["elements"], pts)
+    pred = 0.0 if c_s is None else _pred_density(xyz, frag, c_s, pts)
     n_el = sum(atomic_number(str(e)) for e in frag["elements"]) - int(frag["charge"])
     return float(np.sum(w * np.abs(pred - ref)) / n_el)
 
@@ -157,6 +174,9 @@ def _charge_terms(frag, what, c_s=None):
     if what == "rich":
         at = frag["rich_atom"]
         return xyz[at], frag["rich_alpha"], frag["rich_powers"].astype(int), -frag["c_rich"]
+    if isinstance(c_s, tuple):  # stage-2 Cartesian terms (`cart_terms`)
+        at, al, pw, co = c_s
+        return xyz[at], np.asarray(al, float), np.asarray(pw, int).reshape(-1, 3), -np.asarray(co)
     alpha, mask = ml_basis.s_exponent_table(el)
     amp = -(np.where(mask, c_s, 0.0) * (alpha / np.pi) ** 1.5)
     return (np.repeat(xyz, alpha.shape[1], 0), alpha.reshape(-1),

@@ -88,13 +88,15 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit", type=int, default=None, help="at most this many per worker")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frozen", action="store_true",
+                   help="pack only the fragments already in <out>/index.json")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if a.phase in ("qm", "all"):
         run_qm_phase(a.out, a.data, a.worker, a.workers, a.resume, a.limit, a.seed)
     if a.phase in ("pack", "all"):
         from .pack import pack
-        pack(a.out, a.chunk)
+        pack(a.out, a.chunk, a.frozen)
 
 
 if __name__ == "__main__":

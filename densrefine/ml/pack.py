@@ -9,6 +9,8 @@ B bonds in the chunk; per-fragment slices via the ``*_offset`` arrays of length 
     resid_s, resid_rich, dnorm : (F, 3) at blur B = 2, 16, 36 Å² (see fitting.B_EVAL)
     atom_offset (F+1,); elements, atom_names, res_names (A,) str; xyz (A, 3) Å;
     formal_charge (A,) int8; c_s (A, 8) e (unit-integral s; H uses columns 0-3)
+    c_sph (A, 42) stage-2 solid-harmonic coefficients (e·Å^l; `ml_basis` "sph", H: subset);
+    resid_sph (F, 3) its relative residual at B = 2, 16, 36 Å²
     rich_offset (F+1,); c_rich (M,) e/Å³; rich_atom (M,) fragment-local atom index;
     rich_alpha (M,) Å⁻²; rich_powers (M, 3) int8
     bond_offset (F+1,); bonds (B, 2) int32 fragment-local
@@ -53,9 +55,23 @@ def _fit_cached(raw_path):
     return r
 
 
-def _raw_files(out):
+def _fit_sph_cached(raw_path):
+    """Stage-2 (sph) fit of one raw file, cached next to it as ``<id>.sph.npz``."""
+    from .fitting_sph import fit_fragment_sph
+
+    cache = raw_path[:-4] + ".sph.npz"
+    if os.path.exists(cache):
+        return dict(np.load(cache, allow_pickle=False))
+    z = np.load(raw_path, allow_pickle=False)
+    r = fit_fragment_sph(z["elements"], z["xyz"], int(z["charges"].sum()), z["dm"])
+    np.savez(cache, **r)
+    return r
+
+
+def _raw_files(out, only=None):
     files = sorted(f for f in glob.glob(os.path.join(out, "raw", "*.npz"))
-                   if not f.endswith(".fit.npz") and ".tmp" not in f)
+                   if not f.endswith((".fit.npz", ".sph.npz")) and ".tmp" not in f
+                   and (only is None or os.path.basename(f)[:-4] in only))
     keep, seen = [], set()
     for f in files:
         z = np.load(f, allow_pickle=False)
@@ -69,11 +85,19 @@ def _raw_files(out):
     return keep
 
 
-def pack(out, chunk=50):
-    """Fit (cached) and write ``<out>/chunk_XXX.npz`` and ``<out>/index.json``."""
+def pack(out, chunk=50, frozen=False):
+    """Fit (cached) and write ``<out>/chunk_XXX.npz`` and ``<out>/index.json``.
+
+    ``frozen``: only the fragments already listed in ``<out>/index.json`` (raw files computed
+    later are left for a future pack), so that a re-pack adds fields without changing the set.
+    """
     from .fragments import bonds_of
 
-    files = _raw_files(out)
+    only = None
+    if frozen:
+        with open(os.path.join(out, "index.json")) as fh:
+            only = {r["frag_id"] for r in json.load(fh)}
+    files = _raw_files(out, only)
     log.info("Pack: %d converged raw single points, %d per chunk", len(files), chunk)
     stale = set(glob.glob(os.path.join(out, "chunk_*.npz")))
     index = []
@@ -81,7 +105,7 @@ def pack(out, chunk=50):
         rows = []
         for f in files[c0:c0 + chunk]:
             z = dict(np.load(f, allow_pickle=False))
-            z.update({"fit": _fit_cached(f)})
+            z.update({"fit": _fit_cached(f), "sph": _fit_sph_cached(f)})
             rows.append(z)
         name = f"chunk_{c0 // chunk:03d}.npz"
         _write_chunk(os.path.join(out, name), rows, bonds_of)
@@ -125,6 +149,8 @@ def _write_chunk(path, rows, bonds_of):
         xyz=np.concatenate([r["xyz"] for r in rows]),
         formal_charge=np.concatenate([r["charges"] for r in rows]).astype(np.int8),
         c_s=np.concatenate([f["c_s"] for f in fit]),
+        c_sph=np.concatenate([r["sph"]["c_sph"] for r in rows]),
+        resid_sph=np.array([r["sph"]["resid_sph"] for r in rows]),
         rich_offset=_offsets([len(f["c_rich"]) for f in fit]),
         c_rich=np.concatenate([f["c_rich"] for f in fit]),
         rich_atom=np.concatenate([f["rich_atom"] for f in fit]).astype(np.int32),
@@ -158,6 +184,9 @@ def load_fragments(data_dir):
                                       "resid_s", "resid_rich", "dnorm")}
             for k in ("elements", "atom_names", "res_names", "xyz", "formal_charge", "c_s"):
                 d[k] = z[k][ao[i]:ao[i + 1]]
+            if "c_sph" in z.files:  # stage-2 fields (packs after 2026-11-24 04:30)
+                d["c_sph"] = z["c_sph"][ao[i]:ao[i + 1]]
+                d["resid_sph"] = z["resid_sph"][i]
             for k in ("c_rich", "rich_atom", "rich_alpha", "rich_powers"):
                 d[k] = z[k][ro[i]:ro[i + 1]]
             d["bonds"] = z["bonds"][bo[i]:bo[i + 1]]

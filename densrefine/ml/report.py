@@ -25,8 +25,10 @@ from .pack import load_fragments
 log = logging.getLogger("densrefine")
 
 
-def score_fragment(frag, c_s_pred=None):
-    """Scores of the IAM, the stored s-fit and (optionally) a prediction on one fragment.
+def score_fragment(frag, c_s_pred=None, extra=None):
+    """Scores of the IAM, the stored s-fit and (optionally) predictions on one fragment.
+
+    ``extra``: further name → prediction (c_s (N, 8) or `evaluate.cart_terms`) to score.
 
     Returns
     -------
@@ -37,6 +39,7 @@ def score_fragment(frag, c_s_pred=None):
     models = {"sfit": frag["c_s"]}
     if c_s_pred is not None:
         models["pred"] = c_s_pred
+    models.update(extra or {})
     grid = evaluate.becke_grid(np.asarray(frag["xyz"], float))
     out = {"frag_id": str(frag["frag_id"]), "kind": str(frag["kind"]),
            "resname": str(frag["resname"]), "state": str(frag["state"]),
@@ -86,7 +89,9 @@ def dataset_tables(data_dir):
                  f"mean {qs.mean():.0f} s, max {qs.max():.0f} s (atoms: median {np.median(na):.0f}, max {na.max()})")
     fs = np.array([float(f["fit_seconds"]) for f in frags])
     lines.append(f"fit wall time per fragment: median {np.median(fs):.1f} s")
-    for key in ("resid_s", "resid_rich"):
+    for key in ("resid_s", "resid_rich", "resid_sph"):
+        if key not in frags[0]:
+            continue
         r = np.array([f[key] for f in frags])
         lines.append(f"{key} (blurred Coulomb norm, rel.) median / 90th pct at B = 2, 16, 36 Å²: "
                      + ", ".join(f"{np.median(r[:, i]):.3f}/{np.percentile(r[:, i], 90):.3f}"
