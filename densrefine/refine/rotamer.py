@@ -11,7 +11,7 @@ Cγ is sp3 (Leu, Ile, Met, Lys, Arg, Glu, Gln), 90° for the symmetric rings and
 carboxylate (Phe, Tyr, Asp: ±90° are equivalent) and 180°, ±90° for His, Trp, Asn. Bond
 lengths and angles are kept exactly. The candidate with the highest mean map value at
 its heavy atoms wins, provided it beats the current one by ``margin`` (map standard
-deviations over the molecular mask) and brings no heavy atom closer than ``CLASH`` Å to
+deviations over the molecular mask, scaled for the number of atoms averaged) and brings no heavy atom closer than ``CLASH`` Å to
 a heavy atom of another residue. The all-atom stage then polishes it.
 """
 from __future__ import annotations
@@ -29,6 +29,12 @@ CHI2 = {  # residue: (γ atom of the χ2 axis Cβ→Cγ, rotations of the atoms 
     "ASN": ("CG", (np.pi, _Q, -_Q)),
 }
 """χ2 rotations tried per residue type (see the module docstring)."""
+MARGIN_ATOMS = 6
+"""The margin applies to side chains of this many heavy atoms beyond Cβ; for n atoms it is
+scaled by sqrt(MARGIN_ATOMS / n), as the noise of a mean over n map values (Ser, n = 1:
+2.4×). On 5NI1 perturbed by 1 Å (3 seeds) the final RMSD went 0.433 / 0.462 / 0.573 →
+0.432 / 0.462 / 0.563 Å; with flips only (benchmarks/rotamer_chi2.py, 3 seeds) correct side
+chains moved 8 / 5 / 7 → 6 / 4 / 5 and restored flips 37 / 34 / 35 → 36 / 33 / 33."""
 
 
 def _rotate(x, centre, axis, angle):
@@ -110,13 +116,14 @@ def scan_chi1(model, xyz, moving, values, frame, mask=None, margin: float | None
     mask : ndarray of bool like ``values``, optional
         Molecular mask over which the map is normalised.
     margin : float, optional
-        Map σ by which a new rotamer must beat the current one (default 0.1 for χ1
-        only, 0.2 with χ2: more candidates, more chances to win on noise).
+        Map σ by which a new rotamer must beat the current one, for a side chain of
+        `MARGIN_ATOMS` heavy atoms (scaled by sqrt(MARGIN_ATOMS / n) otherwise); default
+        0.1 for χ1 only, 0.2 with χ2 (more candidates, more chances to win on noise).
     chi2 : bool
         Also try the χ2 rotations of `CHI2` (else χ1 only). Measured on 5NI1 in
-        EMD-3488 (``python3 benchmarks/rotamer_chi2.py``): with 84–86 of 433 side chains
-        given a χ1 or χ2 flip and nothing else moved, the χ1 × χ2 scan (margin 0.2)
-        restored 47–52 and moved 3–6 correct ones (χ1 only, margin 0.1: 34–37 and 5–8);
+        EMD-3488 (``python3 benchmarks/rotamer_chi2.py``, 3 seeds): with 84–89 of 433 side
+        chains given a χ1 or χ2 flip and nothing else moved, the χ1 × χ2 scan (margin 0.2)
+        restored 43–52 and moved 2 correct ones (χ1 only, margin 0.1: 33–36 and 4–6);
         in the standard recovery benchmark (`densrefine.perturb`, which flips χ1 only,
         plus 1–1.5 Å smooth errors) the final RMSD was 0.015–0.02 Å worse (seeds 0, 1), so
         it is off by default (config ``rotamer_chi2: true``).
@@ -153,7 +160,7 @@ def scan_chi1(model, xyz, moving, values, frame, mask=None, margin: float | None
         for k, cand in enumerate(_candidates(out, rot, ca, cb, part)):
             score = float(sample(cand[hv]).mean())
             if k == 0:
-                best_score = score + margin
+                best_score = score + margin * np.sqrt(MARGIN_ATOMS / int(hv.sum()))
                 continue
             near = tree.query_ball_point(cand[hv], CLASH)
             if any(res[heavy_idx[j]] != res[cb] for lst in near for j in lst):
