@@ -42,30 +42,29 @@ def split_of(kind: str, resname: str, state: str) -> str:
     return "train"
 
 
-def _fit_cached(raw_path):
-    """Fit results of one raw file, cached next to it as ``<id>.fit.npz``."""
-    from .fitting import fit_fragment
-
-    cache = raw_path[:-4] + ".fit.npz"
+def _cached(raw_path, suffix, fit):
+    """``fit(elements, xyz, charge, dm)`` of one raw file, cached next to it as <id><suffix>."""
+    cache = raw_path[:-4] + suffix
     if os.path.exists(cache):
         return dict(np.load(cache, allow_pickle=False))
     z = np.load(raw_path, allow_pickle=False)
-    r = fit_fragment(z["elements"], z["xyz"], int(z["charges"].sum()), z["dm"])
+    r = fit(z["elements"], z["xyz"], int(z["charges"].sum()), z["dm"])
     np.savez(cache, **r)
     return r
+
+
+def _fit_cached(raw_path):
+    """Stage-1 s and Cartesian rich fits of one raw file (cache ``<id>.fit.npz``)."""
+    from .fitting import fit_fragment
+
+    return _cached(raw_path, ".fit.npz", fit_fragment)
 
 
 def _fit_sph_cached(raw_path):
-    """Stage-2 (sph) fit of one raw file, cached next to it as ``<id>.sph.npz``."""
+    """Stage-2 (sph) fit of one raw file (cache ``<id>.sph.npz``)."""
     from .fitting_sph import fit_fragment_sph
 
-    cache = raw_path[:-4] + ".sph.npz"
-    if os.path.exists(cache):
-        return dict(np.load(cache, allow_pickle=False))
-    z = np.load(raw_path, allow_pickle=False)
-    r = fit_fragment_sph(z["elements"], z["xyz"], int(z["charges"].sum()), z["dm"])
-    np.savez(cache, **r)
-    return r
+    return _cached(raw_path, ".sph.npz", fit_fragment_sph)
 
 
 def _raw_files(out, only=None):
