@@ -141,16 +141,30 @@ def implicit_hydrogens(atoms) -> np.ndarray:
     except (RuntimeError, ValueError) as exc:
         log.info("ML density: no implicit hydrogens (%s)", exc)
         return out
-    for ci, ch in enumerate(st[0]):
-        for ri, res in enumerate(ch):
-            heavy = [a for a in res if not a.is_hydrogen()]
-            for h in (a for a in res if a.is_hydrogen()):
-                d = [h.pos.dist(a.pos) for a in heavy]
-                if d and min(d) < 1.3:
-                    p = heavy[int(np.argmin(d))]
-                    i = key_of.get((ci, ri, p.name, p.altloc))
-                    if i is not None:
-                        out[i] += 1
+    # each placed H counts for the nearest heavy atom of its residue within 1.3 Å (one
+    # k-d tree query for all H; a per-H Python loop was 0.1 s of 0.18 s on 5NI1)
+    from scipy.spatial import cKDTree
+
+    rows = [(a.pos.x, a.pos.y, a.pos.z, a.is_hydrogen(), rid,
+             -1 if a.is_hydrogen() else key_of.get((ci, ri, a.name, a.altloc), -1))
+            for rid, (ci, ri, res) in enumerate((ci, ri, res) for ci, ch in enumerate(st[0])
+                                                for ri, res in enumerate(ch)) for a in res]
+    if not rows:
+        return out
+    xyz = np.array([r[:3] for r in rows], float)
+    is_h = np.array([r[3] for r in rows], bool)
+    rid = np.array([r[4] for r in rows], np.int64)
+    key = np.array([r[5] for r in rows], np.int64)
+    heavy, hyd = np.flatnonzero(~is_h), np.flatnonzero(is_h)
+    if len(heavy) and len(hyd):
+        d, j = cKDTree(xyz[heavy]).query(xyz[hyd], k=4, distance_upper_bound=1.3)
+        j = np.where(np.isfinite(d), j, len(heavy))
+        host = np.append(heavy, -1)[j]                       # (nH, 4) candidate parents
+        same = (host >= 0) & (rid[np.maximum(host, 0)] == rid[hyd][:, None])
+        first = np.argmax(same, axis=1)                      # nearest in the same residue
+        parent = np.where(same.any(1), host[np.arange(len(hyd)), first], -1)
+        parent = key[parent[parent >= 0]]
+        np.add.at(out, parent[parent >= 0], 1)
     # the library's HIS carries HD1 and HE2 (His+); without hydrogens the model is read as
     # neutral His (`charges`), taken as the Nε2-H tautomer: drop the H on ND1
     his_nd1 = (np.char.strip(np.asarray(atoms.res_name).astype(str)) == "HIS") & \
