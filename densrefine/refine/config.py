@@ -231,6 +231,15 @@ def load_config(data=None, path=None) -> FitConfig:
     return validate(cfg)
 
 
+def _mode(value, flag: str) -> str:
+    """An auto/on/off switch; YAML 1.1 reads a bare on/off as a boolean."""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    if value not in ("auto", "on", "off"):
+        raise input_error(flag, f"unknown mode {value!r}", "use auto, on or off")
+    return value
+
+
 def validate(cfg: FitConfig) -> FitConfig:
     """Check types and ranges; return ``cfg`` with normalised values."""
     if cfg.map.density not in ("iam", "ml"):
@@ -269,19 +278,11 @@ def validate(cfg: FitConfig) -> FitConfig:
             raise input_error("reference-restraints", f"σ = {cfg.reference_sigma} Å must be "
                               "positive", "give e.g. 0.2 (Å), or leave it unset")
         cfg.reference_sigma = float(cfg.reference_sigma)
-    if isinstance(cfg.ss_restraints, bool):  # YAML 1.1 reads a bare on/off as a boolean
-        cfg.ss_restraints = "on" if cfg.ss_restraints else "off"
-    if cfg.ss_restraints not in ("auto", "on", "off"):
-        raise input_error("ss-restraints", f"unknown mode {cfg.ss_restraints!r}",
-                          "use auto, on or off")
+    for name in ("ss_restraints", "rama_restraints"):
+        setattr(cfg, name, _mode(getattr(cfg, name), name.replace("_", "-")))
     if isinstance(cfg.ss_sigma, bool) or not float(cfg.ss_sigma) > 0:
         raise input_error("ss_sigma", f"σ = {cfg.ss_sigma} Å must be positive", "give e.g. 0.05")
     cfg.ss_sigma = float(cfg.ss_sigma)
-    if isinstance(cfg.rama_restraints, bool):  # YAML 1.1 reads a bare on/off as a boolean
-        cfg.rama_restraints = "on" if cfg.rama_restraints else "off"
-    if cfg.rama_restraints not in ("auto", "on", "off"):
-        raise input_error("rama-restraints", f"unknown mode {cfg.rama_restraints!r}",
-                          "use auto, on or off")
     if isinstance(cfg.rama_weight, bool) or not isinstance(cfg.rama_weight, (int, float)) \
             or not cfg.rama_weight >= 0:
         raise input_error("rama_weight", f"{cfg.rama_weight!r} must be a number ≥ 0",
