@@ -78,13 +78,9 @@ def dihedrals(xyz, idx) -> np.ndarray:
 
 def dihedrals_torch(xyz, idx):
     """Torsion angles (n,) in radians, IUPAC sign (as `dihedrals`); torch, differentiable."""
-    import torch
+    from .energy import dihedrals_deg
 
-    p0, p1, p2, p3 = (xyz[idx[:, k]] for k in range(4))
-    b0, b1, b2 = p1 - p0, p2 - p1, p3 - p2
-    n2 = torch.linalg.cross(b1, b2)
-    y = (b1 * b1).sum(-1).clamp_min(1e-20).sqrt() * (b0 * n2).sum(-1)
-    return torch.atan2(y, (torch.linalg.cross(b0, b1) * n2).sum(-1))
+    return dihedrals_deg(xyz, idx) * (np.pi / 180.0)
 
 
 @dataclass(frozen=True)
