@@ -211,28 +211,41 @@ def make_net():
     return DeformationNet()
 
 
-def load_net(path: str = WEIGHTS):
-    """The shipped network with its weights (npz, read with ``allow_pickle=False``)."""
+def read_weights(path: str, what: str = "ML density", fix: str = "reinstall densrefine, or "
+                 "use --density iam") -> dict:
+    """Tensor state dict of a weights npz (``allow_pickle=False``; ``meta_*`` keys skipped).
+
+    Raises a one-line `InputError` naming ``path`` when the file is missing or unreadable.
+    """
     import torch
 
     from ..errors import input_error
 
     if not os.path.exists(path):
-        raise input_error(path, "the ML density weights are missing",
-                          "reinstall densrefine, or use --density iam")
+        raise input_error(path, f"the {what} weights are missing", fix)
     try:
         with np.load(path, allow_pickle=False) as z:
-            state = {k: torch.from_numpy(z[k].copy()) for k in z.files if not k.startswith("meta_")}
+            return {k: torch.from_numpy(z[k].copy()) for k in z.files if not k.startswith("meta_")}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise input_error(path, f"the ML density weights cannot be read ({exc})",
-                          "reinstall densrefine, or use --density iam") from None
-    net = make_net()
+        raise input_error(path, f"the {what} weights cannot be read ({exc})", fix) from None
+
+
+def fill_net(net, state: dict, path: str, what: str = "ML density",
+             fix: str = "reinstall densrefine, or use --density iam"):
+    """``net`` with ``state`` loaded, in eval mode; a one-line `InputError` on a mismatch."""
+    from ..errors import input_error
+
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
-        raise input_error(path, f"the ML density weights do not fit the network ({exc})",
-                          "reinstall densrefine, or use --density iam") from None
+        raise input_error(path, f"the {what} weights do not fit the network ({exc})",
+                          fix) from None
     return net.eval()
+
+
+def load_net(path: str = WEIGHTS):
+    """The shipped network with its weights (npz, read with ``allow_pickle=False``)."""
+    return fill_net(make_net(), read_weights(path), path)
 
 
 def save_net(net, path: str, meta: dict | None = None) -> None:

@@ -152,26 +152,11 @@ def make_ensemble(nets):
 def load_net(path: str = WEIGHTS):
     """The stage-2 network (or ensemble, keys ``members.<k>.…``) with its weights (npz read
     with ``allow_pickle=False``)."""
-    import torch
-
-    from ..errors import input_error
-
-    fix = "reinstall densrefine, or use --density iam / ml"
-    if not os.path.exists(path):
-        raise input_error(path, "the ml-spdf density weights are missing", fix)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            state = {k: torch.from_numpy(z[k].copy()) for k in z.files if not k.startswith("meta_")}
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise input_error(path, f"the ml-spdf weights cannot be read ({exc})", fix) from None
+    what, fix = "ml-spdf density", "reinstall densrefine, or use --density iam / ml"
+    state = ml.read_weights(path, what, fix)
     n = len({k.split(".")[1] for k in state if k.startswith("members.")})
     net = make_ensemble([make_net() for _ in range(n)]) if n else make_net()
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise input_error(path, f"the ml-spdf weights do not fit the network ({exc})",
-                          fix) from None
-    return net.eval()
+    return ml.fill_net(net, state, path, what, fix)
 
 
 def inputs(elements, xyz, charges, bonds=None, implicit_h=None):
