@@ -149,8 +149,11 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
     torch.manual_seed(int(seed))
     # CPU kernels used here are deterministic already; torch's deterministic mode only
     # swaps in slow fallbacks there (30x in the splat backward), so use it on CUDA only
+    # (the call imports torch._dynamo, ~1 s, so it is made only when the mode changes)
     was_det, was_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.use_deterministic_algorithms(dev.type == "cuda" or was_det, warn_only=True)
+    det = dev.type == "cuda" or was_det
+    if det != was_det:
+        torch.use_deterministic_algorithms(det, warn_only=True)
     threads = _threads(cfg, dev, len(model))
     if threads != was_threads:
         torch.set_num_threads(threads)
@@ -160,7 +163,8 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
         return _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback,
                     monitor, estimate)
     finally:
-        torch.use_deterministic_algorithms(was_det)
+        if det != was_det:
+            torch.use_deterministic_algorithms(was_det)
         if threads != was_threads:
             torch.set_num_threads(was_threads)
 
