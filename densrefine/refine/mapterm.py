@@ -152,6 +152,47 @@ def _compress_row(a, b, s2, tol):
     return a, b
 
 
+def fourier_resample(grid: Grid, spacing: float, taper: float) -> Grid:
+    """``grid`` on a coarser grid of spacing ≤ ``spacing`` Å, by cropping its spectrum.
+
+    The box is treated as periodic: the outer ``taper`` Å of every face first fall
+    to the box mean along a raised cosine so the wrap-around step does not ring, and
+    callers crop that rim away afterwards. Keeps every Fourier term below the new
+    Nyquist frequency; voxel [0, 0, 0] keeps its position. Orthogonal grids only.
+
+    Returns
+    -------
+    Grid
+        A P1 grid whose cell is the (same) box, sampled at n_i · v_i / m_i Å with
+        m_i = ⌈n_i v_i / spacing⌉ points along axis i.
+    """
+    import scipy.fft
+
+    from ..types import UnitCell
+
+    v = np.array(grid.voxel_size, float)
+    n = np.array(grid.shape_xyz)
+    m = np.minimum(n, np.ceil(n * v / spacing).astype(int))
+    x = np.array(grid.values, np.float64)
+    mean = float(x.mean())
+    for ax, (nn, vv) in enumerate(zip(n[::-1], v[::-1]) if taper > 0 else ()):  # z, y, x
+        t = np.clip(np.minimum(np.arange(nn), nn - 1 - np.arange(nn)) * vv / taper, 0, 1)
+        shape = [1, 1, 1]
+        shape[ax] = nn
+        x = mean + (x - mean) * (0.5 - 0.5 * np.cos(np.pi * t)).reshape(shape)
+    f = scipy.fft.rfftn(x)
+    mz, my, mx = (int(k) for k in m[::-1])
+    out = np.zeros((mz, my, mx // 2 + 1), complex)
+    kz, ky, kx = ((k - 1) // 2 for k in (mz, my, mx))   # keep |frequency index| < m/2
+    for z in (slice(0, kz + 1), slice(-kz, None) if kz else slice(0, 0)):
+        for y in (slice(0, ky + 1), slice(-ky, None) if ky else slice(0, 0)):
+            out[z, y, :kx + 1] = f[z, y, :kx + 1]
+    vals = scipy.fft.irfftn(out, s=(mz, my, mx)) * (mz * my * mx / float(np.prod(n)))
+    box = n * v
+    return Grid(vals.astype(np.float32), box / m, grid.origin,
+                UnitCell(*box, 90.0, 90.0, 90.0), "P 1", m, np.zeros(3, int), path=grid.path)
+
+
 class MapTerm:
     """−CC_mask (or LSQ) between the experimental sub-map and a simulated model map.
 
@@ -179,6 +220,17 @@ class MapTerm:
         self.d, self.cfg, self.device, self.dtype = float(resolution), cfg, device, dtype
         core = xyz[moving & in_map] if (moving & in_map).any() else xyz[moving]
         self.grid, _ = sub_box(emap, core, cfg.margin + 2.0)
+        self.grid_f = self.grid      # the B stage's Fourier-truncated target: own grid
+        spd = cfg.samples_per_d
+        if spd and emap.is_orthogonal and np.prod(np.array(emap.voxel_size) * spd / self.d) < 0.8:
+            v0 = self.grid.voxel_size.copy()
+            pad = 2.0 * self.d
+            big, _ = sub_box(emap, core, cfg.margin + 2.0 + pad)
+            self.grid, _ = sub_box(fourier_resample(big, self.d / spd, pad), core,
+                                   cfg.margin + 2.0)
+            log.info("Map term: map Fourier-resampled from %.3g to %.3g Å voxels (d/%.3g; "
+                     "terms to 1/(2·spacing) kept), %d×%d×%d voxels", v0.max(),
+                     self.grid.voxel_size.max(), spd, *self.grid.shape_xyz)
         if self.grid.values.size < np.asarray(emap.values).size:
             log.info("Map term: map cut to %d×%d×%d voxels around the refined atoms (+%.1f Å "
                      "margin) out of %d×%d×%d", *self.grid.shape_xyz, cfg.margin + 2.0,
@@ -200,7 +252,14 @@ class MapTerm:
         self.coeffs = tuple(torch.as_tensor(c, **kw) for c in (a2, b2))
         self.exp0 = torch.as_tensor(np.array(self.grid.values), **kw)
         self.exp0 = self.exp0 - self.exp0.mean()
+        self.frame_f = self.frame
+        self.exp_f = self.exp0
+        if self.grid_f is not self.grid:
+            self.frame_f = GridFrame.from_grid(self.grid_f, periodic=False)
+            self.exp_f = torch.as_tensor(np.array(self.grid_f.values), **kw)
+            self.exp_f = self.exp_f - self.exp_f.mean()
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
+        self._mask_f, self._mask_sites = None, None
         self.cur_frame, self.stride = self.frame, 1
         log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0); "
                  "%d×%d table Gaussians compressed to %d sites × 2 (Gauss quadrature, form "
@@ -226,9 +285,12 @@ class MapTerm:
         r = self.cfg.mask_radius or atom_radius(self.d, float(np.mean(b_iso[sel])))
         r = max(r, float(np.sqrt((self.blur + float(np.mean(b_iso[sel]))) / (8 * np.pi**2)) * 2.5))
         mask = sites_mask(xyz[sel], self.grid, r)
+        self._mask_sites, self._mask_f = (np.array(xyz[sel]), r), None
         # a blurred map is band-limited near d·√factor: sample it every `stride` voxels
         # while 3 samples per d·√factor remain (8x fewer voxels at factor 4)
-        k = self.stride = max(1, int(self.d * np.sqrt(factor) / (3.0 * self.frame.voxel_size.max())))
+        per_d = self.cfg.samples_per_d or 3.0
+        k = self.stride = max(1, int(self.d * np.sqrt(factor)
+                                     / (per_d * self.frame.voxel_size.max())))
         self.cur_frame = GridFrame(tuple(-(-n // k) for n in self.frame.shape), self.frame.origin,
                                    self.frame.steps * k, periodic=False)
         self.exp = self.exp[::k, ::k, ::k].contiguous()
@@ -238,17 +300,34 @@ class MapTerm:
         log.debug("map term: blur B=%.1f Å² (exp. map +%.1f Å²), mask radius %.2f Å, %d voxels, "
                   "stride %d", self.blur, extra, r, int(self.mask.sum()), k)
 
+    @property
+    def mask_f(self):
+        """Mask of the Fourier (B-stage) target: `prepare`'s mask on the map's own grid."""
+        import torch
+
+        if self.grid_f is self.grid:
+            return self.mask_full
+        if self._mask_f is None:
+            xyz, r = self._mask_sites
+            self._mask_f = torch.as_tensor(sites_mask(xyz, self.grid_f, r), device=self.device)
+        return self._mask_f
+
     def model_map(self, xyz, b_iso, occ, fourier: bool = False):
-        """Model map on the sub-box from full-model tensors (N, 3), (N,), (N,)."""
+        """Model map on the sub-box from full-model tensors (N, 3), (N,), (N,).
+
+        ``fourier``: the Fourier-truncated map (terms with d > ``self.d``) on the map's own
+        grid (`frame_f`), else the blurred map on the (resampled, strided) current grid.
+        """
         sel = self.sites
         if fourier:
-            nb = refmac_blur(float(b_iso[sel].detach().min()), float(self.frame.voxel_size.max()))
-            m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.frame,
+            fr = self.frame_f
+            nb = refmac_blur(float(b_iso[sel].detach().min()), float(fr.voxel_size.max()))
+            m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, fr,
                                 blur=nb, method="fourier", d_min=self.d,
                                 cutoff=CUTOFF_FOURIER)
             if self.delta is not None:
-                dv = self._delta_potential(xyz, b_iso, occ, self.frame, nb)
-                m = m + fourier_truncate(dv, self.frame, self.d, unblur=nb)
+                dv = self._delta_potential(xyz, b_iso, occ, fr, nb)
+                m = m + fourier_truncate(dv, fr, self.d, unblur=nb)
             return m
         m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
                             blur=self.blur, method="blur", cutoff=CUTOFF)
@@ -275,8 +354,8 @@ class MapTerm:
         ``kind`` ("cc" or "lsq") overrides ``cfg.target`` for this call.
         """
         m = self.model_map(xyz, b_iso, occ, fourier)
-        e = self.exp0 if fourier else self.exp
-        w = (self.mask_full if fourier else self.mask).to(m.dtype)
+        e = self.exp_f if fourier else self.exp
+        w = (self.mask_f if fourier else self.mask).to(m.dtype)
         if (kind or self.cfg.target) == "lsq":
             k = (w * e * m).sum() / ((w * m * m).sum() + 1e-30)
             return ((w * (e - k * m) ** 2).sum() / (w * e * e).sum()) - 1.0

@@ -40,3 +40,49 @@ def test_compress_keeps_form_factors_and_maps():
     idx = torch.as_tensor(site)
     got = simulate_tensor(xyz[idx], bb[idx], occ[idx], (a2, b2), fr, blur=36.0)
     assert float((got - ref).norm() / ref.norm()) < 1e-3
+
+
+def test_fourier_resample_is_exact_for_band_limited_maps():
+    from densrefine.refine.mapterm import fourier_resample
+    from densrefine.types import Grid
+
+    n = (40, 36, 30)                      # nx, ny, nz; 1 Å voxels
+    waves = [(1, 2, 3), (3, -2, 1), (0, 5, -4)]
+
+    def f(x, y, z):                       # periodic, |index| ≤ 5 < 30 / 2 / 1.3
+        return sum(np.cos(2 * np.pi * (h * x / n[0] + k * y / n[1] + l * z / n[2]) + i)
+                   for i, (h, k, l) in enumerate(waves))
+
+    z, y, x = np.meshgrid(*[np.arange(m) for m in n[::-1]], indexing="ij")
+    g = Grid.box(n[::-1], 1.0, (1.0, 2.0, 3.0)).with_values(f(x, y, z))
+    r = fourier_resample(g, 1.3, taper=0.0)
+    assert r.shape_xyz == (31, 28, 24)
+    assert np.all(r.voxel_size <= 1.3) and np.allclose(r.origin, g.origin)
+    z, y, x = np.meshgrid(*[np.arange(m) for m in r.shape], indexing="ij")
+    v = r.voxel_size
+    np.testing.assert_allclose(r.values, f(x * v[0], y * v[1], z * v[2]), atol=2e-5)
+
+
+def test_minimise_lbfgs_bounds_and_nonfinite():
+    from densrefine.refine.optim import NonFiniteError, minimise
+
+    target = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    f = minimise(p, lambda: ((p - target) ** 2).sum(), 20)
+    np.testing.assert_allclose(p.detach().numpy(), target.numpy(), atol=1e-6)
+    assert f < 1e-10 and p.grad is None
+    p = torch.zeros(3, dtype=torch.float32, requires_grad=True)
+    minimise(p, lambda: ((p - target.float()) ** 2).sum(), 20, bounds=(0.0, 2.0))
+    np.testing.assert_allclose(p.detach().numpy(), [1.0, 0.0, 2.0], atol=1e-5)
+    q = torch.ones(2, dtype=torch.float64, requires_grad=True)
+    calls = []
+
+    def bad():                            # finite at the start, NaN once it moves
+        calls.append(1)
+        return (q ** 2).sum() if len(calls) == 1 else q.sum() * float("nan")
+
+    try:
+        minimise(q, bad, 10)
+        raise AssertionError("no NonFiniteError")
+    except NonFiniteError:
+        np.testing.assert_allclose(q.detach().numpy(), [1.0, 1.0])   # last finite point
