@@ -49,9 +49,8 @@ class MapConfig:
     samples_per_d : float or None
         Grid of the coordinate stages: a map sampled finer than d / ``samples_per_d``
         is Fourier-resampled to that spacing (nothing beyond the new Nyquist
-        frequency 1/(2·spacing) > 1/d is lost), and blurred cycles subsample every k
-        voxels while ``samples_per_d`` samples per d·√factor remain. None keeps the
-        map's own grid (and 3 samples per blurred d for the subsampling). On 5NI1 in
+        frequency 1/(2·spacing) > 1/d is lost; blurred cycles use 3 samples per
+        d·√factor, see `MapTerm.prepare`). None keeps the map's own grid. On 5NI1 in
         EMD-3488 (1.05 → 1.28 Å voxels) the coordinate stages ran 1.4× faster with the
         same final RMSD to the deposited model from 1 Å starts (3 seeds: mean 0.480 vs
         0.486 Å) and CC_mask (0.8804 vs 0.8806). The B stage keeps the map's own grid.
@@ -111,10 +110,13 @@ class FitConfig:
         model: rigid,xyz,b 0.74 Å; + sse 0.73 Å; + chi1 0.53 Å (rigid,chi1,xyz,b:
         0.56 Å); with the lsq map term as well 0.45 Å (seed 1: 0.71 → 0.47 Å).
     cycles : int
-        Macro cycles of the xyz stage (the blur schedule runs over them).
+        Macro cycles of the xyz stage (the blur schedule runs over them). Default 4
+        (was 5), with ``xyz_iterations`` 15 (was 20) and ``sse_iterations`` 20 (was
+        30): on 5NI1 perturbed by 1 Å in EMD-3488 (3 seeds) final RMSD 0.410 / 0.480 /
+        0.546 Å vs 0.440 / 0.475 / 0.563 Å, with 35 % fewer map evaluations.
     rigid_iterations, xyz_iterations, b_iterations : int
         L-BFGS iterations per call (rigid: per group level; xyz: per macro cycle).
-        Defaults 15 / 20 / 40 (were 30 / 25 / 30): on 5NI1 the CPU time fell ~35 % with
+        Defaults 15 / 15 / 40 (were 30 / 25 / 30, then 15 / 20 / 40): on 5NI1 the CPU time fell ~35 % with
         final RMSD and CC_mask unchanged within 0.02 Å / 0.001 for the 1 Å cases; the
         1.5 Å case ends 0.009 Å worse (benchmarks/RESULTS.md, "fit speed-up").
     rigid_chains : bool
@@ -169,14 +171,14 @@ class FitConfig:
     """
 
     stages: list = field(default_factory=lambda: list(STAGES))
-    cycles: int = 5
+    cycles: int = 4
     rigid_iterations: int = 15
     rigid_chains: bool = True
     rigid_blur_factors: list = field(default_factory=lambda: [1.0])
-    xyz_iterations: int = 20
+    xyz_iterations: int = 15
     b_iterations: int = 40
     rotamer_chi2: bool = False
-    sse_iterations: int = 30
+    sse_iterations: int = 20
     sse_blur_factors: list = field(default_factory=lambda: [1.0])
     reference_sigma: float | None = None
     ss_restraints: str = "auto"
