@@ -116,9 +116,14 @@ class FitConfig:
         0.546 Å vs 0.440 / 0.475 / 0.563 Å, with 35 % fewer map evaluations.
     rigid_iterations, xyz_iterations, b_iterations : int
         L-BFGS iterations per call (rigid: per group level; xyz: per macro cycle).
-        Defaults 15 / 15 / 40 (were 30 / 25 / 30, then 15 / 20 / 40): on 5NI1 the CPU time fell ~35 % with
-        final RMSD and CC_mask unchanged within 0.02 Å / 0.001 for the 1 Å cases; the
-        1.5 Å case ends 0.009 Å worse (benchmarks/RESULTS.md, "fit speed-up").
+        Defaults 15 / 15 / 40 (were 30 / 25 / 30, then 15 / 20 / 40; see ``cycles``): the
+        first change cut CPU time ~35 % on 5NI1 with final RMSD and CC_mask unchanged
+        within 0.02 Å / 0.001 for the 1 Å cases; the 1.5 Å case ended 0.009 Å worse
+        (benchmarks/RESULTS.md, "fit speed-up"). The B
+        stage runs its iterations in 2 rounds; with the likelihood weight, 20 / 40 / 80
+        gave B RMSD 16.4 / 17.0 / 16.8 Å² (ln B 0.38 / 0.35 / 0.35) in the simulated map
+        and cctbx CC_mask 0.890 / 0.891 / 0.892 in EMD-3488 (B stage only), where more
+        iterations drive more atoms to the 2 Å² bound (146 / 402 / 837 within 1 Å²).
     rigid_chains : bool
         After the whole model, refine each chain as its own rigid group.
     rigid_blur_factors : list of float
@@ -160,7 +165,31 @@ class FitConfig:
         at 6 Å (deposited chain: 94.2 %); w = 10 raised angle RMSD by ~0.08° at 4.5 Å and
         pushed more residues into "favored" than the deposited chain has.
     b_sigma : float
-        Å². σ of the B-similarity restraint between bonded atoms.
+        Å². σ of the B-similarity prior ½ Σ (ΔB/σ)² between bonded atoms; 1-3 (angle)
+        pairs use 1.5 σ (servalcat's ratio, `densrefine.refine.geometry.b_restraint_pairs`).
+        With the likelihood data weight (`b_weight_scale` = 1), σ was chosen by recovering
+        known B from a noisy simulated 3.2 Å map of 5NI1 (benchmarks/b_weight.py sim, flat
+        start): σ = 5 / 10 / 15 / 20 / 30 gave B RMSD to the truth 26.6 / 20.8 / 18.2 /
+        17.0 / 16.1 Å², RMSD of ln B 0.50 / 0.36 / 0.34 / 0.35 / 0.42, bonded RMS ΔB 1.1 /
+        2.3 / 3.6 / 5.1 / 8.2 Å² (truth 6.4); the former default (σ 10 Å², bonds only, data
+        weight 10 × n_bonds on −CC) gave 19.7 / 0.38 / 2.2. σ = 20 balances these. Full fit
+        of the deposited 5NI1 in EMD-3488: cctbx CC_mask 0.892 (former default 0.881,
+        servalcat 0.889), bonded RMS ΔB 5.4 Å² (3.0; servalcat 6.4); see ``b_overall`` for
+        the B scale.
+    b_weight_scale : float
+        Multiplies the data weight of the B stage, which is the Gaussian log-likelihood
+        weight N_ind / (2 (1 − CC²)) (`densrefine.refine.geometry.b_data_weight`); > 1
+        trusts the map more.
+    b_overall : bool
+        B stage: the map term sees B + g with one free offset g (Å²) for the map's overall
+        sharpening, and the mean refined B is held at the input's (servalcat's SPA
+        likelihood likewise absorbs an overall B in its scale). Off by default: the mean B
+        is then never learnt from the map, and on the simulated (unsharpened) 5NI1 map it
+        recovered B no better (B RMSD 16.9 vs 17.0 Å², ln B RMSD 0.39 vs 0.35). For
+        sharpened maps with a meaningful input B scale: EMD-3488 is ~40 Å² sharper than
+        5NI1's B (g = −42 Å²); full fit of the deposited model with / without it: cctbx
+        CC_mask 0.883 / 0.892, median B 54 / 32 Å² (input 52), atoms within 1 Å² of a
+        bound 144 / 423 (input 144), bonded RMS ΔB 6.9 / 5.4 Å² (input 6.4).
     b_range : list of float
         [min, max] Å² of refined B.
     threads : int or None
@@ -185,7 +214,9 @@ class FitConfig:
     ss_sigma: float = 0.05
     rama_restraints: str = "auto"
     rama_weight: float = 3.0
-    b_sigma: float = 10.0
+    b_sigma: float = 20.0
+    b_weight_scale: float = 1.0
+    b_overall: bool = False
     b_range: list = field(default_factory=lambda: [2.0, 300.0])
     threads: int | None = None
     map: MapConfig = field(default_factory=MapConfig)
@@ -329,6 +360,15 @@ def validate(cfg: FitConfig) -> FitConfig:
     if not 0 <= lo < hi:
         raise input_error("b_range", f"{cfg.b_range} is not [min, max]", "use e.g. [2, 300]")
     cfg.b_range = [lo, hi]
+    if not isinstance(cfg.b_overall, bool):
+        raise input_error("b_overall", f"{cfg.b_overall!r} is not true/false",
+                          "write b_overall: true (or false)")
+    for key in ("b_sigma", "b_weight_scale"):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise input_error(key, f"{v!r} must be a positive number", "give e.g. 20 (b_sigma, "
+                              "Å²) or 1 (b_weight_scale)")
+        setattr(cfg, key, float(v))
     return cfg
 
 

@@ -474,32 +474,68 @@ def _adjust_weight(st, cfg, rec):
 
 
 def _b_stage(st, cfg, cycles, stats, callback):
+    """Per-atom B by the negative log posterior: map likelihood + B-similarity prior.
+
+    Target ``w (1 − CC²) + ½ Σ (ΔB/σ)²``: w from `geometry.b_data_weight` (Gaussian
+    likelihood, noise variance from the current fit) × ``cfg.b_weight_scale``; pairs and
+    σ from `geometry.b_restraint_pairs` (bonded σ = ``cfg.b_sigma``, 1-3 pairs 1.5 σ).
+    The iterations run in 2 rounds, w re-estimated from the fit after the first (as
+    servalcat re-estimates its noise between cycles). B = lo + (hi − lo)·sigmoid(u), the
+    start kept ≥ 0.5 Å² inside the bounds so atoms at a bound can move. With
+    ``cfg.b_overall`` the map term sees B + g, one offset g (Å²) for the map's overall
+    sharpening, and the mean refined B is held at its start (½ N (ΔB̄ / 1 Å²)²).
+    """
     import torch
 
     lo, hi = cfg.b_range
-    pairs = torch.as_tensor(np.array(st.geom.bond_pairs), device=st.b.device)
+    pairs_np, sig_np = _geometry.b_restraint_pairs(st.geom, cfg.b_sigma)
+    pairs = torch.as_tensor(pairs_np, device=st.b.device)
+    sig = torch.as_tensor(sig_np, device=st.b.device, dtype=st.b.dtype)
     t0 = time.perf_counter()
     st.fourier = True
     st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), 1.0)
-    wb = max(len(pairs), 1) * 10.0
-    log.info("B-factors: per atom, %.0f–%.0f Å², similarity σ = %.1f Å² over %d bonded pairs, "
-             "map term %s on the Fourier-truncated model map (d > %.3g Å), weight %.3g, "
-             "L-BFGS %d iterations", lo, hi, cfg.b_sigma, len(pairs), cfg.map.b_target,
-             st.mterm.d, wb, cfg.b_iterations)
-    b0 = st.b[st.mv].clamp(lo + 1e-3, hi - 1e-3)
-    u = torch.logit((b0 - lo) / (hi - lo)).clone().requires_grad_(True)
+    kind, rounds, overall = cfg.map.b_target, 2, bool(cfg.b_overall)
+    vol = float(st.mterm.mask_full.sum()) * abs(float(np.linalg.det(st.mterm.frame.steps)))
+    edge = min(0.5, 0.25 * (hi - lo))
+    b0 = st.b[st.mv].clamp(lo + edge, hi - edge)
+    mean0 = float(b0.mean())
+    u = torch.cat([torch.logit((b0 - lo) / (hi - lo)), b0.new_zeros(1)]).requires_grad_(True)
 
     def full_b():
-        return st.b.index_copy(0, st.mv, lo + (hi - lo) * torch.sigmoid(u))
+        return st.b.index_copy(0, st.mv, lo + (hi - lo) * torch.sigmoid(u[:-1]))
+
+    def offset():  # g (Å²), 10× for the L-BFGS scaling
+        return 10.0 * u[-1]
+
+    def resid(b):  # 1 − CC² (cc), or 1 − CC_uncentred² (lsq, whose target is −CC_u²)
+        m = st.mterm.target(st.xyz, b + offset() if overall else b, st.occ, True, kind=kind)
+        return 1.0 - m * m if kind == "cc" else 1.0 + m
 
     def target():
         b = full_b()
-        m = st.mterm.target(st.xyz, b, st.occ, True, kind=cfg.map.b_target)
-        return wb * m + _geometry.b_similarity(b, pairs, cfg.b_sigma)
+        f = wb * resid(b) + 0.5 * _geometry.b_similarity(b, pairs, sig)
+        if not overall:
+            return f
+        return f + 0.5 * len(b0) * (b[st.mv].mean() - mean0) ** 2
 
-    try:
-        val = minimise(u, target, cfg.b_iterations)
-    finally:
-        st.b = full_b().detach()
+    val, wb = 0.0, 0.0
+    for k in range(rounds):
+        with torch.no_grad():
+            r0 = float(resid(full_b()))
+        wb = _geometry.b_data_weight(vol, st.mterm.d, r0) * float(cfg.b_weight_scale)
+        n_it = cfg.b_iterations // rounds + (cfg.b_iterations % rounds if k == 0 else 0)
+        say = log.info if k == 0 else log.debug   # one info line per stage
+        say("B-factors (round %d/%d): per atom, %.0f–%.0f Å²; −log posterior = Gaussian "
+            "likelihood w·(1 − CC²) of the Fourier-truncated model map (d > %.3g Å, %s, mask "
+            "%.0f Å³, CC = %.4f, w = %.4g%s) + ½Σ(ΔB/σ)² over %d bonded / 1-3 pairs (σ = %.3g "
+            "/ %.3g Å²); L-BFGS %d iterations (w re-estimated after round 1)", k + 1, rounds,
+            lo, hi, st.mterm.d, kind, vol, np.sqrt(max(1.0 - r0, 0.0)), wb,
+            f", overall map B offset {float(offset().detach()):.1f} Å²" if overall else "",
+            len(pairs), cfg.b_sigma, _geometry.B_SIGMA_13 * cfg.b_sigma, n_it)
+        try:
+            val = minimise(u, target, n_it)
+        finally:
+            st.b = full_b().detach()
+    extra = {"b_overall_offset": float(offset().detach())} if overall else {}
     _record(st, cycles, stats, callback, "b", len(cycles), val, t0,
-            b_mean=float(st.b[st.mv].mean()), b_weight=wb)
+            b_mean=float(st.b[st.mv].mean()), b_weight=wb, **extra)

@@ -202,9 +202,94 @@ def with_rama_restraints(geom: Geometry, model, *, device="cpu", dtype=None, fix
     return Geometry(_PlusTerm(geom.term, term, "rama"), geom.restraints, stats)
 
 
-def b_similarity(b_iso, pairs, sigma: float):
-    """Σ((B_i − B_j)/σ)² over bonded pairs (Å² / Å²), a torch 0-d tensor."""
+B_SIGMA_13 = 1.5
+"""σ of 1-3 (angle) pairs relative to bonded pairs in `b_restraint_pairs`: 7.5 / 5 Å², the
+ratio of servalcat's SPA ADP restraint ("diff" mode; gemmi ``Geometry::adpr_diff_sigs``
+= 5, 7.5, 15, … Å² for bond, angle, 1-4, … pairs; Yamashita et al. 2021, Acta Cryst D77,
+1282)."""
+
+
+def b_similarity(b_iso, pairs, sigma):
+    """Σ((B_i − B_j)/σ)² over atom pairs (Å² / Å²), a torch 0-d tensor.
+
+    Parameters
+    ----------
+    b_iso : torch.Tensor, shape (N,)
+        B-factors (Å²).
+    pairs : torch.Tensor, shape (P, 2), int64
+        Atom index pairs.
+    sigma : float or torch.Tensor, shape (P,)
+        σ (Å²) of every pair, or one σ for all.
+    """
     if len(pairs) == 0:
         return b_iso.sum() * 0.0
     i, j = pairs[:, 0], pairs[:, 1]
     return (((b_iso[i] - b_iso[j]) / sigma) ** 2).sum()
+
+
+def b_restraint_pairs(geom: Geometry, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Atom pairs of the B-similarity restraint: bonded (1-2) and angle (1-3) pairs.
+
+    The topological classes of servalcat's SPA ADP restraint that need no distance
+    search: 1-2 pairs with σ = ``sigma`` and 1-3 pairs (outer atoms of each angle
+    restraint, unless also bonded) with σ = `B_SIGMA_13` · ``sigma``. O(N): each atom has
+    a bounded number of bonds and angles.
+
+    Parameters
+    ----------
+    geom : Geometry
+        ``restraints.angles`` (n, 3) is used when present.
+    sigma : float
+        Å², σ of the bonded pairs.
+
+    Returns
+    -------
+    pairs : ndarray, shape (P, 2), int64
+        Unique pairs (i < j).
+    sigmas : ndarray, shape (P,), float64
+        σ per pair (Å²).
+    """
+    b = np.sort(geom.bond_pairs, axis=1)
+    ang = getattr(geom.restraints, "angles", None)
+    a = np.zeros((0, 2), np.int64) if ang is None or len(ang) == 0 else \
+        np.sort(np.asarray(ang, np.int64).reshape(-1, 3)[:, [0, 2]], axis=1)
+    b = np.unique(b[b[:, 0] != b[:, 1]], axis=0).reshape(-1, 2)
+    a = np.unique(a[a[:, 0] != a[:, 1]], axis=0).reshape(-1, 2)
+    if len(a) and len(b):
+        n = int(max(a.max(), b.max())) + 1
+        a = a[~np.isin(a[:, 0] * n + a[:, 1], b[:, 0] * n + b[:, 1])]
+    sig = np.concatenate([np.full(len(b), float(sigma)), np.full(len(a), B_SIGMA_13 * sigma)])
+    return np.concatenate([b, a]).astype(np.int64), sig
+
+
+def b_data_weight(mask_volume: float, d: float, resid0: float) -> float:
+    """Weight of the B stage's data term ``resid = 1 − CC²`` as a Gaussian log-likelihood.
+
+    With e = k·m + n, n Gaussian with variance σ_n² per independent sample and k fitted,
+    −log L = Σ(e − k m)²/(2σ_n²) = N_ind · var(e) · (1 − CC²)/(2σ_n²) (the least-squares
+    residual of a fitted scale is var(e)(1 − CC²)). σ_n² is estimated from the fit at
+    the start of the stage, var(e)(1 − CC0²), so −log L ≈ N_ind (1 − CC²)/(2 (1 − CC0²)).
+    N_ind is the number of independent real values of a map band-limited to |s| ≤ 1/d
+    over the mask volume V: V · 4π/(3 d³) (reciprocal-space sphere volume × V; Friedel
+    pairs make each complex coefficient one real degree of freedom on average; Shannon
+    sampling in 3D, e.g. Landau & Pollak 1962, Bell Syst. Tech. J. 41, 1295). Together
+    with restraints Σ ΔB²/(2σ²) this is the negative log posterior, as in servalcat's
+    SPA refinement (likelihood + ``0.5 w (ΔB/σ)²`` ADP restraints; Yamashita et al.
+    2021, Acta Cryst D77, 1282).
+
+    Parameters
+    ----------
+    mask_volume : float
+        Å³.
+    d : float
+        Resolution (Å).
+    resid0 : float
+        1 − CC0² at the start (clamped to ≥ 1e-3).
+
+    Returns
+    -------
+    float
+        w such that w · (1 − CC²) is −log L (up to a constant).
+    """
+    n_ind = float(mask_volume) * 4.0 * np.pi / (3.0 * float(d) ** 3)
+    return n_ind / (2.0 * max(float(resid0), 1e-3))
