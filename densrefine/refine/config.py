@@ -53,7 +53,8 @@ class MapConfig:
         d·√factor, see `MapTerm.prepare`). None keeps the map's own grid. On 5NI1 in
         EMD-3488 (1.05 → 1.28 Å voxels) the coordinate stages ran 1.4× faster with the
         same final RMSD to the deposited model from 1 Å starts (3 seeds: mean 0.480 vs
-        0.486 Å) and CC_mask (0.8804 vs 0.8806). The B stage keeps the map's own grid.
+        0.486 Å) and CC_mask (0.8804 vs 0.8806); the B stage runs on it too
+        (`mapterm.CUTOFF_FOURIER`).
     """
 
     target: str = "lsq"
