@@ -24,8 +24,12 @@ from .select import select_atoms
 
 log = logging.getLogger("densrefine")
 
-SMALL_MODEL = 3000
-"""Models with fewer atoms run on one CPU thread unless ``FitConfig.threads`` is set."""
+SMALL_MODEL = 50000
+"""Models with fewer atoms run on one CPU thread unless ``FitConfig.threads`` is set.
+
+On the project's 2-core VM (idle) two torch threads were slower below this size: 5NI1
+(4.6k atoms, full fit) 17–20 s vs 11 s wall, tiled 5NI1 10k atoms (`--stages xyz --cycles
+2`) 11.3 vs 8.6 s; at 100k atoms they were faster (85 vs 95 s; 12–14 vs 14–17 s per cycle)."""
 
 
 @dataclass
@@ -159,9 +163,17 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
         torch.set_num_threads(threads)
         log.info("Using %d CPU thread(s) while refining (%d atoms; set threads in the config "
                  "to change)", threads, len(model))
+    # BLAS (numpy, scipy's L-BFGS-B) gets the same thread count: idle OpenBLAS threads
+    # spin-wait, which cost 5NI1 7 s of CPU (18.8 vs 11.4 s) for no wall-time gain. The
+    # limit reaches only libraries loaded before it is set: scipy's OpenBLAS loads with
+    # scipy.optimize, hence the import.
+    import scipy.optimize  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
     try:
-        return _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback,
-                    monitor, estimate)
+        with threadpool_limits(limits=threads, user_api="blas"):
+            return _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback,
+                        monitor, estimate)
     finally:
         if det != was_det:
             torch.use_deterministic_algorithms(was_det)
