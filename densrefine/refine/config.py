@@ -117,14 +117,16 @@ class FitConfig:
         0.546 Å vs 0.440 / 0.475 / 0.563 Å, with 35 % fewer map evaluations.
     rigid_iterations, xyz_iterations, b_iterations : int
         L-BFGS iterations per call (rigid: per group level; xyz: per macro cycle).
-        Defaults 15 / 15 / 40 (were 30 / 25 / 30, then 15 / 20 / 40; see ``cycles``): the
+        Defaults 15 / 15 / 30 (were 30 / 25 / 30, then 15 / 20 / 40; see ``cycles``): the
         first change cut CPU time ~35 % on 5NI1 with final RMSD and CC_mask unchanged
         within 0.02 Å / 0.001 for the 1 Å cases; the 1.5 Å case ended 0.009 Å worse
         (benchmarks/RESULTS.md, "fit speed-up"). The B
         stage runs its iterations in 2 rounds; with the likelihood weight, 20 / 40 / 80
         gave B RMSD 16.4 / 17.0 / 16.8 Å² (ln B 0.38 / 0.35 / 0.35) in the simulated map
         and cctbx CC_mask 0.890 / 0.891 / 0.892 in EMD-3488 (B stage only), where more
-        iterations drive more atoms to the 2 Å² bound (146 / 402 / 837 within 1 Å²).
+        iterations drive more atoms to the 2 Å² bound (146 / 402 / 837 within 1 Å²). Full
+        fits (benchmarks/fit_vs_servalcat.py, cctbx CC_mask, deposited / 1 Å start) with
+        20 / 30 / 40: 0.8890 / 0.8903 / 0.8905 and 0.8879 / 0.8891 / 0.8893; 30 saves ~0.6 s.
     rigid_chains : bool
         After the whole model, refine each chain as its own rigid group.
     rigid_blur_factors : list of float
@@ -206,7 +208,7 @@ class FitConfig:
     rigid_chains: bool = True
     rigid_blur_factors: list = field(default_factory=lambda: [1.0])
     xyz_iterations: int = 15
-    b_iterations: int = 40
+    b_iterations: int = 30
     rotamer_chi2: bool = False
     sse_iterations: int = 20
     sse_blur_factors: list = field(default_factory=lambda: [1.0])
