@@ -23,6 +23,17 @@ def do_and_wait(cmd, command, tag, timeout=600.0):
         time.sleep(0.1)
 
 
+def wait_for_selection(cmd, name, timeout=600.0):
+    """Poll until selection ``name`` exists."""
+    import time
+
+    t0 = time.monotonic()
+    while name not in cmd.get_names("selections"):
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(name)
+        time.sleep(0.1)
+
+
 def main():
     import numpy as np
     import pymol
@@ -40,6 +51,9 @@ def main():
     cmd.iterate("mol", "b_start.append(b)", space={"b_start": b_start})
     do_and_wait(cmd, "densrefine_fit mol and chain A and resi 8-14, emmap, 3.0, stages=xyz, "
                 "cycles=2", "_done_fit")
+    # the marker can appear before an extension command has finished (seen 1 run in 3
+    # once the fit took < 1 s): also wait for the selection the fit creates last
+    wait_for_selection(cmd, "densrefine_worst")
     after = cmd.get_coords("mol")
     moved = np.linalg.norm(after - start, axis=1)
     sel = np.zeros(len(start), bool)
