@@ -170,14 +170,14 @@ def crop_spectrum(f, shape_zyx):
     by (mz my mx)/(nz ny nx) to keep values.
     """
     is_torch = not isinstance(f, np.ndarray)
+    if is_torch:
+        import torch
     out = f
     for ax in (0, 1):
         n, m = f.shape[ax], int(shape_zyx[ax])
         k = (m - 1) // 2
         idx = np.r_[0:k + 1, [0] * (1 - m % 2), n - k:n].astype(np.int64)
         if is_torch:
-            import torch
-
             out = torch.index_select(out, ax, torch.as_tensor(idx, device=f.device))
         else:
             out = np.take(out, idx, axis=ax)
@@ -295,7 +295,7 @@ class MapTerm:
         self.exp0 = torch.as_tensor(np.array(self.grid.values), **kw)
         self.exp0 = self.exp0 - self.exp0.mean()
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
-        self.cur_frame, self.stride = self.frame, 1
+        self.cur_frame = self.frame
         log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0); "
                  "%d×%d table Gaussians compressed to %d sites × 2 (Gauss quadrature, form "
                  "factors within %.0e to 1/d)",
@@ -327,7 +327,7 @@ class MapTerm:
         n = fr.shape_xyz
         m = np.minimum(n, np.ceil(n * fr.voxel_size / spacing - 1e-9).astype(int))
         if not fr.is_orthogonal:                       # integer stride
-            k = self.stride = max(1, int(spacing / fr.voxel_size.max()))
+            k = max(1, int(spacing / fr.voxel_size.max()))
             m = -(-n // k)
         if extra > 0 or np.any(m < n):
             cell = fr.steps * n[None, :]
@@ -353,7 +353,6 @@ class MapTerm:
             self.mask = torch.as_tensor(sites_mask(xyz[sel], box, r), device=self.device)
         else:
             self.cur_frame, self.mask = fr, self.mask_full
-        self.stride = float(np.max(n / m))
         log.debug("map term: blur B=%.1f Å² (exp. map +%.1f Å²), mask radius %.2f Å, %d voxels, "
                   "grid %s (%.2f Å)", self.blur, extra, r, int(self.mask.sum()),
                   "×".join(str(int(v)) for v in m), float(self.cur_frame.voxel_size.max()))
