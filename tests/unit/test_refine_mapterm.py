@@ -88,6 +88,30 @@ def test_minimise_lbfgs_bounds_and_nonfinite():
         np.testing.assert_allclose(q.detach().numpy(), [1.0, 1.0])   # last finite point
 
 
+def test_minimise_stops_when_the_target_stalls_in_rounding_noise():
+    """A target at its noise floor (every step is worse by ~1e-7·|f|, and the gradient is
+    noise, as for a float32 map term at its optimum) stops after STALL_EVALS + 1
+    evaluations instead of spending the line-search trials; the best point is kept."""
+    from densrefine.refine.optim import STALL_EVALS, minimise
+
+    gen = torch.Generator().manual_seed(0)
+    p = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    seen = []
+
+    def flat():
+        moved = bool(p.detach().abs().max() > 0)
+        noise = 0.02 + 0.1 * torch.rand((), generator=gen, dtype=torch.float64) if moved else 0.0
+        tilt = (p * torch.randn(6, generator=gen, dtype=torch.float64)).sum()
+        f = -2e5 + noise + tilt - tilt.detach()   # optimum at the start; gradient: noise only
+        seen.append((float(f.detach()), p.detach().clone()))
+        return f
+
+    f = minimise(p, flat, 50)
+    assert len(seen) == STALL_EVALS + 1                     # without the test: 11
+    best_f, best_p = min(seen, key=lambda t: t[0])
+    assert f == best_f and torch.equal(p.detach(), best_p)
+
+
 def test_resampled_map_term_matches_the_native_grid():
     """−CC and its gradient on the resampled (d/2.5) grids ≈ those on the map's own grid."""
     from densrefine.build import ideal_peptide, with_cell_box
