@@ -149,7 +149,9 @@ class _Progress:
     def __call__(self, stats):
         from ..report import write_json_atomic
 
-        write_json_atomic(self.path, stats)
+        # one line while running (C encoder: ~10x faster than indented JSON); the final
+        # file is written indented by main()
+        write_json_atomic(self.path, stats, indent=None)
         cyc = stats.get("cycles") or []
         if self.tty and cyc:
             c = cyc[-1]

@@ -71,8 +71,9 @@ def write_json_atomic(path, obj, *, indent: int | None = 1) -> str:
     """
     data = to_jsonable(obj)
     path = os.fspath(path)
+    text = json.dumps(data, indent=indent, allow_nan=False)  # indent=None: C encoder, ~10x faster
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=indent, allow_nan=False)
+            f.write(text)
             f.write("\n")
     return path
