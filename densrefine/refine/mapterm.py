@@ -231,6 +231,18 @@ def fourier_resample(grid: Grid, spacing: float, taper: float) -> Grid:
                 UnitCell(*box, 90.0, 90.0, 90.0), "P 1", m, np.zeros(3, int), path=grid.path)
 
 
+def _fft_frame(frame):
+    """``frame`` grown at its far faces to FFT-friendly sizes (2·3·5-smooth, scipy's
+    ``next_fast_len``), for the Fourier-truncated model map of the B stage: its box is
+    a P1 cell, and at 67×68×58 voxels (5NI1, d/2.5) a real FFT pair took 7.3 ms against
+    2.5 ms at 72×72×60. Atoms near a face then wrap into the padding instead of onto
+    the opposite face; the padding is cropped off before the target."""
+    import scipy.fft
+
+    shape = tuple(scipy.fft.next_fast_len(int(n), real=True) for n in frame.shape)
+    return GridFrame(shape, frame.origin, frame.steps, periodic=True)
+
+
 class MapTerm:
     """−CC_mask (or LSQ) between the experimental sub-map and a simulated model map.
 
@@ -296,6 +308,7 @@ class MapTerm:
         self.exp0 = self.exp0 - self.exp0.mean()
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
         self.cur_frame = self.frame
+        self.fft_frame = _fft_frame(self.frame)
         log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0); "
                  "%d×%d table Gaussians compressed to %d sites × 2 (Gauss quadrature, form "
                  "factors within %.0e to 1/d)",
@@ -365,7 +378,7 @@ class MapTerm:
         """
         sel = self.sites
         if fourier:
-            fr = self.frame
+            fr = self.fft_frame
             nb = refmac_blur(float(b_iso[sel].detach().min()), float(fr.voxel_size.max()))
             m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, fr,
                                 blur=nb, method="fourier", d_min=self.d,
@@ -373,7 +386,8 @@ class MapTerm:
             if self.delta is not None:
                 dv = self._delta_potential(xyz, b_iso, occ, fr, nb)
                 m = m + fourier_truncate(dv, fr, self.d, unblur=nb)
-            return m
+            nz, ny, nx = self.frame.shape
+            return m[:nz, :ny, :nx]
         m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
                             blur=self.blur, method="blur", cutoff=CUTOFF)
         if self.delta is not None:
