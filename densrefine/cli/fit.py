@@ -58,7 +58,7 @@ def add_args(p) -> None:
                    "rigid,sse,chi1,xyz,b: rigid body (model, chains), rigid secondary-structure "
                    "elements, chi1 rotamer scan, coordinates, B (default: all)")
     g.add_argument("--cycles", type=int, metavar="N", help="macro cycles of the xyz stage "
-                   "(default: 5)")
+                   "(default: 4)")
     g.add_argument("--weight", type=float, metavar="W", help="fixed map weight (default: "
                    "automatic)")
     g.add_argument("--target-bond-rmsd", type=float, metavar="Å",
