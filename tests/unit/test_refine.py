@@ -308,6 +308,45 @@ def test_chi1_scan_restores_a_flipped_side_chain(truth):
     assert changed == 0 and np.array_equal(same, m.atoms.xyz)
 
 
+def _place_near(target, dist, away, rng):
+    """A point ``dist`` Å from ``target`` and ≥ 2.8 Å from every point of ``away``."""
+    for _ in range(5000):
+        u = rng.normal(size=3)
+        q = target + dist * u / np.linalg.norm(u)
+        if np.linalg.norm(away - q, axis=1).min() >= 2.8:
+            return q
+    raise AssertionError("no free direction")
+
+
+def test_chi1_scan_contact_limit_is_relative_to_the_current_side_chain(truth):
+    """The correct rotamer, given a contact 0.2 Å closer than the current wrong side
+    chain's closest one (or than 2.6 Å), is refused; once the current one has a contact
+    closer still (a displaced neighbour), it is taken."""
+    from densrefine.refine.rotamer import CLASH, scan_chi1
+    from densrefine.simulate import GridFrame
+
+    m, emap = truth
+    start, rot = _flip_chi1(m)
+    x0, x_true = start.atoms.xyz.copy(), m.atoms.xyz
+    res = np.asarray(m.atoms.res_index)
+    own = np.flatnonzero(res == res[rot[0]])
+    others = np.flatnonzero(res != res[rot[0]])
+    now = min(CLASH, float(np.linalg.norm(x0[rot][:, None] - x0[others][None], axis=2).min()))
+    far = others[np.argsort(-np.linalg.norm(x_true[others] - x_true[rot[0]], axis=1))[:2]]
+    rng = np.random.default_rng(0)
+    frame, ones = GridFrame.from_grid(emap), np.ones(len(m), bool)
+    leaf = rot[-1]
+    x = x0.copy()
+    x[far[0]] = _place_near(x_true[leaf], now - 0.2,
+                            np.vstack([x_true[own[own != leaf]], x0[own]]), rng)
+    refused, changed, _ = scan_chi1(m, x, ones, emap.values, frame)
+    assert changed == 0 and np.array_equal(refused, x)
+    x[far[1]] = _place_near(x0[leaf], now - 0.4, np.vstack([x_true[own], x0[own[own != leaf]],
+                                                            x[far[0]][None]]), rng)
+    taken, changed, _ = scan_chi1(m, x, ones, emap.values, frame)
+    assert changed == 1 and _rmsd(taken[rot], x_true[rot]) < 1e-6
+
+
 @pytest.mark.parametrize("resname", ["LEU", "GLU", "LYS"])
 def test_chi2_scan_restores_a_chi2_flip_and_chi1_only_cannot(truth, resname):
     from densrefine.perturb import flip_groups
