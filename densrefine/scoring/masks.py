@@ -150,26 +150,22 @@ def site_voxels(xyz, grid: Grid, radius: float, *, periodic: bool = False,
         Wrap voxel indices around the box as cctbx does (the box as a P1 cell). The
         default False drops voxels that fall outside the box instead.
     chunk : int
-        Sites per vectorised batch (memory ~ chunk × (2r/voxel + 2)³ × 24 bytes).
+        Sites per vectorised batch (memory ~ chunk × (2r/voxel + 2)² × 64 bytes on
+        orthogonal grids, chunk × (2r/voxel + 2)³ × 64 bytes otherwise).
 
     Returns
     -------
     site : ndarray, shape (M,), int64
-        Index of the site of each pair.
+        Index of the site of each pair, non-decreasing.
     voxel : ndarray, shape (M,), int64
-        Flat C-order index into ``grid.values`` ((k·ny + j)·nx + i).
+        Flat C-order index into ``grid.values`` ((k·ny + j)·nx + i). On orthogonal
+        grids the pairs of a site come as runs of consecutive voxels along x (rows in
+        increasing (k, j) offset order); callers should treat them as a set.
     """
     xyz = np.asarray(xyz, float).reshape(-1, 3)
-    steps = _steps(grid)
-    inv = np.linalg.inv(steps)
-    half = np.ceil(radius * np.linalg.norm(inv, axis=1)).astype(int) + 1
-    rng = [np.arange(-h + 1, h + 1) for h in half]
-    n = np.asarray(grid.shape_xyz, np.int64)
-    diagonal = np.allclose(steps, np.diag(np.diag(steps)), rtol=0, atol=1e-12)
     sites, voxels = [], []
-    for s0 in range(0, len(xyz), chunk):
-        u = (xyz[s0:s0 + chunk] - grid.origin) @ inv.T  # fractional grid index (i, j, k)
-        find = _near_diagonal if diagonal else _near_general
+    for s0, u, steps, rng, n in _site_batches(xyz, grid, radius, chunk):
+        find = _near_diagonal if _is_diagonal(steps) else _near_general
         ci, flat = find(u, steps, rng, n, radius, periodic)
         sites.append(ci + s0)
         voxels.append(flat)
@@ -178,22 +174,139 @@ def site_voxels(xyz, grid: Grid, radius: float, *, periodic: bool = False,
     return np.concatenate(sites).astype(np.int64), np.concatenate(voxels).astype(np.int64)
 
 
-def _near_diagonal(u, steps, rng, n, radius, periodic):
-    """Orthogonal grid: separable squared distances, broadcast to (c, z, y, x)."""
-    base = np.floor(u).astype(np.int64)
-    g = [base[:, a, None] + rng[a][None, :] for a in range(3)]  # (c, L_a) per axis
-    d2 = [(steps[a, a] * (g[a] - u[:, a, None])) ** 2 for a in range(3)]
+def _is_diagonal(steps: np.ndarray) -> bool:
+    return bool(np.allclose(steps, np.diag(np.diag(steps)), rtol=0, atol=1e-12))
+
+
+def _site_batches(xyz, grid: Grid, radius: float, chunk: int):
+    """Yield (first site, fractional grid indices (c, 3), steps, offset ranges, shape_xyz)."""
+    steps = _steps(grid)
+    inv = np.linalg.inv(steps)
+    half = np.ceil(radius * np.linalg.norm(inv, axis=1)).astype(int) + 1
+    rng = [np.arange(-h + 1, h + 1) for h in half]
+    n = np.asarray(grid.shape_xyz, np.int64)
+    for s0 in range(0, len(xyz), chunk):
+        yield s0, (xyz[s0:s0 + chunk] - grid.origin) @ inv.T, steps, rng, n
+
+
+def _row_intervals(u, steps, rng, n, radius, periodic):
+    """Orthogonal grid: per site and (z, y) row, the x-interval of voxels within radius.
+
+    The distance test is evaluated exactly as ``(dz² + dy²) + dx² <= radius²`` with
+    ``d = step · (g − u)`` in float64 (the order of the brute-force broadcast). It is
+    monotone in |g − u|, so the accepted x of a row form one interval, whose ends are
+    estimated with a square root and then corrected with that exact test: the voxel set
+    is bit-for-bit the brute-force one.
+
+    Returns
+    -------
+    ci : ndarray (R,), int64
+        Site (within ``u``) of each row, non-decreasing.
+    row, lo, hi : ndarray (R,), float64 (integer-valued)
+        Row index ``k·ny + j`` and inclusive x range with 0 <= lo <= nx and
+        lo − 1 <= hi < nx: rows with no voxel have ``hi = lo − 1`` (periodic intervals
+        that cross the box face are split in two).
+    """
+    rr = radius * radius
+    gy, d2y = _axis_candidates(u[:, 1], steps[1, 1], rng[1], n[1], radius, periodic)
+    gz, d2z = _axis_candidates(u[:, 2], steps[2, 2], rng[2], n[2], radius, periodic)
+    lz, ly = gz.shape[1], gy.shape[1]
+    a2 = d2z[:, :, None] + d2y[:, None, :]  # (c, Lz, Ly): dz² + dy² per row
+    idx = np.flatnonzero(a2 <= rr)
+    a2 = a2.ravel()[idx]
+    ci, cz = idx // (lz * ly), idx // ly  # cz = ci·Lz + kz
+    row = (gz * n[1]).ravel()[cz] + gy.ravel()[ci * ly + (idx - cz * ly)]
+    ux = np.ascontiguousarray(u[:, 0])[ci]
+    sx = steps[0, 0]
+
+    def ok(x, i):
+        if i is None:
+            return a2 + (sx * (x - ux)) ** 2 <= rr
+        return a2[i] + (sx * (x - ux[i])) ** 2 <= rr
+
+    centre = np.floor(ux + 0.5)  # the nearest voxel has the smallest dx²
+    t = np.sqrt(rr - a2) / sx
+    lo = _fix_end(ok, np.minimum(np.ceil(ux - t), centre), -1.0, centre)
+    hi = _fix_end(ok, np.maximum(np.floor(ux + t), centre), 1.0, centre)
+    x0 = np.floor(ux)  # the brute force checks only x0 + rng[0]
+    lo, hi = np.maximum(lo, x0 + rng[0][0]), np.minimum(hi, x0 + rng[0][-1])
     if periodic:
-        g = [np.mod(g[a], n[a]) for a in range(3)]
-        ok = [np.ones(ga.shape, bool) for ga in g]
+        hi = np.maximum(hi, lo - 1)
+        return _wrap_rows(ci, row, lo, hi, n[0])
+    lo = np.clip(lo, 0, n[0])
+    return ci, row, lo, np.maximum(np.minimum(hi, n[0] - 1), lo - 1)
+
+
+def _axis_candidates(u, step, rng, n, radius, periodic):
+    """Voxel indices g (c, L) along one axis that can be within ``radius``, and (step·(g−u))².
+
+    Only the L = floor(2r/step) + 2 indices from floor(u − r/step) can be (a 1e-9 voxel
+    guard covers rounding); those outside the brute force's candidates ``floor(u) + rng``
+    (or, not periodic, outside the box) get an infinite distance. Periodic: g is wrapped.
+    """
+    w = radius / step
+    first = np.floor(u - w - 1e-9)
+    g = first[:, None] + np.arange(int(np.floor(2 * w + 2e-9)) + 2)[None, :]
+    d2 = (step * (g - u[:, None])) ** 2  # integer-valued float g: as with int64 g
+    off = g - np.floor(u)[:, None]
+    out = (off < rng[0]) | (off > rng[-1])
+    if periodic:
+        g = np.mod(g, n)
     else:
-        ok = [(g[a] >= 0) & (g[a] < n[a]) for a in range(3)]
-    dist2 = d2[2][:, :, None, None] + d2[1][:, None, :, None] + d2[0][:, None, None, :]
-    keep = (dist2 <= radius * radius) & ok[2][:, :, None, None] & ok[1][:, None, :, None] \
-        & ok[0][:, None, None, :]
-    ci, kz, ky, kx = np.nonzero(keep)
-    flat = (g[2][ci, kz] * n[1] + g[1][ci, ky]) * n[0] + g[0][ci, kx]
-    return ci, flat
+        out |= (g < 0) | (g >= n)
+    d2[out] = np.inf
+    return g, d2
+
+
+def _fix_end(ok, x, step, centre):
+    """Move an interval end ``x`` outwards (``step``) while accepted, inwards while not.
+
+    ``x`` starts on the outer side of (or at) ``centre``, the voxel nearest the site;
+    a row whose centre is rejected ends with ``x`` one step past the centre (empty).
+    ``ok(x, i)`` tests the rows ``i`` (all rows for ``i=None``). The square-root estimate
+    is almost always right, so only the few rows that move are re-tested.
+    """
+    x = x.copy()
+    out = ok(x + step, None)
+    inside = out | ok(x, None)  # rows whose end is accepted (or must move out)
+    i = np.flatnonzero(out)
+    while i.size:
+        x[i] += step
+        i = i[ok(x[i] + step, i)]
+    i = np.flatnonzero(~inside & (step * (x - centre) >= 0))
+    while i.size:
+        x[i] -= step
+        i = i[~ok(x[i], i) & (step * (x[i] - centre[i]) >= 0)]
+    return x
+
+
+def _wrap_rows(ci, row, lo, hi, nx):
+    """Periodic x: map [lo, hi] into [0, nx), splitting intervals that cross the face."""
+    full = hi - lo + 1 >= nx
+    lo_w = np.where(full, 0, np.mod(lo, nx))
+    hi_w = np.where(full, nx - 1, lo_w + (hi - lo))
+    cross = hi_w >= nx
+    ci2, row2 = ci[cross], row[cross]
+    lo2, hi2 = np.zeros(len(ci2)), hi_w[cross] - nx
+    hi_w = np.where(cross, nx - 1, hi_w)
+    return (np.concatenate([ci, ci2]), np.concatenate([row, row2]),
+            np.concatenate([lo_w, lo2]), np.concatenate([hi_w, hi2]))
+
+
+def _near_diagonal(u, steps, rng, n, radius, periodic):
+    """Orthogonal grid: (site, flat voxel) pairs from the row intervals, expanded."""
+    ci, row, lo, hi = _row_intervals(u, steps, rng, n, radius, periodic)
+    flat, length = _runs_to_flat(row, lo, hi, n[0])
+    return np.repeat(ci, length), flat
+
+
+def _runs_to_flat(row, lo, hi, nx):
+    """Flat voxel indices ``row·nx + x`` of the runs lo <= x <= hi, run by run; lengths."""
+    length = (hi - lo + 1).astype(np.int64)
+    first = (row * nx + lo).astype(np.int64)  # flat index of each run's first voxel
+    run_start = np.cumsum(length) - length
+    flat = np.repeat(first - run_start, length) + np.arange(int(length.sum()), dtype=np.int64)
+    return flat, length
 
 
 def _near_general(u, steps, rng, n, radius, periodic):
@@ -215,12 +328,33 @@ def _near_general(u, steps, rng, n, radius, periodic):
 def sites_mask(xyz, grid: Grid, radius: float, *, periodic: bool = False) -> np.ndarray:
     """Boolean mask (nz, ny, nx) of voxels within ``radius`` Å of any site.
 
-    See `site_voxels` for the distance test and ``periodic``.
+    See `site_voxels` for the distance test and ``periodic``. On orthogonal grids the
+    per-row x-intervals of every site are either marked in a difference array (+1 at
+    the start, −1 past the end of each run; a cumulative sum along x gives the cover),
+    or, when the grid is much larger than the runs, expanded to voxel indices.
     """
-    _, vox = site_voxels(xyz, grid, radius, periodic=periodic)
-    mask = np.zeros(grid.values.size, bool)
-    mask[vox] = True
-    return mask.reshape(grid.shape)
+    xyz = np.asarray(xyz, float).reshape(-1, 3)
+    nz, ny, nx = grid.shape
+    if not _is_diagonal(_steps(grid)):
+        _, vox = site_voxels(xyz, grid, radius, periodic=periodic)
+        mask = np.zeros(grid.values.size, bool)
+        mask[vox] = True
+        return mask.reshape(grid.shape)
+    runs = [_row_intervals(u, steps, rng, n, radius, periodic)[1:]
+            for _, u, steps, rng, n in _site_batches(xyz, grid, radius, 8192)]
+    n_vox = sum(float((hi - lo + 1).sum()) for _, lo, hi in runs)
+    if nz * ny * nx > 2 * n_vox:  # sparse: memory and time ~ voxels listed, not the grid
+        mask = np.zeros(nz * ny * nx, bool)
+        for row, lo, hi in runs:
+            mask[_runs_to_flat(row, lo, hi, nx)[0]] = True
+        return mask.reshape(grid.shape)
+    size = nz * ny * (nx + 1)  # one spare column per row takes the run ends
+    ends = [e for row, lo, hi in runs for e in (row * (nx + 1) + lo, row * (nx + 1) + hi + 1)]
+    sign = np.concatenate([np.full(len(e), 1.0 - 2.0 * (k % 2)) for k, e in enumerate(ends)])
+    # empty rows put +1 and −1 on the same voxel; weighted bincount is numpy's fast one
+    diff = np.bincount(np.concatenate(ends).astype(np.int64), sign, minlength=size)
+    cover = np.cumsum(diff.astype(np.int32))  # each row sums to 0: a flat cumsum restarts
+    return cover.reshape(nz, ny, nx + 1)[:, :, :nx] > 0
 
 
 # ------------------------------------------------------------------- atom radius

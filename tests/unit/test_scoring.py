@@ -222,3 +222,80 @@ def test_d_at_fsc_interpolates_in_s():
     # halfway between s = 0.2 and 0.4 -> s = 0.3
     assert d_at_fsc(curve) == pytest.approx(1 / 0.3)
     assert d_at_fsc([{"d": 4.0, "fsc": float("nan")}, {"d": 3.0, "fsc": 0.8}]) is None
+
+
+# ------------------------------- fast paths vs straightforward reference versions
+def ref_group_cc(site, voxel, group_of_site, n_groups, emap, mmap):
+    """Reference: one np.unique of (group, voxel) keys, then the CC of each group."""
+    e = np.asarray(emap, np.float64).ravel()
+    m = np.asarray(mmap, np.float64).ravel()
+    e, m = e - e.mean(), m - m.mean()
+    g = np.asarray(group_of_site)[site]
+    key = np.unique(g[g >= 0].astype(np.int64) * e.size + voxel[g >= 0])
+    out = np.full(n_groups, np.nan)
+    for k in range(n_groups):
+        vv = key[key // e.size == k] % e.size
+        if len(vv) >= 2 and np.ptp(e[vv]) > 0 and np.ptp(m[vv]) > 0:
+            out[k] = np.corrcoef(e[vv], m[vv])[0, 1]
+    return out
+
+
+def ref_top_selection(values, n):
+    flat = np.asarray(values).ravel()
+    if n >= flat.size:
+        return np.ones(np.shape(values), bool)
+    return np.asarray(values) >= np.sort(flat)[::-1][n]
+
+
+def test_residue_scores_match_per_group_references(toy, rng):
+    from densrefine.scoring import masks, residues
+
+    model, grid, mmap = toy
+    atoms = model.atoms
+    emap = mmap + rng.normal(0, 0.05, mmap.shape).astype(np.float32)
+    got = residues.residue_scores(atoms, grid.with_values(emap), mmap, 2.1)
+    site, voxel = masks.site_voxels(atoms.xyz, grid, 2.1)
+    mc = residues.main_chain_selection(atoms)
+    _, inv = np.unique(atoms.res_index, return_inverse=True)
+    for key, sel in (("cc", np.ones(len(atoms), bool)), ("cc_main", mc), ("cc_side", ~mc)):
+        ref = ref_group_cc(site, voxel, np.where(sel, inv, -1), inv.max() + 1, emap, mmap)
+        assert np.allclose([r[key] for r in got["residues"]], ref, rtol=0, atol=1e-12)
+    for key, sel in (("cc_main_chain", mc), ("cc_side_chain", ~mc)):
+        vox = np.unique(voxel[sel[site]])
+        assert got[key] == pytest.approx(C.pearson(emap.ravel()[vox], mmap.ravel()[vox]),
+                                         abs=1e-12)
+
+
+def test_group_cc_and_union_keys_on_random_pairs(rng):
+    from densrefine.scoring.residues import group_cc, union_keys
+
+    size, n_sites, n_groups = 500, 40, 7
+    site = rng.integers(0, n_sites, 3000)
+    voxel = rng.integers(0, size, 3000)
+    group = rng.integers(-1, n_groups, n_sites)
+    flags = rng.integers(0, 4, n_sites)
+    e, m = rng.normal(size=size), rng.normal(size=size)
+    cc, n = group_cc(site, voxel, group, n_groups, e, m)
+    ref = ref_group_cc(site, voxel, group, n_groups, e, m)
+    assert np.allclose(cc, ref, rtol=0, atol=1e-12, equal_nan=True)
+    keep = group[site] >= 0
+    key, fl = union_keys(site[keep], voxel[keep], np.maximum(group, 0), flags, size)
+    for bit in (1, 2):  # a flag subset's keys = np.unique over that subset's sites
+        sub = keep & (flags[site] & bit > 0)
+        assert np.array_equal(key[fl & bit > 0], np.unique(group[site[sub]] * size + voxel[sub]))
+    assert np.array_equal(key, np.unique(group[site[keep]] * size + voxel[keep]))
+    assert n.sum() == len(key)
+
+
+@pytest.mark.parametrize("size", [1, 7, 5000, 200_000])
+def test_top_selection_equals_a_full_sort(rng, size):
+    for trial in range(12):
+        v = rng.normal(size=size).astype(np.float32 if trial % 2 else np.float64)
+        if trial % 3 == 0:
+            v[rng.random(size) < 0.7] = 0.0  # flat (masked) region, ties at the threshold
+        if trial % 4 == 1:
+            v = np.round(v, 1)
+        if trial == 5:
+            v[rng.random(size) < 0.01] = np.nan
+        for n in {0, size // 10, size // 2, size - 1, size + 1, int(rng.integers(0, size + 1))}:
+            assert np.array_equal(C.top_selection(v, n), ref_top_selection(v, n)), (trial, n)

@@ -6,6 +6,7 @@ import pytest
 
 from densrefine.scoring import masks
 from densrefine.types import Grid, UnitCell
+from tests.conftest import require_data
 
 # (d_min Å, mean B Å², cctbx atom_curves(...).image(...).radius, mtriage.get_atom_radius)
 # measured with cctbx-base 2025.11 (maptbx.atom_curves("C", "electron"),
@@ -96,3 +97,93 @@ def test_box_cell_and_fraction_inside():
     assert masks.box_cell(grid).parameters == pytest.approx((45.0, 30.0, 15.0, 90, 90, 90))
     inside = masks.fraction_inside([[5.0, 5.0, 5.0], [4.0, 5.0, 5.0], [49.0, 33.0, 18.0]], grid)
     assert inside.tolist() == [True, False, True]
+
+
+# ------------------------------------------- fast interval masks vs the brute force
+def ref_site_voxels(xyz, grid, radius, periodic=False):
+    """Straightforward reference (the original implementation): every candidate voxel of
+    a (2h)³ box per site, the 4-D broadcast distance test ``(dz² + dy²) + dx² <= r²``."""
+    xyz = np.asarray(xyz, float).reshape(-1, 3)
+    steps = grid.cell.orth / np.asarray(grid.full_shape, float)[None, :]
+    inv = np.linalg.inv(steps)
+    half = np.ceil(radius * np.linalg.norm(inv, axis=1)).astype(int) + 1
+    rng = [np.arange(-h + 1, h + 1) for h in half]
+    n = np.asarray(grid.shape_xyz, np.int64)
+    u = (xyz - grid.origin) @ inv.T
+    base = np.floor(u).astype(np.int64)
+    g = [base[:, a, None] + rng[a][None, :] for a in range(3)]
+    d2 = [(steps[a, a] * (g[a] - u[:, a, None])) ** 2 for a in range(3)]
+    if periodic:
+        g = [np.mod(g[a], n[a]) for a in range(3)]
+        ok = [np.ones(ga.shape, bool) for ga in g]
+    else:
+        ok = [(g[a] >= 0) & (g[a] < n[a]) for a in range(3)]
+    dist2 = d2[2][:, :, None, None] + d2[1][:, None, :, None] + d2[0][:, None, None, :]
+    keep = (dist2 <= radius * radius) & ok[2][:, :, None, None] & ok[1][:, None, :, None] \
+        & ok[0][:, None, None, :]
+    ci, kz, ky, kx = np.nonzero(keep)
+    return ci, (g[2][ci, kz] * n[1] + g[1][ci, ky]) * n[0] + g[0][ci, kx]
+
+
+def random_case(rng, trial):
+    """A random orthogonal box, sites in and around it, radius; every 4th case puts the
+    sites on voxel centres with radii of whole voxels (distance ties at the sphere)."""
+    shape = tuple(int(v) for v in rng.integers(3, 22, 3))
+    vs = rng.uniform(0.4, 2.0, 3) if trial % 3 else np.full(3, rng.choice([0.5, 1.0, 1.05]))
+    grid = Grid.box(shape, vs, rng.uniform(-5, 5, 3))
+    ext = np.array(shape[::-1]) * vs
+    xyz = grid.origin + rng.uniform(-0.2, 1.2, (int(rng.integers(0, 25)), 3)) * ext
+    if trial % 4 == 0:
+        xyz = grid.origin + rng.integers(-2, 20, xyz.shape) * vs
+    radius = float(rng.choice([rng.uniform(0.3, 6.0), 1.0, 2.0, 2.0 * float(vs[0])]))
+    return grid, xyz, radius
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_site_voxels_and_sites_mask_equal_the_brute_force(rng, periodic):
+    for trial in range(60):
+        grid, xyz, r = random_case(rng, trial)
+        s_ref, v_ref = ref_site_voxels(xyz, grid, r, periodic)
+        s, v = masks.site_voxels(xyz, grid, r, periodic=periodic)
+        assert s.dtype == v.dtype == np.int64
+        assert set(zip(s.tolist(), v.tolist())) == set(zip(s_ref.tolist(), v_ref.tolist()))
+        if not periodic:  # no wrapping: even the order is the brute force's
+            assert np.array_equal(s, s_ref) and np.array_equal(v, v_ref)
+        ref_mask = np.zeros(grid.values.size, bool)
+        ref_mask[v_ref] = True
+        got = masks.sites_mask(xyz, grid, r, periodic=periodic)
+        assert got.shape == grid.shape and np.array_equal(got.ravel(), ref_mask)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_sites_mask_dense_and_sparse_paths_equal_the_brute_force(rng, periodic):
+    grid = Grid.box((12, 14, 16), (0.9, 1.1, 1.0), (2.0, -1.0, 0.5))
+    for n_sites, r in ((300, 2.5), (2, 1.7)):  # difference array / listed voxels
+        xyz = grid.origin + rng.uniform(-0.1, 1.1, (n_sites, 3)) * grid.extent
+        _, v_ref = ref_site_voxels(xyz, grid, r, periodic)
+        ref_mask = np.zeros(grid.values.size, bool)
+        ref_mask[v_ref] = True
+        assert np.array_equal(masks.sites_mask(xyz, grid, r, periodic=periodic).ravel(),
+                              ref_mask)
+
+
+def test_sites_mask_periodic_sphere_larger_than_the_box():
+    grid = Grid.box((4, 5, 6), 1.0, (0.0, 0.0, 0.0))
+    m = masks.sites_mask([[1.0, 1.0, 1.0]], grid, 5.0, periodic=True)
+    assert m.all()
+    assert not masks.sites_mask(np.zeros((0, 3)), grid, 2.0).any()
+
+
+def test_interval_masks_equal_the_brute_force_on_real_data():
+    from densrefine import read_map, read_model
+
+    model = read_model(require_data("emd-3488_5ni1", "5ni1_updated.cif.gz"))
+    grid = read_map(require_data("emd-3488_5ni1", "emd_3488.mrc"))
+    for r, periodic, xyz in ((3.2, False, model.atoms.xyz), (4.3, True, model.atoms.xyz[::5])):
+        s_ref, v_ref = ref_site_voxels(xyz, grid, r, periodic)
+        s, v = masks.site_voxels(xyz, grid, r, periodic=periodic)
+        assert np.array_equal(s, s_ref) and np.array_equal(v, v_ref)  # no wrap in this box
+        ref_mask = np.zeros(grid.values.size, bool)
+        ref_mask[v_ref] = True
+        assert np.array_equal(masks.sites_mask(xyz, grid, r, periodic=periodic).ravel(),
+                              ref_mask)
