@@ -70,6 +70,7 @@ class _State:
         self.ref = None  # (N, 3) reference positions, and 1/σ² (Å⁻²), when restrained
         self.ref_k = 0.0
         self.monitor = None  # callable(xyz, b) -> dict, see `fit`
+        self.rigid_atoms = None  # (N,) bool: the map term's atoms in rigid/SSE passes
 
     def total(self, xyz, b=None):
         m = self.mterm.target(xyz, self.b if b is None else b, self.occ, self.fourier)
@@ -228,6 +229,9 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, m
                     cfg.map, dev, dtype)
     st = _State(model, mterm, geom, moving, cfg, dev, dtype)
     st.monitor = monitor
+    if (not cfg.rigid_side_chains and "xyz" in cfg.stages
+            and ("rigid" in cfg.stages or "sse" in cfg.stages)):
+        st.rigid_atoms = _rigid_map_atoms(at, in_map)
     stats = output.start_stats(model, emap, d, cfg, select, moving, dev, geom)
     if estimate is not None:
         stats["input"]["resolution_estimate"] = estimate.to_dict()
@@ -342,6 +346,22 @@ def _record(st, cycles, stats, callback, stage, cycle, target, t0, **extra):
     return rec
 
 
+def _rigid_map_atoms(at, in_map):
+    """Atoms of the map term in the rigid and SSE passes before the xyz stage: all but
+    amino-acid side chains beyond Cβ (``FitConfig.rigid_side_chains``); None when that
+    leaves none or all."""
+    from ..scoring.residues import side_chain_beyond_cb
+
+    keep = ~side_chain_beyond_cb(at)
+    n, total = int((keep & in_map).sum()), int(in_map.sum())
+    if n == 0 or n == total:
+        return None
+    log.info("Rigid-body and SSE map term: %d of %d atoms (amino-acid side chains beyond Cβ "
+             "left out, their rotamers may be wrong; rigid_side_chains: true keeps them)",
+             n, total)
+    return keep
+
+
 def _rigid_stage(st, cfg, model, cycles, stats, callback):
     levels = [("model", [np.flatnonzero(st.moving)])]
     chains = np.asarray(model.atoms.chain).astype(str)
@@ -361,12 +381,15 @@ def _rigid_stage(st, cfg, model, cycles, stats, callback):
 def _rigid_pass(st, groups, factor, iterations, cycles, stats, callback, stage, name):
     """One L-BFGS rigid-body pass over ``groups`` at blur ``factor``; record it."""
     t0 = time.perf_counter()
+    limited = st.rigid_atoms is not None and st.mterm.restrict(st.rigid_atoms)
     st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), factor)
     rg = RigidGroups(st.xyz, groups)
     try:
         val = minimise(rg.params, lambda: st.total(rg.apply()), iterations)
     finally:
         st.xyz = rg.apply().detach()
+        if limited:
+            st.mterm.restrict(None)
     p = rg.params.detach()
     _record(st, cycles, stats, callback, stage, len(cycles), val, t0, groups=name,
             shift=float(p[:, 3:].norm(dim=1).max()), rotation_deg=float(rg.angles_deg().max()))

@@ -309,11 +309,33 @@ class MapTerm:
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
         self.cur_frame = self.frame
         self.fft_frame = _fft_frame(self.frame)
+        self._all = (self.atoms, self.sites, self.coeffs)
         log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0); "
                  "%d×%d table Gaussians compressed to %d sites × 2 (Gauss quadrature, form "
                  "factors within %.0e to 1/d)",
                  "-CC" if cfg.target == "cc" else "normalised least squares with fitted scale",
                  len(self.atoms), len(xyz), len(a), a.shape[1], len(site), GAUSS_TOL)
+
+    def restrict(self, subset=None) -> bool:
+        """Limit the map term to the atoms in ``subset`` (bool, one per model atom).
+
+        None restores all atoms. Returns False, changing nothing, when no map-term atom
+        is in ``subset`` or the density model has per-atom extras (``--density ml``).
+        Call `prepare` afterwards (the mask follows the atoms).
+        """
+        import torch
+
+        atoms, sites, coeffs = self._all
+        if subset is None:
+            self.atoms, self.sites, self.coeffs = atoms, sites, coeffs
+            return True
+        subset = np.asarray(subset, bool)
+        if self.delta is not None or not subset[atoms].any():
+            return False
+        keep = torch.as_tensor(np.flatnonzero(subset[sites.cpu().numpy()]), device=sites.device)
+        self.atoms = atoms[subset[atoms]]
+        self.sites, self.coeffs = sites[keep], tuple(c[keep] for c in coeffs)
+        return True
 
     def prepare(self, xyz, b_iso, factor: float) -> None:
         """Set blur B = 4 d² · ``factor`` (Å²), blur the experimental map by B − 4 d², new mask.

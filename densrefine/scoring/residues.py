@@ -43,6 +43,18 @@ def main_chain_selection(atoms: Atoms) -> np.ndarray:
     return aa & np.isin(names, MAIN_CHAIN_NAMES)
 
 
+def side_chain_beyond_cb(atoms: Atoms) -> np.ndarray:
+    """Boolean (N,): atoms of amino-acid residues other than N, CA, C, O, CB (and OXT).
+
+    Hydrogens count with their residue; atoms of other residues (nucleic acids,
+    ligands, water) are never selected.
+    """
+    names = np.char.strip(atoms.atom_name.astype(str))
+    res, inv = np.unique(np.asarray(atoms.res_name).astype(str), return_inverse=True)
+    aa = np.array([_is_amino_acid(r.strip()) for r in res], bool)[inv.ravel()]
+    return aa & ~np.isin(names, MAIN_CHAIN_NAMES + ("OXT",))
+
+
 def group_cc(site, voxel, group_of_site, n_groups: int, emap, mmap):
     """Pearson CC per group over the union of its sites' voxels.
 

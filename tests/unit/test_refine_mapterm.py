@@ -144,3 +144,45 @@ def test_resampled_map_term_matches_the_native_grid():
         assert v1 >= v0 and v1 <= 3.0 * np.sqrt(factor) / (2.5 if factor == 1 else 3) + 1e-9
         assert abs(f1 - f0) < 0.01
         assert g0 @ g1 / np.linalg.norm(g0) / np.linalg.norm(g1) > 0.99
+
+
+def test_map_term_restricted_to_main_chain_and_back():
+    """`MapTerm.restrict`: the map term of main chain + Cβ only (rigid/SSE passes before
+    the xyz stage), equal to a map term built from those atoms; None restores it exactly."""
+    from densrefine.build import ideal_peptide, with_cell_box
+    from densrefine.refine.config import MapConfig
+    from densrefine.refine.mapterm import MapTerm
+    from densrefine.scoring.residues import side_chain_beyond_cb
+    from densrefine.simulate import simulate
+
+    m, _ = with_cell_box(ideal_peptide("AKELVSAE"), margin=7.0)
+    at = m.atoms
+    side = side_chain_beyond_cb(at)
+    names = set(np.char.strip(at.atom_name[side].astype(str)))
+    assert names and not names & {"N", "CA", "C", "O", "CB", "OXT"}
+    assert {"CG", "CD", "CE", "NZ"} <= names                       # Lys
+    assert not side[at.res_name == "ALA"].any()
+    emap = simulate(m, resolution=3.0, spacing=0.8, margin=7.0, method="fourier", device="cpu")
+    xyz = torch.tensor(np.asarray(at.xyz), dtype=torch.float64)
+    b = torch.tensor(np.asarray(at.b_iso), dtype=torch.float64)
+    occ = torch.ones(len(b), dtype=torch.float64)
+    ok = np.ones(len(b), bool)
+
+    def term(in_map, restrict=None):
+        mt = MapTerm(emap, 3.0, xyz.numpy(), in_map, ok, iam.coefficients(at, "electron"),
+                     MapConfig(target="cc"), "cpu", torch.float64)
+        if restrict is not None:
+            assert mt.restrict(restrict)
+        mt.prepare(xyz.numpy(), b.numpy(), 1.0)
+        return mt, float(mt.target(xyz, b, occ))
+
+    mt, full = term(ok)
+    _, main = term(ok, ~side)
+    _, built = term(~side)
+    assert abs(main - built) < 1e-12 and abs(main - full) > 1e-3
+    assert len(mt.sites) > int((~side).sum())
+    assert not mt.restrict(np.zeros(len(b), bool))                 # nothing left: refused
+    mt.restrict(~side)
+    mt.restrict(None)
+    mt.prepare(xyz.numpy(), b.numpy(), 1.0)
+    assert float(mt.target(xyz, b, occ)) == full
