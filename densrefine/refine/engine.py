@@ -329,7 +329,9 @@ def _record(st, cycles, stats, callback, stage, cycle, target, t0, **extra):
 
     with torch.no_grad():
         cc = -float(st.mterm.target(st.xyz, st.b, st.occ, st.fourier, kind="cc"))
-    g = st.geom.stats(st.numpy_xyz())
+    from ..restraints.stats import bond_angle_rmsd
+
+    g = bond_angle_rmsd(st.numpy_xyz(), st.geom.restraints)
     rec = {"stage": stage, "cycle": cycle, "blur": st.mterm.blur, "weight": st.w,
            "target": target, "cc_mask_term": cc, "bond_rmsd": g.get("bond_rmsd"),
            "angle_rmsd": g.get("angle_rmsd"), "time_s": time.perf_counter() - t0, **extra}

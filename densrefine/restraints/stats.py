@@ -54,6 +54,22 @@ def _deviations(x, rs) -> dict:
     return {"bond": b, "angle": a, "torsion": tor, "chiral": v - rs.chiral_ideal, "plane": pl}
 
 
+def bond_angle_rmsd(xyz, rs) -> dict:
+    """``bond_rmsd`` (Å, all bonds) and ``angle_rmsd`` (°) only, as in `geometry_stats`.
+
+    The per-cycle line of ``fit`` needs nothing else; the full report (clash search,
+    outlier lists) took ~15 ms per cycle on 5NI1.
+    """
+    if isinstance(xyz, torch.Tensor):
+        xyz = xyz.detach().cpu().numpy()
+    x = torch.from_numpy(np.array(xyz, dtype=np.float64))
+    t = lambda a: torch.from_numpy(np.array(a, dtype=np.int64))  # noqa: E731
+    with torch.no_grad():
+        b = bond_lengths(x, t(rs.bonds)).numpy() - rs.bond_ideal
+        a = angles_deg(x, t(rs.angles)).numpy() - rs.angle_ideal
+    return {"bond_rmsd": _rms(b), "angle_rmsd": _rms(a)}
+
+
 def geometry_stats(xyz, rs) -> dict:
     """Bond/angle/torsion/chiral/planarity RMSDs, worst outliers and clashes.
 

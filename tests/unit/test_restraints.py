@@ -158,6 +158,17 @@ def test_mirror_image_violates_chirality(rs, peptide):
     assert abs(s["bond_rmsd"] - geometry_stats(peptide.atoms.xyz, rs)["bond_rmsd"]) < 1e-9
 
 
+def test_bond_angle_rmsd_equals_the_full_report(rs, peptide):
+    """The per-cycle RMSDs of `fit` (`bond_angle_rmsd`) are those of `geometry_stats`."""
+    from densrefine.restraints.stats import bond_angle_rmsd
+
+    rng = np.random.default_rng(0)
+    xyz = np.array(peptide.atoms.xyz) + rng.normal(0, 0.05, (len(peptide), 3))
+    full, light = geometry_stats(xyz, rs), bond_angle_rmsd(torch.tensor(xyz), rs)
+    assert light["bond_rmsd"] > 0.02 and light["angle_rmsd"] > 1.0
+    assert light == {k: full[k] for k in ("bond_rmsd", "angle_rmsd")}
+
+
 def test_unknown_residue_error_lists_fixes(peptide):
     bad = _rename(peptide, "LYS", "XYZ")
     with pytest.raises(InputError) as e:
