@@ -411,10 +411,25 @@ class MapTerm:
             nz, ny, nx = self.frame.shape
             return m[:nz, :ny, :nx]
         m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
-                            blur=self.blur, method="blur", cutoff=CUTOFF)
+                            blur=self.blur, method="blur", cutoff=CUTOFF,
+                            radius=self._radii(xyz, b_iso, occ))
         if self.delta is not None:
             m = m + self._delta_potential(xyz, b_iso, occ, self.cur_frame, self.blur)
         return m
+
+    def _radii(self, xyz, b_iso, occ):
+        """Cutoff radii of the sites at the current blur, cached while B stays the same
+        tensor, unmodified (the coordinate stages: ~1 ms per evaluation on 5NI1)."""
+        from ..density import iam
+        from ..simulate.api import atom_radii
+
+        key = (b_iso.data_ptr(), b_iso._version, self.blur, self.sites.data_ptr(),
+               len(self.sites))
+        if getattr(self, "_radii_key", None) != key:
+            sel = self.sites
+            _, _, width = iam.components(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.blur)
+            self._radii_key, self._radii_val = key, atom_radii(self.coeffs, width, CUTOFF)
+        return self._radii_val
 
     def _delta_potential(self, xyz, b_iso, occ, frame, blur):
         """ΔV of the ML density's Δρ (electron table): `densrefine.density.ml.postprocess`."""

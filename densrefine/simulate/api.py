@@ -21,7 +21,8 @@ MIN_RESOLUTION, MAX_RESOLUTION = 0.5, 50.0
 
 
 def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff: float = 1e-5,
-                    method: str = "blur", d_min: float | None = None, density=None):
+                    method: str = "blur", d_min: float | None = None, density=None,
+                    radius=None):
     """Differentiable model map as a tensor on ``frame``.
 
     Parameters
@@ -45,6 +46,10 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
         Resolution (Å) for the Fourier method.
     density : module, optional
         Density model with a ``components`` function (default: IAM).
+    radius : ndarray, shape (N,), optional
+        Each atom's cutoff radius (Å) if already known (`cutoff_radius` of the same
+        widths and ``cutoff``); callers that evaluate the same atoms and B many times
+        pass it to skip the computation.
 
     Returns
     -------
@@ -67,8 +72,8 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
     if density is None:
         from ..density import iam as density
     centres, amp, width = density.components(xyz, b_iso, occ, coeffs, blur)
-    a_tab = np.asarray(coeffs[0], np.float64)
-    radius = cutoff_radius(a_tab, width.detach().cpu().double().numpy(), cutoff)
+    if radius is None:
+        radius = atom_radii(coeffs, width, cutoff)
     if method == "fourier":
         frame = GridFrame(frame.shape, frame.origin, frame.steps, periodic=True)
     out = splat(centres, amp, width, frame, radius=radius, cutoff=cutoff)
@@ -82,6 +87,13 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
     elif method != "blur":
         raise ValueError(f"simulate_tensor: unknown method {method!r}; use 'blur' or 'fourier'")
     return out if out.dtype == xyz.dtype else out.to(torch.promote_types(out.dtype, xyz.dtype))
+
+
+def atom_radii(coeffs, width, cutoff: float) -> np.ndarray:
+    """Cutoff radius (Å) of each atom from its table amplitudes and widths (N, K)."""
+    a_tab = coeffs[0].detach().cpu().numpy() if hasattr(coeffs[0], "detach") else coeffs[0]
+    return cutoff_radius(np.asarray(a_tab, np.float64), width.detach().cpu().double().numpy(),
+                         cutoff)
 
 
 def check_params(resolution, table="electron", method="blur", blur=None, cutoff=1e-5) -> float:
