@@ -41,10 +41,19 @@ def _worst(dev, sigma, idx, labels, ideal=None):
     return out
 
 
+def _index(a):
+    return torch.from_numpy(np.array(a, dtype=np.int64))
+
+
+def _bond_angle_deviations(x, rs):
+    """Bond (Å) and angle (°) deviations from ideal, float64 CPU tensor ``x``."""
+    return (bond_lengths(x, _index(rs.bonds)).numpy() - rs.bond_ideal,
+            angles_deg(x, _index(rs.angles)).numpy() - rs.angle_ideal)
+
+
 def _deviations(x, rs) -> dict:
-    t = lambda a: torch.from_numpy(np.array(a, dtype=np.int64))  # noqa: E731
-    b = bond_lengths(x, t(rs.bonds)).numpy() - rs.bond_ideal
-    a = angles_deg(x, t(rs.angles)).numpy() - rs.angle_ideal
+    t = _index
+    b, a = _bond_angle_deviations(x, rs)
     th = dihedrals_deg(x, t(rs.torsions))
     tor = torsion_deviation(th, torch.from_numpy(np.array(rs.torsion_ideal, float)),
                             torch.from_numpy(np.array(rs.torsion_period, float))).numpy()
@@ -62,11 +71,8 @@ def bond_angle_rmsd(xyz, rs) -> dict:
     """
     if isinstance(xyz, torch.Tensor):
         xyz = xyz.detach().cpu().numpy()
-    x = torch.from_numpy(np.array(xyz, dtype=np.float64))
-    t = lambda a: torch.from_numpy(np.array(a, dtype=np.int64))  # noqa: E731
     with torch.no_grad():
-        b = bond_lengths(x, t(rs.bonds)).numpy() - rs.bond_ideal
-        a = angles_deg(x, t(rs.angles)).numpy() - rs.angle_ideal
+        b, a = _bond_angle_deviations(torch.from_numpy(np.array(xyz, dtype=np.float64)), rs)
     return {"bond_rmsd": _rms(b), "angle_rmsd": _rms(a)}
 
 

@@ -35,11 +35,16 @@ def _is_amino_acid(res_name: str) -> bool:
     return bool(info is not None and info.is_amino_acid())
 
 
-def main_chain_selection(atoms: Atoms) -> np.ndarray:
-    """Boolean (N,): main-chain atoms (N, CA, C, O, CB of amino-acid residues)."""
+def _names_and_amino_acids(atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+    """Stripped atom names (N,) and whether each atom's residue is an amino acid (N,)."""
     names = np.char.strip(atoms.atom_name.astype(str))
     res, inv = np.unique(np.asarray(atoms.res_name).astype(str), return_inverse=True)
-    aa = np.array([_is_amino_acid(r.strip()) for r in res], bool)[inv.ravel()]
+    return names, np.array([_is_amino_acid(r.strip()) for r in res], bool)[inv.ravel()]
+
+
+def main_chain_selection(atoms: Atoms) -> np.ndarray:
+    """Boolean (N,): main-chain atoms (N, CA, C, O, CB of amino-acid residues)."""
+    names, aa = _names_and_amino_acids(atoms)
     return aa & np.isin(names, MAIN_CHAIN_NAMES)
 
 
@@ -49,9 +54,7 @@ def side_chain_beyond_cb(atoms: Atoms) -> np.ndarray:
     Hydrogens count with their residue; atoms of other residues (nucleic acids,
     ligands, water) are never selected.
     """
-    names = np.char.strip(atoms.atom_name.astype(str))
-    res, inv = np.unique(np.asarray(atoms.res_name).astype(str), return_inverse=True)
-    aa = np.array([_is_amino_acid(r.strip()) for r in res], bool)[inv.ravel()]
+    names, aa = _names_and_amino_acids(atoms)
     return aa & ~np.isin(names, MAIN_CHAIN_NAMES + ("OXT",))
 
 
