@@ -384,17 +384,20 @@ def _rigid_pass(st, groups, factor, iterations, cycles, stats, callback, stage, 
     """One L-BFGS rigid-body pass over ``groups`` at blur ``factor``; record it."""
     t0 = time.perf_counter()
     limited = st.rigid_atoms is not None and st.mterm.restrict(st.rigid_atoms)
-    st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), factor)
-    rg = RigidGroups(st.xyz, groups)
-    try:
-        val = minimise(rg.params, lambda: st.total(rg.apply()), iterations)
+    try:                         # the record's CC is that of the map term minimised
+        st.mterm.prepare(st.numpy_xyz(), st.b.cpu().numpy(), factor)
+        rg = RigidGroups(st.xyz, groups)
+        try:
+            val = minimise(rg.params, lambda: st.total(rg.apply()), iterations)
+        finally:
+            st.xyz = rg.apply().detach()
+        p = rg.params.detach()
+        _record(st, cycles, stats, callback, stage, len(cycles), val, t0, groups=name,
+                shift=float(p[:, 3:].norm(dim=1).max()),
+                rotation_deg=float(rg.angles_deg().max()))
     finally:
-        st.xyz = rg.apply().detach()
         if limited:
             st.mterm.restrict(None)
-    p = rg.params.detach()
-    _record(st, cycles, stats, callback, stage, len(cycles), val, t0, groups=name,
-            shift=float(p[:, 3:].norm(dim=1).max()), rotation_deg=float(rg.angles_deg().max()))
 
 
 def _sse_stage(st, cfg, model, cycles, stats, callback):
