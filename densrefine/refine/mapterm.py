@@ -423,12 +423,15 @@ class MapTerm:
         from ..density import iam
         from ..simulate.api import atom_radii
 
-        key = (b_iso.data_ptr(), b_iso._version, self.blur, self.sites.data_ptr(),
-               len(self.sites))
-        if getattr(self, "_radii_key", None) != key:
+        # the cache holds the B tensor and the sites themselves (not their addresses, which
+        # a new tensor could reuse once the old one is freed)
+        hit = getattr(self, "_radii_for", None)
+        if hit is None or not (hit[0] is b_iso and hit[1] == b_iso._version
+                               and hit[2] == self.blur and hit[3] is self.sites):
             sel = self.sites
             _, _, width = iam.components(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.blur)
-            self._radii_key, self._radii_val = key, atom_radii(self.coeffs, width, CUTOFF)
+            self._radii_for = (b_iso, b_iso._version, self.blur, self.sites)
+            self._radii_val = atom_radii(self.coeffs, width, CUTOFF)
         return self._radii_val
 
     def _delta_potential(self, xyz, b_iso, occ, frame, blur):

@@ -18,7 +18,7 @@ side chain's closest contact, whichever is shorter. The all-atom stage then poli
 The contact limit is relative because the neighbours are as wrong as the side chain:
 after the rigid and SSE stages of a 1 Å perturbation (5NI1 in EMD-3488, seeds 0–2),
 the correct χ1 of Tyr A140 and C140 (map score 1.0–1.2 σ against −0.1) was rejected by
-a 2.4–2.6 Å contact with a displaced main-chain O, while the current wrong one had
+a 2.2–2.4 Å contact with a displaced main-chain O, while the current wrong one had
 closer contacts still. With the relative limit, over the 3 seeds' 1.2k side chains,
 92 instead of 84 wrong rotamers were fixed, 19 instead of 18 correct ones lost, and
 Σ n·dev² to the deposited side chains fell 3011 → 2166 Å² (1.5 Å errors: 87 vs 77
