@@ -8,12 +8,17 @@ atom's cube lies inside its cell's window of nbw·L ≥ L + 2R voxels, whose den
 i.e. ``(gz ⊗ gy) @ gx``, one batched matmul per batch of cells. gz carries the
 amplitude a (4π/w)^{3/2}; the 1-D factors are zero outside each atom's own cube, so
 the result is exactly the per-atom cube sum of `densrefine.simulate.kernel`. Windows
-are added with one ``scatter_add_`` into a padded accumulator stored as blocks of L³
-contiguous voxels (each window covers nbw³ whole blocks), which is then cropped (or
+are added with one ``scatter_add_`` into a padded copy of the grid (whole cells per
+axis; a window is Wz·Wy runs of Wx contiguous voxels), which is then cropped (or
 folded, periodic) onto the grid. The backward pass gathers the output gradient on
 the same windows, contracts it with the factors (two more matmuls) and applies the
-chain rule analytically (`_factor_grads`). Large intermediates live in reused
-buffers: fresh multi-MB allocations cost more than the arithmetic on CPU.
+chain rule analytically (`_factor_grads`). Large intermediates live in buffers each
+thread keeps between calls: fresh multi-MB allocations cost more than the arithmetic
+on CPU (pages are mapped on first write).
+
+Batches are split into `PARTS` groups with their own accumulators, summed in a fixed
+order; `set_workers` runs the groups on threads (their matmuls, exp and scatters
+release the GIL), with the same result bit for bit.
 
 Cost per atom is O(K·W³) flops in matmuls plus ~nbw³/ρ scattered values (ρ atoms
 per voxel), against (2R+1)³ scattered values for a plain per-atom scatter.
@@ -21,6 +26,7 @@ per voxel), against (2R+1)³ scattered values for a plain per-atom scatter.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -45,6 +51,37 @@ class Workspace:
         return b[:n].view(tuple(int(s) for s in shape))
 
 
+_LOCAL = threading.local()
+
+
+def _workspace(dtype, device) -> Workspace:
+    """This thread's workspace for (dtype, device), kept between calls.
+
+    Kept because a fresh multi-MB buffer is mapped page by page on first write: on the
+    project's VM that made the window index and accumulator writes 3-6x slower than
+    the same writes into memory already touched. `release_workspaces` frees them.
+    """
+    d = getattr(_LOCAL, "ws", None)
+    if d is None:
+        d = _LOCAL.ws = {}
+        with _ALL_LOCK:
+            _ALL.append(d)
+    key = (dtype, str(device))
+    if key not in d:
+        d[key] = Workspace(dtype, device)
+    return d[key]
+
+
+_ALL, _ALL_LOCK = [], threading.Lock()
+
+
+def release_workspaces() -> None:
+    """Free the buffers every thread keeps (`_workspace`)."""
+    with _ALL_LOCK:
+        for d in _ALL:
+            d.clear()
+
+
 def _tensors(batch, plan, device):
     """Device copies of a batch's integer arrays, per slot where padded (cached)."""
     t = batch.cache.get(device)
@@ -57,8 +94,7 @@ def _tensors(batch, plan, device):
         t = {"idx": torch.as_tensor(batch.atoms, device=device),
              "slot": torch.as_tensor(batch.slot, device=device),
              "p_half": torch.as_tensor(half, device=device),
-             "p_rel0": torch.as_tensor(rel0, device=device),
-             "blocks": torch.as_tensor(batch.blocks, device=device)}
+             "p_rel0": torch.as_tensor(rel0, device=device)}
         batch.cache[device] = t
     return t
 
@@ -147,34 +183,37 @@ def _factor_grads(d_gz, d_gy, d_gx, aux, t, amp, width):
 def _window_index(batch, nbw, plan, ws, device):
     """Accumulator index of every window voxel, in window order (B, Wz, Wy, Wx).
 
-    Window voxel (b, dz·Lz + lz, dy·Ly + ly, dx·Lx + lx) lands in block
-    blocks[b, dz, dy, dx] = blocks[b, dz, dy, 0] + dx at offset (lz·Ly + ly)·Lx + lx
-    (the accumulator stores blocks of L³ contiguous voxels), i.e. a row part
-    (b, z, y) plus a column part (x).
+    The accumulator is the padded grid (Pz, Py, Px), flat; cell c's window starts at
+    voxel c·L, so voxel (b, z, y, x) is at row part base[b] + (z·Py + y)·Px plus
+    column part x (runs of Wx contiguous voxels).
     """
-    nbz, nby, nbx, lz, ly, lx = _dims(plan.cells, nbw)
-    l3 = lz * ly * lx
-    key = ("cols", nbx, lz, ly, lx)
-    cols = ws.buf.get(key)
-    if cols is None:
-        inner = (torch.arange(lz, device=device)[:, None, None] * (ly * lx)
-                 + torch.arange(ly, device=device)[None, :, None] * lx)
-        cols = (torch.arange(nbx, device=device)[:, None] * l3
-                + torch.arange(lx, device=device)[None, :]).view(1, -1)
-        ws.buf[key] = cols
-        ws.buf[("inner",) + key] = inner
-    inner = ws.buf[("inner",) + key]
-    b = len(batch.cells)
-    first = _tensors(batch, plan, device)["blocks"].view(b, nbz, nby, nbx)[..., 0] * l3
-    rows = (first.view(b, nbz, 1, nby, 1) + inner.view(1, 1, lz, 1, ly)).view(-1, 1)
-    el = ws.get("el", (rows.shape[0], nbx * lx), torch.int64)
-    torch.add(rows, cols, out=el)
+    cp = plan.cells
+    pz, py, px = _padded_shape(cp)
+    lx, ly, lz = (int(v) for v in cp.cell)
+    wx, wy, wz = (int(v) for v in nbw * cp.cell)
+    key = ("zy", wz, wy, py, px)
+    zy = ws.buf.get(key)
+    if zy is None:
+        zy = (torch.arange(wz, device=device)[:, None] * (py * px)
+              + torch.arange(wy, device=device)[None, :] * px).view(1, -1)
+        ws.buf[key] = zy
+        ws.buf[("x", wx)] = torch.arange(wx, device=device).view(1, -1)
+    t = _tensors(batch, plan, device)
+    base = t.get("base")
+    if base is None:
+        c = batch.cells.astype(np.int64)
+        base = t["base"] = torch.as_tensor(((c[:, 2] * lz * py) + c[:, 1] * ly) * px
+                                           + c[:, 0] * lx, device=device).view(-1, 1)
+    rows = ws.get("rows", (base.shape[0], zy.shape[1]), torch.int64)
+    torch.add(base, zy, out=rows)
+    el = ws.get("el", (rows.numel(), wx), torch.int64)
+    torch.add(rows.view(-1, 1), ws.buf[("x", wx)], out=el)
     return el.view(-1)
 
 
-def _dims(cp, nbw):
-    """Ints (nbz, nby, nbx, Lz, Ly, Lx)."""
-    return tuple(int(x) for x in nbw[::-1]) + tuple(int(x) for x in cp.cell[::-1])
+def _padded_shape(cp):
+    """(Pz, Py, Px): the padded grid, whole cells per axis."""
+    return tuple(int(n) * int(L) for n, L in zip(cp.nblocks[::-1], cp.cell[::-1]))
 
 
 def _fold_axis(t, ax, n, off):
@@ -192,43 +231,93 @@ def _fold_axis(t, ax, n, off):
 
 
 def _padded_to_grid(acc, plan):
-    """Grid (nz, ny, nx) from the block-ordered accumulator: crop, or fold if periodic."""
+    """Grid (nz, ny, nx) from the padded accumulator: crop, or fold if periodic (a new
+    tensor)."""
     cp, fr = plan.cells, plan.frame
-    nb, L = [int(x) for x in cp.nblocks[::-1]], [int(x) for x in cp.cell[::-1]]
-    padded = acc.view(nb[0], nb[1], nb[2], L[0], L[1], L[2]).permute(0, 3, 1, 4, 2, 5)
-    padded = padded.reshape(nb[0] * L[0], nb[1] * L[1], nb[2] * L[2])
+    padded = acc.view(_padded_shape(cp))
     offs = [int(cp.p0[2 - ax]) for ax in range(3)]
     if not fr.periodic:
         nz, ny, nx = fr.shape
-        return padded[offs[0]:offs[0] + nz, offs[1]:offs[1] + ny, offs[2]:offs[2] + nx].contiguous()
+        return padded[offs[0]:offs[0] + nz, offs[1]:offs[1] + ny,
+                      offs[2]:offs[2] + nx].clone(memory_format=torch.contiguous_format)
     for ax in range(3):
         padded = _fold_axis(padded, ax, fr.shape[ax], offs[ax])
     return padded
 
 
-def _grid_to_blocks(grad, plan):
-    """Transpose of `_padded_to_grid`: the gradient in block order, flat."""
+def _grid_to_padded(grad, plan, ws):
+    """Transpose of `_padded_to_grid`: the gradient on the padded grid, flat."""
     cp, fr = plan.cells, plan.frame
-    nb, L = [int(x) for x in cp.nblocks[::-1]], [int(x) for x in cp.cell[::-1]]
+    shape = _padded_shape(cp)
     offs = [int(cp.p0[2 - ax]) for ax in range(3)]
     if not fr.periodic:
-        pads = []
-        for ax in (2, 1, 0):
-            pads += [offs[ax], nb[ax] * L[ax] - offs[ax] - fr.shape[ax]]
-        t = torch.nn.functional.pad(grad, pads)
-    else:
-        t = grad
-        for ax in range(3):
-            q = (np.arange(nb[ax] * L[ax]) - offs[ax]) % fr.shape[ax]
-            t = t.index_select(ax, torch.as_tensor(q, device=grad.device))
-    t = t.view(nb[0], L[0], nb[1], L[1], nb[2], L[2]).permute(0, 2, 4, 1, 3, 5)
+        t = ws.get("gpad", shape).zero_()
+        nz, ny, nx = fr.shape
+        t[offs[0]:offs[0] + nz, offs[1]:offs[1] + ny, offs[2]:offs[2] + nx] = grad
+        return t.view(-1)
+    t = grad
+    for ax in range(3):
+        q = (np.arange(shape[ax]) - offs[ax]) % fr.shape[ax]
+        t = t.index_select(ax, torch.as_tensor(q, device=grad.device))
     return t.reshape(-1)
 
 
-def _all_batches(cp):
-    for klass in cp.classes:
-        for batch in klass.batches:
-            yield klass, batch
+PARTS = 2
+"""Batches are split into this many groups, each with its own accumulator, summed in a
+fixed order: the result does not depend on how many workers run the groups."""
+
+_POOL = {"workers": 1, "pool": None}
+
+
+def set_workers(n: int) -> int:
+    """Run the batch groups on ``n`` threads (1: in the calling thread); returns the old n.
+
+    Each group's large operations (matmuls, exp, scatter) release the GIL, so on a CPU
+    with torch at one intra-op thread two workers overlap them (`densrefine.refine.engine`
+    sets this for small models; CUDA ignores it). Results are identical for any ``n``.
+    """
+    old = _POOL["workers"]
+    n = max(1, min(int(n), PARTS))
+    if n != old:
+        if _POOL["pool"] is not None:
+            _POOL["pool"].shutdown()
+        _POOL["pool"] = None
+        if n > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL["pool"] = ThreadPoolExecutor(n, thread_name_prefix="densrefine-splat")
+        _POOL["workers"] = n
+    return old
+
+
+def _groups(cp):
+    """``PARTS`` lists of (n, class, batch), balanced by matmul size (cached on the plan)."""
+    g = getattr(cp, "_groups", None)
+    if g is None:
+        items = [(n, klass, batch) for n, (klass, batch) in enumerate(
+            (kl, b) for kl in cp.classes for b in kl.batches)]
+        cost = [len(b.cells) * b.nmax * float(np.prod(kl.nbw * cp.cell)) for _, kl, b in items]
+        g, load = [[] for _ in range(PARTS)], [0.0] * PARTS
+        for i in sorted(range(len(items)), key=lambda i: -cost[i]):
+            j = int(np.argmin(load))
+            g[j].append(items[i])
+            load[j] += cost[i]
+        g = [sorted(x, key=lambda it: it[0]) for x in g if x]
+        cp._groups = g
+    return g
+
+
+def _map(fn, groups, device):
+    """fn over the groups: on the worker threads (CPU, workers > 1) or in turn."""
+    pool = _POOL["pool"]
+    if pool is None or device.type != "cpu" or len(groups) < 2:
+        return [fn(x) for x in groups]
+
+    def run(x):
+        with torch.no_grad():
+            return fn(x)
+
+    return list(pool.map(run, groups))
 
 
 def cells_forward(centres, amp, width, plan, consts, keep=None):
@@ -238,23 +327,40 @@ def cells_forward(centres, amp, width, plan, consts, keep=None):
     then skips recomputing them; a few bytes per atom·component·window voxel row).
     """
     cp = plan.cells
-    ws = Workspace(amp.dtype, amp.device)
-    acc = amp.new_zeros(int(np.prod(cp.nblocks) * np.prod(cp.cell)))
-    for klass, batch in _all_batches(cp):
-        idx = _tensors(batch, plan, amp.device)["idx"]
-        gz, gy, gx, aux = _factors(centres[idx], amp[idx], width[idx], batch,
-                                   klass.nbw * cp.cell, plan, consts)
-        if keep is not None:
-            keep.append((gz, gy, gx, aux))
-        b, wz, m = gz.shape
-        wy, wx = gy.shape[1], gx.shape[2]
-        prod = ws.get("prod", (b, wz, wy, m))
-        torch.mul(gz[:, :, None, :], gy[:, None, :, :], out=prod)
-        win = ws.get("win", (b, wz * wy, wx))
-        torch.bmm(prod.view(b, wz * wy, m), gx, out=win)
-        acc.scatter_add_(0, _window_index(batch, klass.nbw, plan, ws, amp.device), win.view(-1))
-    del ws
-    return _padded_to_grid(acc, plan)
+    groups = _groups(cp)
+    kept = {}
+    size = int(np.prod(_padded_shape(cp)))
+
+    def run(item):
+        part, group = item
+        ws = _workspace(amp.dtype, amp.device)
+        acc = ws.get(("acc", part), (size,)).zero_()
+        for n, klass, batch in group:
+            idx = _tensors(batch, plan, amp.device)["idx"]
+            gz, gy, gx, aux = _factors(centres[idx], amp[idx], width[idx], batch,
+                                       klass.nbw * cp.cell, plan, consts)
+            if keep is not None:
+                kept[n] = (gz, gy, gx, aux)
+            b, wz, m = gz.shape
+            wy, wx = gy.shape[1], gx.shape[2]
+            prod = ws.get("prod", (b, wz, wy, m))
+            torch.mul(gz[:, :, None, :], gy[:, None, :, :], out=prod)
+            win = ws.get("win", (b, wz * wy, wx))
+            torch.bmm(prod.view(b, wz * wy, m), gx, out=win)
+            acc.scatter_add_(0, _window_index(batch, klass.nbw, plan, ws, amp.device),
+                             win.view(-1))
+        return acc
+
+    accs = _map(run, list(enumerate(groups)), amp.device)
+    acc = accs[0]
+    for a in accs[1:]:
+        acc += a
+    if keep is not None:
+        keep.extend(kept[n] for n in sorted(kept))
+    out = _padded_to_grid(acc, plan)
+    # the accumulator is a kept buffer: never hand it out
+    return out.clone() if out.untyped_storage().data_ptr() == acc.untyped_storage().data_ptr() \
+        else out
 
 
 def cells_backward(grads, grad, centres, amp, width, plan, consts, kept=None):
@@ -263,29 +369,37 @@ def cells_backward(grads, grad, centres, amp, width, plan, consts, kept=None):
     ``kept``: the factors `cells_forward` kept, else they are recomputed.
     """
     cp = plan.cells
-    ws = Workspace(grad.dtype, grad.device)
-    gblk = _grid_to_blocks(grad, plan)
-    for n, (klass, batch) in enumerate(_all_batches(cp)):
-        t = _tensors(batch, plan, grad.device)
-        idx = t["idx"]
-        a_b, w_b = amp[idx], width[idx]
-        if kept:
-            gz, gy, gx, aux = kept[n]
-        else:
-            gz, gy, gx, aux = _factors(centres[idx], a_b, w_b, batch, klass.nbw * cp.cell,
-                                       plan, consts)
-        b, wz, m = gz.shape
-        wy, wx = gy.shape[1], gx.shape[2]
-        g = ws.get("g", (b, wz * wy, wx))
-        torch.index_select(gblk, 0, _window_index(batch, klass.nbw, plan, ws, grad.device),
-                           out=g.view(-1))
-        prod = ws.get("prod", (b, wz, wy, m))
-        torch.mul(gz[:, :, None, :], gy[:, None, :, :], out=prod)
-        d_gx = torch.bmm(prod.view(b, wz * wy, m).transpose(1, 2), g)         # (B, M, Wx)
-        h = ws.get("h", (b, wz, wy, m))
-        torch.bmm(g, gx.transpose(1, 2), out=h.view(b, wz * wy, m))
-        d_gz = torch.mul(h, gy[:, None, :, :], out=prod).sum(2)                # (B, Wz, M)
-        d_gy = torch.mul(h, gz[:, :, None, :], out=prod).sum(1)                # (B, Wy, M)
-        parts = _factor_grads(d_gz, d_gy, d_gx, aux, t, a_b, w_b)
-        for acc, p in zip(grads, parts):
-            acc.index_add_(0, idx, p)
+    gblk = _grid_to_padded(grad, plan, _workspace(grad.dtype, grad.device))
+
+    def run(group):
+        ws = _workspace(grad.dtype, grad.device)
+        out = []
+        for n, klass, batch in group:
+            t = _tensors(batch, plan, grad.device)
+            idx = t["idx"]
+            a_b, w_b = amp[idx], width[idx]
+            if kept:
+                gz, gy, gx, aux = kept[n]
+            else:
+                gz, gy, gx, aux = _factors(centres[idx], a_b, w_b, batch, klass.nbw * cp.cell,
+                                           plan, consts)
+            b, wz, m = gz.shape
+            wy, wx = gy.shape[1], gx.shape[2]
+            g = ws.get("g", (b, wz * wy, wx))
+            torch.index_select(gblk, 0, _window_index(batch, klass.nbw, plan, ws, grad.device),
+                               out=g.view(-1))
+            prod = ws.get("prod", (b, wz, wy, m))
+            torch.mul(gz[:, :, None, :], gy[:, None, :, :], out=prod)
+            d_gx = torch.bmm(prod.view(b, wz * wy, m).transpose(1, 2), g)     # (B, M, Wx)
+            h = ws.get("h", (b, wz, wy, m))
+            torch.bmm(g, gx.transpose(1, 2), out=h.view(b, wz * wy, m))
+            d_gz = torch.mul(h, gy[:, None, :, :], out=prod).sum(2)            # (B, Wz, M)
+            d_gy = torch.mul(h, gz[:, :, None, :], out=prod).sum(1)            # (B, Wy, M)
+            out.append((idx, _factor_grads(d_gz, d_gy, d_gx, aux, t, a_b, w_b)))
+        return out
+
+    # per-batch gradients are added in the same order whatever ran them
+    for part in _map(run, _groups(cp), grad.device):
+        for idx, parts in part:
+            for acc, p in zip(grads, parts):
+                acc.index_add_(0, idx, p)

@@ -99,7 +99,6 @@ class CellBatch:
     offset: np.ndarray      # (n, 3) box start inside its cell (voxels), x y z
     cells: np.ndarray       # (B, 3) cell index x y z
     nmax: int
-    blocks: np.ndarray = None   # (B * nbw³,) accumulator block of every window block
     cache: dict = field(default_factory=dict)   # device tensors, made on first use
 
 
@@ -121,7 +120,7 @@ class CellPlan:
 
     cell: np.ndarray        # (3,) L, x y z
     p0: np.ndarray          # (3,) padding before the grid, x y z
-    nblocks: np.ndarray     # (3,) blocks of the padded accumulator, x y z
+    nblocks: np.ndarray     # (3,) cells per axis of the padded accumulator, x y z
     classes: list = field(default_factory=list)
 
 
@@ -204,15 +203,11 @@ def _batches(atoms, c, offset, nblocks, nbw, slots_per_batch):
     perm[rank_start[r] + within] = np.arange(len(order))
     split = rank_start[bounds[1:-1]]
     cell_xyz = c[order[first]]                                    # per unique cell
-    dz, dy, dx = (g.reshape(1, -1) for g in np.meshgrid(np.arange(nbw[2]), np.arange(nbw[1]),
-                                                         np.arange(nbw[0]), indexing="ij"))
     out = []
     for b, p in enumerate(np.split(perm, split)):
         cells = cell_xyz[by_size[bounds[b]:bounds[b + 1]]]
-        blocks = (((cells[:, 2, None] + dz) * nblocks[1] + cells[:, 1, None] + dy) * nblocks[0]
-                  + cells[:, 0, None] + dx).reshape(-1)
         ix = order[p]
-        out.append(CellBatch(atoms[ix], slot[p], offset[ix], cells, int(nmaxes[b]), blocks))
+        out.append(CellBatch(atoms[ix], slot[p], offset[ix], cells, int(nmaxes[b])))
     return out
 
 

@@ -209,3 +209,43 @@ def test_memory_bounded_by_chunks(monkeypatch):
         peaks.append(peak["n"])
     assert max(peaks) <= kernel.CELL_BUDGET              # the (cells, Wz, Wy, atoms·K) product
     assert peaks[1] < 1.2 * peaks[0]                     # 4× the atoms, same peak
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_worker_threads_give_identical_results(rng, periodic):
+    """Batch groups summed in a fixed order: 1 or 2 worker threads, bit for bit the same."""
+    fr = GridFrame.box((30, 32, 28), 0.8, origin=(0.5, -1.0, 0.0), periodic=periodic)
+    c, a, w = random_case(rng, 400, fr, k=2)
+    c, a, w = c.float(), a.float(), w.float()
+    g = torch.tensor(rng.standard_normal(fr.shape), dtype=torch.float32)
+    res = []
+    old = cells_mod.set_workers(1)
+    try:
+        for n in (1, 2, 1):
+            cells_mod.set_workers(n)
+            leaves = [t.clone().requires_grad_() for t in (c, a, w)]
+            m = splat(*leaves, fr, path="cells")
+            (m * g).sum().backward()
+            res.append([m.detach()] + [t.grad for t in leaves])
+    finally:
+        cells_mod.set_workers(old)
+    assert len(cells_mod._groups(kernel.SplatPlan(
+        fr, fr.xyz_to_index(c.numpy().astype(float)),
+        kernel._plan.cutoff_radius(a.double().numpy(), w.double().numpy()), 2,
+        "cells").cells)) == 2                                     # both groups have batches
+    for other in res[1:]:
+        for x, y in zip(res[0], other):
+            assert torch.equal(x, y)
+
+
+def test_kept_buffers_never_leak_into_results(rng):
+    """The accumulator is reused between calls; an earlier result must not change."""
+    fr = GridFrame.box((16, 16, 16), 1.0)
+    c1, a1, w1 = random_case(rng, 60, fr, k=2)
+    c2, a2, w2 = random_case(rng, 60, fr, k=2)
+    m1 = splat(c1, a1, w1, fr, path="cells")
+    keep = m1.clone()
+    splat(c2, a2, w2, fr, path="cells")
+    assert torch.equal(m1, keep)
+    cells_mod.release_workspaces()
+    torch.testing.assert_close(splat(c1, a1, w1, fr, path="cells"), keep, rtol=0, atol=0)
