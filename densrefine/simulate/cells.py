@@ -197,7 +197,9 @@ def _window_index(batch, nbw, plan, ws, device):
         zy = (torch.arange(wz, device=device)[:, None] * (py * px)
               + torch.arange(wy, device=device)[None, :] * px).view(1, -1)
         ws.buf[key] = zy
-        ws.buf[("x", wx)] = torch.arange(wx, device=device).view(1, -1)
+    xs = ws.buf.get(("x", wx))
+    if xs is None:                      # keyed apart: windows may share (Wz, Wy) only
+        xs = ws.buf[("x", wx)] = torch.arange(wx, device=device).view(1, -1)
     t = _tensors(batch, plan, device)
     base = t.get("base")
     if base is None:
@@ -207,7 +209,7 @@ def _window_index(batch, nbw, plan, ws, device):
     rows = ws.get("rows", (base.shape[0], zy.shape[1]), torch.int64)
     torch.add(base, zy, out=rows)
     el = ws.get("el", (rows.numel(), wx), torch.int64)
-    torch.add(rows.view(-1, 1), ws.buf[("x", wx)], out=el)
+    torch.add(rows.view(-1, 1), xs, out=el)
     return el.view(-1)
 
 

@@ -249,3 +249,17 @@ def test_kept_buffers_never_leak_into_results(rng):
     assert torch.equal(m1, keep)
     cells_mod.release_workspaces()
     torch.testing.assert_close(splat(c1, a1, w1, fr, path="cells"), keep, rtol=0, atol=0)
+
+
+def test_kept_index_buffers_follow_each_window_shape(rng):
+    """Frames sharing the (z, y) window extent but not the x one reuse kept index buffers
+    (a KeyError in a CI fit once); every result must match a fresh-workspace run."""
+    for vs in [(1.0, 1.0, 1.0), (0.6, 1.0, 1.0), (0.5, 1.0, 1.0), (2.0, 1.0, 1.0)]:
+        fr = GridFrame.box((16, 16, 16), vs)
+        c, a, w = random_case(rng, 40, fr, k=2)
+        kept = splat(c, a, w, fr, path="cells")
+        cells_mod.release_workspaces()
+        fresh = splat(c, a, w, fr, path="cells")
+        torch.testing.assert_close(kept, fresh, rtol=0, atol=0)
+        torch.testing.assert_close(fresh.numpy(), analytic(fr, c.numpy(), a.numpy(), w.numpy()),
+                                   rtol=0, atol=1e-6 * float(fresh.max()))
