@@ -223,8 +223,8 @@ def b_similarity(b_iso, pairs, sigma):
     """
     if len(pairs) == 0:
         return b_iso.sum() * 0.0
-    i, j = pairs[:, 0], pairs[:, 1]
-    return (((b_iso[i] - b_iso[j]) / sigma) ** 2).sum()
+    bi, bj = b_iso.index_select(0, pairs.reshape(-1)).view(-1, 2).unbind(1)
+    return (((bi - bj) / sigma) ** 2).sum()
 
 
 def b_restraint_pairs(geom: Geometry, sigma: float) -> tuple[np.ndarray, np.ndarray]:

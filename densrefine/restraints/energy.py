@@ -25,16 +25,27 @@ _DEG = 180.0 / math.pi
 TERMS = ("bond", "angle", "torsion", "chiral", "plane", "nonbonded")
 
 
+def _gather(xyz, idx):
+    """Rows of ``xyz`` for every column of ``idx`` (n, k): a tuple of k (n, 3) tensors.
+
+    One ``index_select`` (its backward is an ``index_add_``), not k advanced-indexing
+    gathers, whose backward (an accumulating ``index_put_``) took 70–90 µs per term on
+    5NI1, 18 per evaluation.
+    """
+    return xyz.index_select(0, idx.reshape(-1)).view(idx.shape[0], idx.shape[1], 3).unbind(1)
+
+
 def bond_lengths(xyz, idx):
     """Distances (nb,) Å of atom pairs ``idx`` (nb, 2) in ``xyz`` (N, 3)."""
-    d = xyz[idx[:, 0]] - xyz[idx[:, 1]]
+    p0, p1 = _gather(xyz, idx)
+    d = p0 - p1
     return (d * d).sum(-1).clamp_min(1e-20).sqrt()
 
 
 def angles_deg(xyz, idx):
     """Angles (na,) degrees at ``idx[:, 1]`` between ``idx[:, 0]`` and ``idx[:, 2]``."""
-    u = xyz[idx[:, 0]] - xyz[idx[:, 1]]
-    v = xyz[idx[:, 2]] - xyz[idx[:, 1]]
+    p0, p1, p2 = _gather(xyz, idx)
+    u, v = p0 - p1, p2 - p1
     c = torch.linalg.cross(u, v)
     s = (c * c).sum(-1).clamp_min(1e-20).sqrt()
     return torch.atan2(s, (u * v).sum(-1)) * _DEG
@@ -42,7 +53,7 @@ def angles_deg(xyz, idx):
 
 def dihedrals_deg(xyz, idx):
     """Torsion angles (nt,) degrees of atom quadruples ``idx`` (nt, 4), IUPAC sign."""
-    p0, p1, p2, p3 = (xyz[idx[:, k]] for k in range(4))
+    p0, p1, p2, p3 = _gather(xyz, idx)
     b0, b1, b2 = p1 - p0, p2 - p1, p3 - p2
     n1 = torch.linalg.cross(b0, b1)
     n2 = torch.linalg.cross(b1, b2)
@@ -62,28 +73,38 @@ def torsion_deviation(theta, ideal, period):
 
 def chiral_volumes(xyz, idx):
     """Signed volumes (nc,) Å³ (a1−c)·((a2−c)×(a3−c)) for ``idx`` = (c, a1, a2, a3)."""
-    c = xyz[idx[:, 0]]
-    a, b, d = (xyz[idx[:, k]] - c for k in (1, 2, 3))
+    c, p1, p2, p3 = _gather(xyz, idx)
+    a, b, d = p1 - c, p2 - c, p3 - c
     return (a * torch.linalg.cross(b, d)).sum(-1)
 
 
 def _plane_scatter(xyz, atoms, pid, w, n_planes):
-    x = xyz[atoms]
+    x = xyz.index_select(0, atoms)
     wsum = torch.zeros(n_planes, dtype=x.dtype, device=x.device).index_add_(0, pid, w)
     cen = torch.zeros(n_planes, 3, dtype=x.dtype, device=x.device).index_add_(
         0, pid, x * w[:, None]) / wsum[:, None]
-    r = x - cen[pid]
+    r = x - cen.index_select(0, pid)
     outer = (w[:, None, None] * r[:, :, None] * r[:, None, :]).reshape(-1, 9)
     s = torch.zeros(n_planes, 9, dtype=x.dtype, device=x.device).index_add_(0, pid, outer)
     return s.reshape(-1, 3, 3), r
 
 
 def plane_energy(xyz, atoms, pid, sigma, n_planes):
-    """Σ over planes of Σ_i d_i²/σ_i² to the weighted LSQ plane (smallest eigenvalue)."""
+    """Σ over planes of Σ_i d_i²/σ_i² to the weighted LSQ plane (smallest eigenvalue).
+
+    Computed as Σ_i w_i (n·r_i)² with the normal n (smallest eigenvector of the scatter
+    matrix) held constant: the value is the smallest eigenvalue, and so is the gradient,
+    because n minimises nᵀSn over unit vectors and the centroid makes Σ w_i r_i = 0 (both
+    first-order variations vanish), so the eigen-decomposition needs no backward pass.
+    """
     if n_planes == 0:
         return xyz.new_zeros(())
-    s, _ = _plane_scatter(xyz, atoms, pid, 1.0 / sigma**2, n_planes)
-    return torch.linalg.eigvalsh(s)[:, 0].clamp_min(0).sum()
+    w = 1.0 / sigma**2
+    s, r = _plane_scatter(xyz, atoms, pid, w, n_planes)
+    with torch.no_grad():
+        normal = torch.linalg.eigh(s)[1][:, :, 0]
+    d = (r * normal.index_select(0, pid)).sum(-1)
+    return (w * d * d).sum()
 
 
 def plane_distances(xyz, atoms, pid, n_planes):
@@ -93,7 +114,7 @@ def plane_distances(xyz, atoms, pid, n_planes):
     w = torch.ones(len(atoms), dtype=xyz.dtype, device=xyz.device)
     s, r = _plane_scatter(xyz, atoms, pid, w, n_planes)
     normal = torch.linalg.eigh(s)[1][:, :, 0]
-    return (r * normal[pid]).sum(-1)
+    return (r * normal.index_select(0, pid)).sum(-1)
 
 
 class GeometryTerm(torch.nn.Module):

@@ -420,5 +420,6 @@ class HBondTerm:
         if len(self.idx) == 0:
             return xyz.sum() * 0.0
         x = xyz if self.fixed is None else torch.where(self.fixed[:, None], xyz.detach(), xyz)
-        d = (x[self.idx[:, 0]] - x[self.idx[:, 1]]).pow(2).sum(-1).clamp_min(1e-20).sqrt()
+        p0, p1 = x.index_select(0, self.idx.reshape(-1)).view(-1, 2, 3).unbind(1)
+        d = (p0 - p1).pow(2).sum(-1).clamp_min(1e-20).sqrt()
         return topout(d, self.ideal, self.sigma, self.limit).sum()

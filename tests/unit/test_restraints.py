@@ -246,3 +246,17 @@ def test_dihedral_sign_matches_gemmi_iupac():
                          torch.arange(80).reshape(20, 4)).numpy()
     ref = [np.degrees(gemmi.calculate_dihedral(*[gemmi.Position(*x) for x in q])) for q in p]
     assert np.allclose(ours, ref, atol=1e-9)
+
+
+def test_plane_energy_is_the_smallest_eigenvalue(rs, peptide, rng):
+    """Σ w (n·r)² with the eigenvector held fixed equals Σ λ_min of the weighted scatter."""
+    from densrefine.restraints.energy import _plane_scatter, plane_energy
+
+    xyz = torch.tensor(peptide.atoms.xyz + 0.1 * rng.standard_normal(peptide.atoms.xyz.shape))
+    atoms, pid = torch.as_tensor(rs.plane_atoms), torch.as_tensor(rs.plane_id)
+    sigma = torch.as_tensor(rs.plane_sigma, dtype=xyz.dtype)
+    s, _ = _plane_scatter(xyz, atoms, pid, 1.0 / sigma**2, rs.n_planes)
+    ref = torch.linalg.eigvalsh(s)[:, 0].sum()
+    assert rs.n_planes >= 8
+    torch.testing.assert_close(plane_energy(xyz, atoms, pid, sigma, rs.n_planes), ref,
+                               rtol=1e-10, atol=1e-12)
