@@ -39,6 +39,12 @@ GAUSS_TOL = 1e-3
 """Largest relative error of a compressed form factor for s ≤ 1/d (see `compress_gaussians`)."""
 
 
+def _take(sel, *tensors):
+    """``t.index_select(0, sel)`` of each tensor: its backward is an ``index_add_``, far
+    cheaper on CPU than advanced indexing's accumulating ``index_put_``."""
+    return tuple(t.index_select(0, sel) for t in tensors)
+
+
 def sub_box(emap: Grid, xyz, margin: float) -> tuple[Grid, tuple]:
     """Cut ``emap`` to the bounding box of ``xyz`` plus ``margin`` Å (clipped to the map).
 
@@ -402,7 +408,7 @@ class MapTerm:
         if fourier:
             fr = self.fft_frame
             nb = refmac_blur(float(b_iso[sel].detach().min()), float(fr.voxel_size.max()))
-            m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, fr,
+            m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.coeffs, fr,
                                 blur=nb, method="fourier", d_min=self.d,
                                 cutoff=CUTOFF_FOURIER)
             if self.delta is not None:
@@ -410,7 +416,7 @@ class MapTerm:
                 m = m + fourier_truncate(dv, fr, self.d, unblur=nb)
             nz, ny, nx = self.frame.shape
             return m[:nz, :ny, :nx]
-        m = simulate_tensor(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.cur_frame,
+        m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.coeffs, self.cur_frame,
                             blur=self.blur, method="blur", cutoff=CUTOFF,
                             radius=self._radii(xyz, b_iso, occ))
         if self.delta is not None:
