@@ -175,13 +175,13 @@ def peer_scores(model, map_path, d, when):
 def one_case(name, kind, rms, a, workdir):
     truth, real_map, d = CASES[name]
     if kind == "sim":
-        map_path = os.path.join(workdir, f"{name}_sim{SIM_RES:g}.mrc")
+        map_path = os.path.join(workdir, f"{name}_sim{SIM_RES:g}_s{a.seed}.mrc")
         if not os.path.exists(map_path):
             simulated_map(truth, real_map, map_path, seed=a.seed)
         d = SIM_RES
     else:
         map_path = real_map
-    start = perturbed_model(truth, rms, a.seed, os.path.join(workdir, f"{name}_rms{rms:g}.pdb"))
+    start = perturbed_model(truth, rms, a.seed, os.path.join(workdir, f"{name}_rms{rms:g}_s{a.seed}.pdb"))
     row = {"case": name, "map": kind, "d": d, "rms_target": rms,
            "rmsd_before": rmsd_to(truth, start), "cc_mask_before": our_score(start, map_path, d),
            "cc_mask_truth": our_score(truth, map_path, d)}
@@ -189,12 +189,14 @@ def one_case(name, kind, rms, a, workdir):
         row.update(peer_scores(start, map_path, d, "before"))
     if a.dry_run:
         return row
-    prefix = os.path.join(workdir, f"fit_{name}_{kind}_rms{rms:g}")
+    prefix = os.path.join(workdir, f"fit_{name}_{kind}_rms{rms:g}_s{a.seed}")
     cache = prefix + "_row.json"
     if os.path.exists(cache) and not a.force:
-        return json.load(open(cache))
+        cached = json.load(open(cache))
+        if cached.get("fit_args", "") == a.fit_args:     # same seed (in the name) and options
+            return cached
     out, secs, stats, cmd = run_fit(start, map_path, d, prefix, shlex.split(a.fit_args))
-    row.update(seconds=secs, command=cmd, rmsd_after=rmsd_to(truth, out),
+    row.update(seconds=secs, command=cmd, fit_args=a.fit_args, rmsd_after=rmsd_to(truth, out),
                cc_mask_after=our_score(out, map_path, d))
     row["bond_after"], row["angle_after"] = _geom_from_stats(stats)
     if a.peers:
