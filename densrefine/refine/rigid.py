@@ -53,13 +53,10 @@ class RigidGroups:
         self.params = torch.zeros(len(groups), 6, dtype=xyz.dtype, device=xyz.device,
                                   requires_grad=True)
         # all grouped atoms at once: their indices and each one's group
-        self._atoms = (torch.cat(self.groups) if self.groups
-                       else torch.zeros(0, dtype=torch.int64, device=xyz.device))
+        self._atoms = torch.cat(self.groups)
         self._gid = torch.cat([torch.full((len(g),), i, dtype=torch.int64, device=xyz.device)
-                               for i, g in enumerate(self.groups)]) if self.groups \
-            else self._atoms
-        self._rel = self.xyz0.index_select(0, self._atoms) - self.centres[self._gid] \
-            if self.groups else self.xyz0[:0]
+                               for i, g in enumerate(self.groups)])
+        self._rel = self.xyz0.index_select(0, self._atoms) - self.centres[self._gid]
         if len(torch.unique(self._atoms)) != len(self._atoms):
             raise ValueError("rigid groups overlap: an atom may belong to one group only")
 
@@ -72,8 +69,6 @@ class RigidGroups:
     def apply(self, params=None):
         """Moved coordinates (N, 3), differentiable in ``params`` (G, 6): ω·r_g (Å), t (Å)."""
         p = self.params if params is None else params
-        if not self.groups:
-            return self.xyz0
         rot = rotation(p[:, :3] / self.radii[:, None])
         shift = (self.centres + p[:, 3:]).index_select(0, self._gid)
         moved = (rot.index_select(0, self._gid) @ self._rel[:, :, None])[:, :, 0] + shift

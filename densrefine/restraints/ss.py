@@ -417,9 +417,9 @@ class HBondTerm:
         """Σ top-out(|O − N|) over the H-bonds; a 0-d tensor of ``xyz``'s dtype."""
         import torch
 
+        from .energy import bond_lengths
+
         if len(self.idx) == 0:
             return xyz.sum() * 0.0
         x = xyz if self.fixed is None else torch.where(self.fixed[:, None], xyz.detach(), xyz)
-        p0, p1 = x.index_select(0, self.idx.reshape(-1)).view(-1, 2, 3).unbind(1)
-        d = (p0 - p1).pow(2).sum(-1).clamp_min(1e-20).sqrt()
-        return topout(d, self.ideal, self.sigma, self.limit).sum()
+        return topout(bond_lengths(x, self.idx), self.ideal, self.sigma, self.limit).sum()
