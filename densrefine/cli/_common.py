@@ -9,6 +9,8 @@ import tempfile
 import time
 import traceback
 
+from ..report.provenance import versions_str
+
 log = logging.getLogger("densrefine")
 _state: dict = {"file_handler": None, "log_path": None}
 
@@ -39,27 +41,6 @@ def setup_console_logging(args) -> None:
     wlog = logging.getLogger("py.warnings")
     wlog.handlers = [h]
     wlog.propagate = False
-
-
-def versions_str() -> str:
-    """Versions of densrefine and its main dependencies, one line."""
-    from .. import __version__
-
-    parts = [f"densrefine {__version__}", f"Python {platform.python_version()}"]
-    for mod in ("torch", "gemmi", "numpy", "scipy", "mrcfile"):
-        try:
-            m = __import__(mod)
-            parts.append(f"{mod} {getattr(m, '__version__', '?')}")
-        except Exception:  # noqa: BLE001
-            parts.append(f"{mod} missing")
-    try:
-        import torch
-
-        cuda = torch.version.cuda if torch.cuda.is_available() else None
-        parts.append(f"CUDA {cuda}" if cuda else "CUDA not available")
-    except Exception:  # noqa: BLE001
-        pass
-    return ", ".join(parts)
 
 
 def start_file_log(path) -> str:

@@ -169,7 +169,7 @@ def main(args) -> int:
     from ..device import resolve_device
     from ..io.atomic import write_text_atomic
     from ..refine import dump_config, fit, load_config
-    from ..refine.output import report_html
+    from ..report.html import report_html
     from ..report import write_json_atomic
     from ._common import log_device, start_file_log
 
