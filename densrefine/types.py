@@ -1,7 +1,8 @@
 """Immutable core types that flow between the stages of densrefine.
 
 Frozen dataclasses over read-only numpy arrays (no torch here); a change returns a
-new object. Tensors appear only inside simulate/scoring/refine, through one explicit
+new object. `GridFrame` (where the voxels of a map are, without values) is the one frame
+type: `Grid.frame` gives it, `densrefine.grid` and `densrefine.simulate` work on it. Tensors appear only inside simulate/scoring/refine, through one explicit
 conversion.
 
 Annotation table of `Atoms` (one row per atom site, N rows; biotite style):
@@ -261,21 +262,24 @@ class Grid:
         """Box size (3,) in Å along x, y, z (n * voxel_size)."""
         return np.array(self.shape_xyz) * self.voxel_size
 
+    @property
+    def frame(self) -> "GridFrame":
+        """Where the voxels are (`GridFrame`): shape, origin, step vectors (the cell's
+        axes divided by the full sampling) and periodicity (``covers_cell``)."""
+        steps = self.cell.orth / np.asarray(self.full_shape, float)[None, :]
+        return GridFrame(self.shape, self.origin, steps, self.covers_cell)
+
     def index_to_xyz(self, ijk) -> np.ndarray:
         """Cartesian positions (..., 3) of grid indices (..., 3) given as (i, j, k) = (x, y, z).
 
         For non-orthogonal cells the step vectors are the cell's axes divided by
         the full sampling.
         """
-        ijk = np.asarray(ijk, dtype=float)
-        steps = self.cell.orth / self.full_shape[None, :]  # columns: step vectors
-        return self.origin + ijk @ steps.T
+        return self.frame.index_to_xyz(ijk)
 
     def xyz_to_index(self, xyz) -> np.ndarray:
         """Fractional grid indices (..., 3) in (i, j, k) = (x, y, z) order."""
-        xyz = np.asarray(xyz, dtype=float)
-        steps = self.cell.orth / self.full_shape[None, :]
-        return (xyz - self.origin) @ np.linalg.inv(steps).T
+        return self.frame.xyz_to_index(xyz)
 
     def with_values(self, values) -> "Grid":
         """Same frame, new values (shape must match)."""
@@ -302,6 +306,94 @@ class Grid:
         a, b, c = n_xyz * vs
         return cls(values=np.zeros(shape_zyx, np.float32), voxel_size=vs, origin=origin,
                    cell=UnitCell(a, b, c), full_shape=n_xyz, start=np.zeros(3, int))
+
+
+@dataclass(frozen=True, eq=False)
+class GridFrame:
+    """Where the voxels of a map are, without the values.
+
+    Voxel (k, j, i) (array index order z, y, x) sits at
+    ``origin + steps @ (i, j, k)`` (Å), the convention of `densrefine.types.Grid`.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        (nz, ny, nx).
+    origin : ndarray, shape (3,), float64
+        Position of voxel [0, 0, 0] in Å.
+    steps : ndarray, shape (3, 3), float64
+        Columns are the Å vectors of one index step along x, y, z
+        (``diag(voxel_size)`` for orthogonal grids).
+    periodic : bool
+        True when the grid samples a whole unit cell: density leaving one side
+        enters at the other (crystallographic / P1 box convention). False: density
+        outside the box is dropped.
+    """
+
+    shape: tuple
+    origin: np.ndarray
+    steps: np.ndarray
+    periodic: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        object.__setattr__(self, "origin", np.asarray(self.origin, np.float64).reshape(3))
+        object.__setattr__(self, "steps", np.asarray(self.steps, np.float64).reshape(3, 3))
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ValueError("GridFrame.shape must be 3 positive ints (nz, ny, nx), "
+                             f"got {self.shape}")
+
+    @classmethod
+    def box(cls, shape, voxel_size, origin=(0.0, 0.0, 0.0), periodic=False) -> "GridFrame":
+        """Orthogonal frame; ``voxel_size`` is a float or (vx, vy, vz) in Å."""
+        vs = np.broadcast_to(np.asarray(voxel_size, np.float64), (3,))
+        return cls(tuple(shape), origin, np.diag(vs), periodic)
+
+    @classmethod
+    def from_grid(cls, grid, periodic=None) -> "GridFrame":
+        """Frame of a `densrefine.types.Grid`; periodic by default when it covers its cell."""
+        return grid.frame if periodic is None else grid.frame.as_periodic(bool(periodic))
+
+    @property
+    def shape_xyz(self) -> np.ndarray:
+        """(nx, ny, nz) as an int64 array."""
+        return np.array(self.shape[::-1], np.int64)
+
+    @property
+    def is_orthogonal(self) -> bool:
+        off = self.steps - np.diag(np.diag(self.steps))
+        return bool(np.all(np.abs(off) <= 1e-9 * np.abs(self.steps).max()))
+
+    @property
+    def voxel_size(self) -> np.ndarray:
+        """Length of each step vector (x, y, z) in Å."""
+        return np.linalg.norm(self.steps, axis=0)
+
+    @property
+    def plane_spacing(self) -> np.ndarray:
+        """Distance (Å) between neighbouring grid planes along x, y, z (gemmi's ``spacing``)."""
+        return 1.0 / np.linalg.norm(np.linalg.inv(self.steps), axis=1)
+
+    def xyz_to_index(self, xyz) -> np.ndarray:
+        """Fractional grid indices (..., 3) in (x, y, z) order of positions (..., 3) Å.
+
+        The one position → index transform of densrefine (`Grid.xyz_to_index` uses it).
+        """
+        return (np.asarray(xyz, np.float64) - self.origin) @ np.linalg.inv(self.steps).T
+
+    @property
+    def cell_matrix(self) -> np.ndarray:
+        """Columns: the box edges (Å) along x, y, z (the P1 cell a periodic grid samples)."""
+        return self.steps * self.shape_xyz[None, :]
+
+    def as_periodic(self, periodic: bool = True) -> "GridFrame":
+        """The same voxels with ``periodic`` set (a P1 box for FFTs, or clipped)."""
+        return GridFrame(self.shape, self.origin, self.steps, periodic)
+
+    def index_to_xyz(self, ijk) -> np.ndarray:
+        """Cartesian positions (..., 3) Å of grid indices (..., 3) in (x, y, z) order."""
+        return self.origin + np.asarray(ijk, np.float64) @ self.steps.T
+
 
 
 @dataclass(frozen=True, eq=False)

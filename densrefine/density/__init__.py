@@ -1,28 +1,27 @@
-"""Density models: turn atoms into Gaussian density components.
+"""Density models: turn atoms into what `densrefine.simulate` splats.
 
-A density model is any object (here: a module) with
+A density model is a module with
 
 ``name``
     Registry key (``"iam"``).
-``coefficients(atoms, table) -> (a, b)``
-    Per-atom Gaussian coefficients, numpy (N, K) each (amplitude, width Å²).
-``components(xyz, b_iso, occ, coeffs, blur) -> (centres, amp, width)``
-    Differentiable torch function giving N sites × K Gaussians
-    (centres (N, 3) Å, amplitudes (N, K), widths (N, K) Å²) that
-    `densrefine.simulate` splats onto a grid.
-``gaussian_set(model, table, blur) -> GaussianSet``
-    The same components as a numpy `densrefine.types.GaussianSet`, for inspection.
+``terms(atoms, table) -> DensityTerms``
+    Per-atom scattering-factor Gaussians (``a``, ``b``: (N, K), amplitude and width Å²,
+    occupancy and B not included) plus an optional grid-space part (`GaussianExtra`:
+    Gaussians splatted apart, e.g. under a Fourier filter; `FieldExtra`: a density the
+    model evaluates on the grid itself), all typed in `densrefine.density.terms`.
+    `densrefine.simulate.simulate_tensor` consumes them; nothing here calls simulate.
 
-Registered: the independent-atom model (`densrefine.density.iam`, "iam") and the learned
-deformation density (`densrefine.density.ml`, "ml": IAM + Δρ from a graph network; an
-optional ``postprocess(map, xyz, b, occ, coeffs, frame, blur, cutoff)`` hook adds what is
-not a sum of Gaussians, e.g. its Mott–Bethe potential for the electron table), and the
-stage-2 s,p,d,f model (`densrefine.density.ml_spdf`, "ml-spdf": e3nn network, Δρ gridded
-in ``postprocess``).
+Registered: the independent-atom model (`densrefine.density.iam`, "iam"), the learned
+deformation density (`densrefine.density.ml`, "ml": IAM + Δρ from a graph network; under
+the electron table its Δρ enters as a `GaussianExtra` through the screened Mott–Bethe
+filter), and the stage-2 s,p,d,f model (`densrefine.density.ml_spdf`, "ml-spdf": e3nn
+network, Δρ a `FieldExtra`).
 """
 from __future__ import annotations
 
 from . import iam, ml, ml_spdf
+from .terms import (DensityTerms, FieldExtra, GaussianExtra, GridExtra,  # noqa: F401
+                    ScreenedCoulomb)
 
 _REGISTRY = {"iam": iam, "ml": ml, "ml-spdf": ml_spdf}
 
@@ -49,4 +48,5 @@ def get_density_model(name: str):
                           f"use one of: {', '.join(available())}") from None
 
 
-__all__ = ["available", "get_density_model", "iam", "ml", "ml_spdf"]
+__all__ = ["DensityTerms", "FieldExtra", "GaussianExtra", "GridExtra", "ScreenedCoulomb",
+           "available", "get_density_model", "iam", "ml", "ml_spdf"]

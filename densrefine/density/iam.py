@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import DensrefineWarning
 from ..scattering import tables
-from ..types import GaussianSet
+from .terms import DensityTerms
 
 log = logging.getLogger("densrefine")
 
@@ -81,75 +81,20 @@ def coefficients(atoms, table: str = "electron") -> tuple[np.ndarray, np.ndarray
     return tables.coefficients(atoms.element, atoms.charge, table)
 
 
-def components(xyz, b_iso, occ, coeffs, blur=0.0):
-    """Gaussian components of the IAM, differentiable in xyz, B and occupancy.
-
-    Parameters
-    ----------
-    xyz : torch.Tensor, shape (N, 3)
-        Positions in Å (floating dtype; the outputs follow its dtype and device).
-    b_iso : torch.Tensor, shape (N,)
-        Isotropic B in Å².
-    occ : torch.Tensor, shape (N,)
-        Occupancies.
-    coeffs : tuple (a, b) of array_like or torch.Tensor, each shape (N, K)
-        Table coefficients (`coefficients`); amplitudes and widths in Å².
-    blur : float or torch.Tensor
-        Extra B (Å²) added to every Gaussian.
-
-    Returns
-    -------
-    centres : torch.Tensor, shape (N, 3)
-        Gaussian centres in Å (the atom positions).
-    amp : torch.Tensor, shape (N, K)
-        Integrated amplitude of each Gaussian, occ_j a_jk.
-    width : torch.Tensor, shape (N, K)
-        w_jk = b_jk + B_j + blur in Å².
+def terms(atoms, table: str = "electron") -> DensityTerms:
+    """The IAM's `DensityTerms` of ``atoms``: the table Gaussians, no grid part.
 
     Examples
     --------
-    >>> import torch
-    >>> xyz = torch.zeros(1, 3); b = torch.tensor([20.0]); occ = torch.ones(1)
-    >>> c, amp, w = components(xyz, b, occ, coefficients_from(["C"], "xray"), blur=0.0)
-    >>> amp.shape, round(float(amp.sum()), 2), round(float(w[0, -1]), 1)
-    (torch.Size([1, 5]), 6.0, 20.0)
+    >>> from densrefine.build import ideal_peptide
+    >>> t = terms(ideal_peptide("AG").atoms, "xray")
+    >>> t.name, t.a.shape[1], t.extra is None
+    ('iam', 5, True)
     """
-    import torch
-
-    a, b = (torch.as_tensor(c, dtype=xyz.dtype, device=xyz.device) for c in coeffs)
-    amp = occ[:, None] * a
-    width = b + b_iso[:, None] + blur
-    return xyz, amp, width
+    a, b = coefficients(atoms, table)
+    return DensityTerms(a, b, table, name=name)
 
 
 def coefficients_from(elements, table: str = "electron", charges=None):
     """Shortcut: table coefficients for a list of element symbols (no warnings)."""
     return tables.coefficients(elements, charges, table)
-
-
-def gaussian_set(model, table: str = "electron", blur: float = 0.0) -> GaussianSet:
-    """The model's IAM Gaussians as a flat numpy `GaussianSet` (M = N·K components).
-
-    Parameters
-    ----------
-    model : densrefine.Model
-        Atoms to convert.
-    table : {"electron", "xray"}
-        Scattering table.
-    blur : float
-        Extra B in Å² added to every Gaussian.
-
-    Returns
-    -------
-    GaussianSet
-        ``centres`` (M, 3) Å, ``amplitudes`` (M,), ``widths`` (M,) Å², ``atom`` (M,)
-        index of the owning atom (components of one atom are consecutive).
-    """
-    at = model.atoms
-    a, b = coefficients(at, table)
-    k = a.shape[1]
-    amp = np.asarray(at.occ)[:, None] * a
-    width = b + np.asarray(at.b_iso)[:, None] + float(blur)
-    return GaussianSet(centres=np.repeat(np.asarray(at.xyz), k, axis=0),
-                       amplitudes=amp.reshape(-1), widths=width.reshape(-1),
-                       atom=np.repeat(np.arange(len(at)), k))

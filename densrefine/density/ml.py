@@ -16,7 +16,8 @@ with learned positive weights on one mid-range s function.
 Maps: for the X-ray table Δρ adds to the IAM density as extra Gaussians per atom. For the
 electron table the potential change follows from Mott–Bethe / Poisson,
 ΔV(q) = −C·Δρ(q)/(q² + κ²), C = 0.0957 Å (= 4 × 0.023934, the Mott–Bethe constant with
-q = 1/d), applied by FFT on the map grid (`postprocess`); κ = 1/λ, a screening length
+q = 1/d), applied by FFT on the map grid (a `GaussianExtra` under `POTENTIAL`, applied by
+`densrefine.simulate.grid_extra`); κ = 1/λ, a screening length
 (``SCREENING_LENGTH``) so that net charges do not give long-range offsets the real map
 does not have. λ = 1.5 Å was chosen on the real maps of ../shared/data (sweep 7.8, 3, 1.5,
 0.7 Å in docs/ml_density.md): the largest λ with no CC_mask loss > 0.002 on any map; the
@@ -37,6 +38,7 @@ import warnings
 import numpy as np
 
 from . import iam, ml_basis
+from .terms import DensityTerms, GaussianExtra, ScreenedCoulomb
 
 log = logging.getLogger("densrefine")
 
@@ -50,6 +52,8 @@ MOTT_BETHE_C = 4 * 0.023934
 """Å: Δf_e(q) = −C Δf_x(q)/q² with q = 1/d (Mott 1930; Bethe 1930; ITC Vol. C 4.3.1)."""
 SCREENING_LENGTH = 1.5
 """Å: screening length of the Δρ potential (module docstring; 0.15 M salt would be 7.8 Å)."""
+POTENTIAL = ScreenedCoulomb(MOTT_BETHE_C, SCREENING_LENGTH)
+"""The filter turning Δρ into its electron-scattering potential (electron table)."""
 NUCLEUS_WIDTH = 1e-3
 """Å²: width of the point charge of implicit hydrogen nuclei (blurred by B + blur anyway)."""
 WEIGHTS = os.path.join(os.path.dirname(__file__), "weights", "ml_s_v1.npz")
@@ -286,18 +290,13 @@ def predict(elements, xyz, charges, net=None, bonds=None, implicit_h=None) -> np
 
 
 # ----------------------------------------------------------------------------- density model
-class _Coeffs(tuple):
-    """(a, b) Gaussian columns, plus ``delta`` = (c, w) and ``table`` for the electron path."""
+def terms(atoms, table: str = "electron") -> DensityTerms:
+    """IAM Gaussians with the predicted Δρ: see the module docstring.
 
-    delta = None
-    table = "xray"
-
-
-def coefficients(atoms, table: str = "electron"):
-    """IAM coefficients with the predicted Δρ: see the module docstring.
-
-    X-ray: (a, b) of shape (N, 5 + 8) (IAM columns then Δρ columns). Electron: the IAM
-    (a, b) of shape (N, 5) with ``.delta = (c, w)`` (N, 8) applied by `postprocess`.
+    X-ray: ``a``, ``b`` of shape (N, 5 + 8) (IAM columns then Δρ columns), no grid part.
+    Electron: the IAM ``a``, ``b`` (N, 5) and a `GaussianExtra` with the Δρ Gaussians
+    (N, 8; united atoms add the implicit hydrogens' nuclei as a 9th column) under the
+    screened Mott–Bethe filter (`SCREENING_LENGTH`).
     """
     import time
 
@@ -328,59 +327,14 @@ def coefficients(atoms, table: str = "electron"):
              f"united atoms ({int(implicit.sum())} implicit H from the monomer library)",
              q.sum(), c.sum(), time.perf_counter() - t0)
     if table == "xray":
-        return (np.concatenate([a, c], 1), np.concatenate([b, w], 1))
+        return DensityTerms(np.concatenate([a, c], 1), np.concatenate([b, w], 1), table,
+                            name=name)
     if implicit is not None:
         # united atoms: Δρ holds the implicit hydrogens' electrons; their nuclei (+1 each,
         # placed on the parent atom) must enter the potential too (Mott–Bethe: Z − f_x)
         c = np.concatenate([c, -implicit[:, None].astype(np.float64)], 1)
         w = np.concatenate([w, np.full((len(w), 1), NUCLEUS_WIDTH)], 1)
-    out = _Coeffs((a, b))
-    out.delta, out.table = (c, w), table
-    return out
-
-
-def components(xyz, b_iso, occ, coeffs, blur=0.0):
-    """As `densrefine.density.iam.components` (the Δρ columns are ordinary Gaussians)."""
-    return iam.components(xyz, b_iso, occ, tuple(coeffs), blur)
-
-
-def postprocess(out, xyz, b_iso, occ, coeffs, frame, blur, cutoff):
-    """Electron table: add ΔV = FFT⁻¹[−C Δρ(q)/(q² + κ²)] of the Δρ Gaussians on ``frame``."""
-    import torch
-
-    from ..simulate.fourier import _s2
-    from ..simulate.frame import GridFrame
-    from ..simulate.kernel import splat
-    from ..simulate.plan import cutoff_radius
-
-    delta = getattr(coeffs, "delta", None)
-    if delta is None:
-        return out
-    c, w = (torch.as_tensor(np.asarray(v), dtype=xyz.dtype, device=xyz.device) for v in delta)
-    amp = occ[:, None] * c
-    width = w + b_iso[:, None] + blur
-    per = GridFrame(frame.shape, frame.origin, frame.steps, periodic=True)
-    radius = cutoff_radius(np.asarray(delta[0]), width.detach().cpu().double().numpy(),
-                           cutoff)
-    rho = splat(xyz, amp, width, per, radius=radius, cutoff=cutoff)
-    s2 = _s2(tuple(rho.shape), per.cell_matrix, rho.device, rho.dtype)
-    kern = -MOTT_BETHE_C / (s2 + 1.0 / SCREENING_LENGTH ** 2)
-    dv = torch.fft.irfftn(torch.fft.rfftn(rho, dim=(0, 1, 2)) * kern, s=rho.shape,
-                          dim=(0, 1, 2))
-    return out + dv.to(out.dtype)
-
-
-def gaussian_set(model, table: str = "electron", blur: float = 0.0):
-    """X-ray: IAM + Δρ Gaussians as a `GaussianSet`; electron: the IAM part only."""
-    from ..types import GaussianSet
-
-    a, b = coefficients(model.atoms, "xray" if table == "xray" else table)
-    a, b = np.asarray(a), np.asarray(b)
-    n, k = a.shape
-    occ = np.asarray(model.atoms.occ)[:, None]
-    return GaussianSet(np.repeat(np.asarray(model.atoms.xyz), k, 0), (occ * a).ravel(),
-                       (b + np.asarray(model.atoms.b_iso)[:, None] + blur).ravel(),
-                       np.repeat(np.arange(n), k))
+    return DensityTerms(a, b, table, GaussianExtra(c, w, POTENTIAL), name=name)
 
 
 def pair_metric(alpha_i, alpha_j, r, blur: float = 0.0):

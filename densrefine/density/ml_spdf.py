@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from . import ml, ml_basis
+from .terms import DensityTerms, FieldExtra
 
 log = logging.getLogger("densrefine")
 
@@ -198,19 +199,15 @@ TRAINED = ml.TRAINED
 """Elements in the training data; others get no Δρ (IAM) with a warning."""
 
 
-class _Coeffs(tuple):
-    """IAM (a, b) plus ``spdf``: the per-atom inputs the network needs in `postprocess`."""
-
-    spdf = None
-    table = "electron"
-
-
-def coefficients(atoms, table: str = "electron"):
-    """IAM coefficients (N, 5) with the network inputs attached (``.spdf``) for `postprocess`.
+def terms(atoms, table: str = "electron") -> DensityTerms:
+    """IAM Gaussians (N, 5) plus the stage-2 Δρ as a `FieldExtra` evaluated on the grid.
 
     The stage-2 Δρ depends on the geometry (bond directions), so it is predicted inside
-    `postprocess` from the coordinate tensor (differentiable), not here.
+    the grid part from the coordinate tensor (differentiable), not here; the network's
+    fixed inputs (elements, charges, bonds, implicit hydrogens) are taken now. Electron
+    table: its screened Mott–Bethe potential (`densrefine.density.ml.POTENTIAL`).
     """
+    import functools
     import warnings
 
     from . import iam
@@ -232,18 +229,12 @@ def coefficients(atoms, table: str = "electron"):
     log.info("ML density (stage 2, s,p,d,f e3nn, %s): %d atoms, %s, formal charge %+g",
              os.path.basename(WEIGHTS), len(el), "explicit hydrogens" if implicit is None else
              f"united atoms ({int(implicit.sum())} implicit H)", q.sum())
-    out = _Coeffs((a, b))
-    out.table = table
-    out.spdf = {"index": idx, "elements": el[ok], "charges": q[ok], "bonds": bonds,
-                "implicit_h": None if implicit is None else implicit[ok]}
-    return out
-
-
-def components(xyz, b_iso, occ, coeffs, blur=0.0):
-    """The IAM part (`densrefine.density.iam.components`); Δρ is added by `postprocess`."""
-    from . import iam
-
-    return iam.components(xyz, b_iso, occ, tuple(coeffs), blur)
+    spdf = {"index": idx, "elements": el[ok], "charges": q[ok], "bonds": bonds,
+            "implicit_h": None if implicit is None else implicit[ok]}
+    electron = table != "xray"
+    extra = FieldExtra(functools.partial(delta_density, spdf=spdf, electron=electron),
+                       len(el), ml.POTENTIAL if electron else None)
+    return DensityTerms(a, b, table, extra, name=name)
 
 
 _NET = {}
@@ -266,7 +257,7 @@ def splat_sph(xyz, c, alpha, lcol, frame, cutoff=1e-5):
         Coefficients and (blurred) exponents (Å⁻²; equal within a shell).
     lcol : ndarray (K,) int
         l of each column; the 2l+1 columns of a shell are consecutive, in e3nn m order.
-    frame : `densrefine.simulate.frame.GridFrame`
+    frame : `densrefine.types.GridFrame`
         Periodic frames wrap, others drop what falls outside.
 
     Each atom's sphere reaches where exp(−α_min r²) < ``cutoff`` (plus one voxel).
@@ -342,44 +333,32 @@ def _m_index(lcol):
     return np.array(m, int)
 
 
-def postprocess(out, xyz, b_iso, occ, coeffs, frame, blur, cutoff):
-    """Add the predicted Δρ (X-ray) or its screened Mott–Bethe potential (electron) on ``frame``.
+def delta_density(xyz, b_iso, occ, frame, blur, cutoff, *, spdf, electron=True):
+    """The predicted Δρ on ``frame`` (tensor), from all atoms' tensors (N, 3), (N,), (N,).
 
     The network runs on ``xyz`` (so the result is differentiable in the coordinates, the B
     factors and occupancies); each function is blurred analytically, α → 4π²/(4π²/α + B + blur)
-    (`ml_basis.sph_blur`). Electron table: ΔV(q) = −C Δρ(q)/(q² + κ²) by FFT over the frame
-    taken as a P1 box, C and κ = 1/λ as stage 1 (`densrefine.density.ml`), and in united-atom
-    mode the implicit hydrogens' nuclei (+1 each on the parent) as well.
+    (`ml_basis.sph_blur`). ``electron``: in united-atom mode the implicit hydrogens' nuclei
+    (+1 each on the parent) are added, as the potential needs them (the caller applies the
+    Mott–Bethe filter). ``spdf``: the network inputs `terms` took.
     """
     import torch
 
-    from ..simulate.fourier import _s2
-    from ..simulate.frame import GridFrame
-
-    sp = getattr(coeffs, "spdf", None)
-    if sp is None or len(sp["index"]) == 0:
-        return out
-    idx = torch.as_tensor(sp["index"], device=xyz.device)
+    if len(spdf["index"]) == 0:
+        return torch.zeros(tuple(frame.shape), dtype=xyz.dtype, device=xyz.device)
+    idx = torch.as_tensor(spdf["index"], device=xyz.device)
     x, b, o = xyz[idx], b_iso[idx], occ[idx]
-    c = delta_coefficients(x, sp).to(xyz.dtype) * o[:, None]
-    a0, _ = ml_basis.sph_table([e.capitalize() for e in sp["elements"]])
+    c = delta_coefficients(x, spdf).to(xyz.dtype) * o[:, None]
+    a0, _ = ml_basis.sph_table([e.capitalize() for e in spdf["elements"]])
     a0 = torch.as_tensor(a0, dtype=xyz.dtype, device=xyz.device)
     alpha = 4 * np.pi ** 2 / (4 * np.pi ** 2 / a0 + b[:, None] + blur)
     lcol = ml_basis.sph_columns()[0]
-    electron = getattr(coeffs, "table", "electron") != "xray"
-    if electron and sp["implicit_h"] is not None:
-        nuc = torch.as_tensor(sp["implicit_h"], dtype=xyz.dtype, device=xyz.device)
+    if electron and spdf["implicit_h"] is not None:
+        nuc = torch.as_tensor(spdf["implicit_h"], dtype=xyz.dtype, device=xyz.device)
         c = torch.cat([c, -(nuc * o)[:, None]], 1)
         alpha = torch.cat([alpha, (4 * np.pi ** 2 / (ml.NUCLEUS_WIDTH + b + blur))[:, None]], 1)
         lcol = np.concatenate([lcol, [0]])
-    if not electron:
-        return out + splat_sph(x, c, alpha, lcol, frame, cutoff).to(out.dtype)
-    per = GridFrame(frame.shape, frame.origin, frame.steps, periodic=True)
-    rho = splat_sph(x, c, alpha, lcol, per, cutoff)
-    s2 = _s2(tuple(rho.shape), per.cell_matrix, rho.device, rho.dtype)
-    kern = -ml.MOTT_BETHE_C / (s2 + 1.0 / ml.SCREENING_LENGTH ** 2)
-    dv = torch.fft.irfftn(torch.fft.rfftn(rho, dim=(0, 1, 2)) * kern, s=rho.shape, dim=(0, 1, 2))
-    return out + dv.to(out.dtype)
+    return splat_sph(x, c, alpha, lcol, frame, cutoff)
 
 
 def delta_coefficients(xyz, spdf, net=None):
@@ -390,10 +369,3 @@ def delta_coefficients(xyz, spdf, net=None):
                                          spdf["implicit_h"])
     dt = next(net.parameters()).dtype
     return net(feat, xyz.to(dt), b.to(xyz.device), comp, target, mask)
-
-
-def gaussian_set(model, table: str = "electron", blur: float = 0.0):
-    """The IAM part as a `GaussianSet` (Δρ is not a sum of isotropic Gaussians)."""
-    from . import iam
-
-    return iam.gaussian_set(model, table, blur)

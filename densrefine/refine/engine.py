@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import input_error
+from ..grid import rebox_periodic
 from ..simulate.cells import PARTS, release_workspaces, set_workers
 from ..types import Model
 from . import geometry as _geometry
@@ -147,8 +148,6 @@ def fit(model: Model, emap, resolution, *, config=None, select=None, device="aut
 
     cfg = config if isinstance(config, FitConfig) else load_config(config)
     if resolution is not None and np.isfinite(resolution) and resolution > 0:
-        from ..xtal.maps import rebox_periodic
-
         emap = rebox_periodic(model, emap, float(resolution))  # a crystal map, model elsewhere
     dev = resolve_device(device)
     d, estimate = _check(model, emap, resolution, dev)
@@ -248,7 +247,7 @@ def _run(model, emap, d, cfg, select, dev, monlib, ligands, unknown, callback, m
                                     ss=cfg.ss_restraints, resolution=d, ss_sigma=cfg.ss_sigma,
                                     rama=cfg.rama_restraints, rama_weight=cfg.rama_weight)
     mterm = MapTerm(emap, d, np.asarray(at.xyz), in_map, moving,
-                    get_density_model(cfg.map.density).coefficients(at, cfg.map.table),
+                    get_density_model(cfg.map.density).terms(at, cfg.map.table),
                     cfg.map, dev, dtype)
     st = _State(model, mterm, geom, moving, cfg, dev, dtype)
     st.monitor = monitor

@@ -17,10 +17,14 @@ import logging
 import numpy as np
 
 from ..errors import input_error
+from ..grid import bounding_corners, crop_spectrum, fft_frame, fourier_resample, inside, \
+    reciprocal_s2, sub_box
 from ..scoring.masks import atom_radius, sites_mask
-from ..simulate import GridFrame, default_blur, simulate_tensor
-from ..simulate.fourier import _s2, fourier_truncate, refmac_blur
-from ..types import Grid
+from ..density.terms import DensityTerms
+from ..simulate import default_blur, grid_extra, simulate_tensor
+from ..simulate.api import atom_radii
+from ..simulate.fourier import fourier_truncate, refmac_blur
+from ..types import Grid, GridFrame
 
 log = logging.getLogger("densrefine")
 
@@ -43,42 +47,6 @@ def _take(sel, *tensors):
     """``t.index_select(0, sel)`` of each tensor: its backward is an ``index_add_``, far
     cheaper on CPU than advanced indexing's accumulating ``index_put_``."""
     return tuple(t.index_select(0, sel) for t in tensors)
-
-
-def sub_box(emap: Grid, xyz, margin: float) -> tuple[Grid, tuple]:
-    """Cut ``emap`` to the bounding box of ``xyz`` plus ``margin`` Å (clipped to the map).
-
-    Returns
-    -------
-    sub : Grid
-        The sub-map (same cell/sampling, shifted origin and start).
-    slices : tuple of slice
-        (z, y, x) slices of ``emap.values`` that make ``sub``.
-    """
-    fr = GridFrame.from_grid(emap)
-    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
-    lo, hi = xyz.min(0) - margin, xyz.max(0) + margin
-    box = lo + corners * (hi - lo)
-    idx = fr.xyz_to_index(box)
-    n = fr.shape_xyz
-    i0 = np.clip(np.floor(idx.min(0)).astype(int), 0, n)
-    i1 = np.clip(np.ceil(idx.max(0)).astype(int) + 1, 0, n)
-    if np.any(i1 - i0 < 2):
-        raise input_error(emap.path, "the model does not overlap the map box",
-                          "check that model and map belong together (densrefine info MAP)")
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(i0[::-1], i1[::-1]))
-    origin = emap.origin + fr.steps @ i0
-    sub = Grid(np.ascontiguousarray(emap.values[sl]), emap.voxel_size, origin, emap.cell,
-               emap.space_group, emap.full_shape, np.asarray(emap.start) + i0,
-               path=emap.path)
-    return sub, sl
-
-
-def _inside(emap: Grid, xyz, margin: float) -> bool:
-    """True when the bounding box of ``xyz`` plus ``margin`` Å lies inside the map box."""
-    idx = GridFrame.from_grid(emap).xyz_to_index(np.array([xyz.min(0) - margin,
-                                                          xyz.max(0) + margin]))
-    return bool(np.all(idx >= 0) and np.all(idx <= np.array(emap.shape_xyz) - 1))
 
 
 def gauss_nodes(a, b, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,87 +136,6 @@ def _compress_row(a, b, s2, tol):
     return a, b
 
 
-def crop_spectrum(f, shape_zyx):
-    """rfftn terms ``f`` of an (nz, ny, nx) grid → those of an (mz, my, mx) grid, m ≤ n.
-
-    Keeps every term with |index| < m/2 along each axis (the new Nyquist terms of even
-    m are zero); works on numpy arrays and torch tensors. Scale the inverse transform
-    by (mz my mx)/(nz ny nx) to keep values.
-    """
-    is_torch = not isinstance(f, np.ndarray)
-    if is_torch:
-        import torch
-    out = f
-    for ax in (0, 1):
-        n, m = f.shape[ax], int(shape_zyx[ax])
-        k = (m - 1) // 2
-        idx = np.r_[0:k + 1, [0] * (1 - m % 2), n - k:n].astype(np.int64)
-        if is_torch:
-            out = torch.index_select(out, ax, torch.as_tensor(idx, device=f.device))
-        else:
-            out = np.take(out, idx, axis=ax)
-        if m % 2 == 0:                                    # zero the new Nyquist plane
-            sl = [slice(None)] * 3
-            sl[ax] = slice(k + 1, k + 2)
-            out[tuple(sl)] = 0
-    mx = int(shape_zyx[2])
-    kx = (mx - 1) // 2
-    out = out[:, :, :kx + 1]
-    if mx % 2 == 0:
-        pad = out[:, :, :1] * 0
-        out = (torch.cat if is_torch else np.concatenate)([out, pad], 2)
-    return out
-
-
-def fourier_resample(grid: Grid, spacing: float, taper: float) -> Grid:
-    """``grid`` on a coarser grid of spacing ≤ ``spacing`` Å, by cropping its spectrum.
-
-    The box is treated as periodic: the outer ``taper`` Å of every face first fall
-    to the box mean along a raised cosine so the wrap-around step does not ring, and
-    callers crop that rim away afterwards. Keeps every Fourier term below the new
-    Nyquist frequency (`crop_spectrum`); voxel [0, 0, 0] keeps its position.
-    Orthogonal grids only.
-
-    Returns
-    -------
-    Grid
-        A P1 grid whose cell is the (same) box, sampled at n_i · v_i / m_i Å with
-        m_i = ⌈n_i v_i / spacing⌉ points along axis i.
-    """
-    import scipy.fft
-
-    from ..types import UnitCell
-
-    v = np.array(grid.voxel_size, float)
-    n = np.array(grid.shape_xyz)
-    m = np.minimum(n, np.ceil(n * v / spacing - 1e-9).astype(int))
-    x = np.array(grid.values, np.float64)
-    mean = float(x.mean())
-    for ax, (nn, vv) in enumerate(zip(n[::-1], v[::-1]) if taper > 0 else ()):  # z, y, x
-        t = np.clip(np.minimum(np.arange(nn), nn - 1 - np.arange(nn)) * vv / taper, 0, 1)
-        shape = [1, 1, 1]
-        shape[ax] = nn
-        x = mean + (x - mean) * (0.5 - 0.5 * np.cos(np.pi * t)).reshape(shape)
-    mzyx = tuple(int(k) for k in m[::-1])
-    vals = scipy.fft.irfftn(crop_spectrum(scipy.fft.rfftn(x), mzyx), s=mzyx)
-    vals *= float(np.prod(m)) / float(np.prod(n))
-    box = n * v
-    return Grid(vals.astype(np.float32), box / m, grid.origin,
-                UnitCell(*box, 90.0, 90.0, 90.0), "P 1", m, np.zeros(3, int), path=grid.path)
-
-
-def _fft_frame(frame):
-    """``frame`` grown at its far faces to FFT-friendly sizes (2·3·5-smooth, scipy's
-    ``next_fast_len``), for the Fourier-truncated model map of the B stage: its box is
-    a P1 cell, and at 67×68×58 voxels (5NI1, d/2.5) a real FFT pair took 7.3 ms against
-    2.5 ms at 72×72×60. Atoms near a face then wrap into the padding instead of onto
-    the opposite face; the padding is cropped off before the target."""
-    import scipy.fft
-
-    shape = tuple(scipy.fft.next_fast_len(int(n), real=True) for n in frame.shape)
-    return GridFrame(shape, frame.origin, frame.steps, periodic=True)
-
-
 class MapTerm:
     """−CC_mask (or LSQ) between the experimental sub-map and a simulated model map.
 
@@ -264,13 +151,14 @@ class MapTerm:
         Atoms that contribute to the map term (no H, occupancy > 0).
     moving : ndarray, shape (N,), bool
         Atoms being refined; the box is cut around them.
-    coeffs : tuple (a, b) of ndarray, shape (N, K)
-        Scattering Gaussians (`densrefine.density.iam.coefficients`).
+    terms : DensityTerms
+        What the density model gives for all N atoms (`densrefine.density`); a pair
+        (a, b) of scattering-factor Gaussians (N, K) is taken as IAM terms.
     cfg : MapConfig
     device, dtype : torch device and dtype
     """
 
-    def __init__(self, emap, resolution, xyz, in_map, moving, coeffs, cfg, device, dtype):
+    def __init__(self, emap, resolution, xyz, in_map, moving, terms, cfg, device, dtype):
         import torch
 
         self.d, self.cfg, self.device, self.dtype = float(resolution), cfg, device, dtype
@@ -279,7 +167,8 @@ class MapTerm:
         spd = cfg.samples_per_d
         if spd and emap.is_orthogonal and np.prod(np.array(emap.voxel_size) * spd / self.d) < 0.8:
             v0, pad = self.grid.voxel_size.copy(), 2.0 * self.d
-            if _inside(emap, core, cfg.margin + 2.0 + pad):   # taper a rim outside the box
+            if inside(bounding_corners(core, cfg.margin + 2.0 + pad), emap, pad=0.0).all():
+                # taper a rim outside the box
                 big = fourier_resample(sub_box(emap, core, cfg.margin + 2.0 + pad)[0],
                                        self.d / spd, pad)
             elif emap.covers_cell:                            # periodic: the whole cell
@@ -296,26 +185,27 @@ class MapTerm:
                      "margin) out of %d×%d×%d", *self.grid.shape_xyz, cfg.margin + 2.0,
                      *emap.shape_xyz)
         self.frame = GridFrame.from_grid(self.grid, periodic=False)
-        fr = self.frame.xyz_to_index(xyz)
-        pad = 8.0 / float(self.frame.voxel_size.min())
-        near = np.all((fr > -pad) & (fr < self.frame.shape_xyz - 1 + pad), axis=1)
+        near = inside(xyz, self.frame, pad=8.0 / float(self.frame.voxel_size.min()))
         self.atoms = np.flatnonzero(in_map & near)  # indices into the model
         if len(self.atoms) == 0:
             raise input_error(emap.path, "no atom with occupancy > 0 lies inside the map",
                               "check that model and map belong together")
         kw = {"device": device, "dtype": dtype}
-        a, b = (np.asarray(c)[self.atoms] for c in coeffs)
-        delta = getattr(coeffs, "delta", None)      # ML density, electron table (Mott–Bethe)
-        self.delta = None if delta is None else tuple(np.asarray(v)[self.atoms] for v in delta)
+        terms = DensityTerms.of(terms).select(self.atoms)
+        self.extra = terms.extra             # grid part (ML density), or None
+        self.atoms_t = torch.as_tensor(self.atoms, device=device)
+        a, b = terms.a, terms.b
         site, a2, b2 = compress_gaussians(a, b, self.d)
         self.sites = torch.as_tensor(self.atoms[site], device=device)  # model index per site
-        self.coeffs = tuple(torch.as_tensor(c, **kw) for c in (a2, b2))
+        self.site_terms = DensityTerms(a2, b2, terms.table, name=terms.name)
         self.exp0 = torch.as_tensor(np.array(self.grid.values), **kw)
         self.exp0 = self.exp0 - self.exp0.mean()
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
         self.cur_frame = self.frame
-        self.fft_frame = _fft_frame(self.frame)
-        self._all = (self.atoms, self.sites, self.coeffs)
+        # the B stage's Fourier-truncated model map: its box is a P1 cell grown to FFT-friendly
+        # sizes (67×68×58 → 72×72×60 on 5NI1 at d/2.5), cropped back before the target
+        self.fft_frame = fft_frame(self.frame)
+        self._all = (self.atoms, self.sites, self.site_terms)
         log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0); "
                  "%d×%d table Gaussians compressed to %d sites × 2 (Gauss quadrature, form "
                  "factors within %.0e to 1/d)",
@@ -329,18 +219,17 @@ class MapTerm:
         is in ``subset`` or the density model has per-atom extras (``--density ml``).
         Call `prepare` afterwards (the mask follows the atoms).
         """
-        import torch
-
-        atoms, sites, coeffs = self._all
+        atoms, sites, site_terms = self._all
         if subset is None:
-            self.atoms, self.sites, self.coeffs = atoms, sites, coeffs
+            self.atoms, self.sites, self.site_terms = atoms, sites, site_terms
             return True
         subset = np.asarray(subset, bool)
-        if self.delta is not None or not subset[atoms].any():
+        if self.extra is not None or not subset[atoms].any():
             return False
-        keep = torch.as_tensor(np.flatnonzero(subset[sites.cpu().numpy()]), device=sites.device)
+        keep = np.flatnonzero(subset[sites.cpu().numpy()])
         self.atoms = atoms[subset[atoms]]
-        self.sites, self.coeffs = sites[keep], tuple(c[keep] for c in coeffs)
+        self.sites = sites[keep]
+        self.site_terms = site_terms.select(keep)
         return True
 
     def prepare(self, xyz, b_iso, factor: float) -> None:
@@ -374,7 +263,7 @@ class MapTerm:
             cell = fr.steps * n[None, :]
             f = torch.fft.rfftn(self.exp0)
             if extra > 0:
-                f = f * torch.exp(-extra * _s2(self.exp0.shape, cell, self.device, self.dtype) / 4)
+                f = f * torch.exp(-extra * reciprocal_s2(self.exp0.shape, cell, like=self.exp0) / 4)
             if fr.is_orthogonal:
                 mzyx = tuple(int(v) for v in m[::-1])
                 self.exp = torch.fft.irfftn(crop_spectrum(f, mzyx), s=mzyx) * float(
@@ -408,50 +297,35 @@ class MapTerm:
         if fourier:
             fr = self.fft_frame
             nb = refmac_blur(float(b_iso[sel].detach().min()), float(fr.voxel_size.max()))
-            m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.coeffs, fr,
+            m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.site_terms, fr,
                                 blur=nb, method="fourier", d_min=self.d,
                                 cutoff=CUTOFF_FOURIER)
-            if self.delta is not None:
-                dv = self._delta_potential(xyz, b_iso, occ, fr, nb)
+            if self.extra is not None:
+                dv = grid_extra(self.extra, *_take(self.atoms_t, xyz, b_iso, occ), fr, nb, CUTOFF)
                 m = m + fourier_truncate(dv, fr, self.d, unblur=nb)
             nz, ny, nx = self.frame.shape
             return m[:nz, :ny, :nx]
-        m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.coeffs, self.cur_frame,
+        m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.site_terms, self.cur_frame,
                             blur=self.blur, method="blur", cutoff=CUTOFF,
                             radius=self._radii(xyz, b_iso, occ))
-        if self.delta is not None:
-            m = m + self._delta_potential(xyz, b_iso, occ, self.cur_frame, self.blur)
+        if self.extra is not None:
+            m = m + grid_extra(self.extra, *_take(self.atoms_t, xyz, b_iso, occ), self.cur_frame,
+                               self.blur, CUTOFF)
         return m
 
     def _radii(self, xyz, b_iso, occ):
         """Cutoff radii of the sites at the current blur, cached while B stays the same
         tensor, unmodified (the coordinate stages: ~1 ms per evaluation on 5NI1)."""
-        from ..density import iam
-        from ..simulate.api import atom_radii
-
         # the cache holds the B tensor and the sites themselves (not their addresses, which
         # a new tensor could reuse once the old one is freed)
         hit = getattr(self, "_radii_for", None)
         if hit is None or not (hit[0] is b_iso and hit[1] == b_iso._version
                                and hit[2] == self.blur and hit[3] is self.sites):
             sel = self.sites
-            _, _, width = iam.components(xyz[sel], b_iso[sel], occ[sel], self.coeffs, self.blur)
+            _, _, width = self.site_terms.components(xyz[sel], b_iso[sel], occ[sel], self.blur)
             self._radii_for = (b_iso, b_iso._version, self.blur, self.sites)
-            self._radii_val = atom_radii(self.coeffs, width, CUTOFF)
+            self._radii_val = atom_radii(self.site_terms.a, width, CUTOFF)
         return self._radii_val
-
-    def _delta_potential(self, xyz, b_iso, occ, frame, blur):
-        """ΔV of the ML density's Δρ (electron table): `densrefine.density.ml.postprocess`."""
-        import torch
-
-        from ..density import ml
-
-        class _D:
-            delta = self.delta
-
-        at = torch.as_tensor(self.atoms, device=xyz.device)
-        zero = torch.zeros(tuple(frame.shape), dtype=xyz.dtype, device=xyz.device)
-        return ml.postprocess(zero, xyz[at], b_iso[at], occ[at], _D, frame, blur, CUTOFF)
 
     def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
         """Map target (0-d tensor): −CC over the mask, or Σ(e − k m)²/Σe² (k fitted).

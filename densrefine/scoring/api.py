@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DensrefineWarning, input_error
+from ..grid import box_cell, rebox_periodic
+from ..grid import inside as inside_box
 from ..types import Grid, Model
 from . import cc as _cc
 from .fsc import d_at_fsc, fsc_curve
 from .masks import atom_radius as _atom_radius
-from .masks import box_cell, fraction_inside, molecular_mask
+from .masks import molecular_mask
 from .residues import residue_scores
 
 log = logging.getLogger("densrefine")
@@ -104,7 +106,7 @@ def check_inputs(model: Model, emap: Grid, resolution: float) -> np.ndarray:
     if bad:
         raise input_error(emap.path, f"the map has {bad} NaN or infinite values",
                           "replace them (e.g. by 0) before scoring")
-    inside = fraction_inside(model.atoms.xyz, emap)
+    inside = inside_box(model.atoms.xyz, emap)
     if not inside.any():
         org = ", ".join(f"{x:.2f}" for x in emap.origin)
         ext = ", ".join(f"{x:.2f}" for x in edges)
@@ -178,8 +180,6 @@ def score(model: Model, emap: Grid, resolution: float, *, table: str = "electron
     """
     t0 = time.perf_counter()
     if resolution is not None and np.isfinite(resolution) and resolution > 0:
-        from ..xtal.maps import rebox_periodic
-
         emap = rebox_periodic(model, emap, float(resolution))  # a crystal map, model elsewhere
     inside = check_inputs(model, emap, resolution)
     atoms = model.atoms

@@ -15,22 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grid import box_cell, reciprocal_s2
 from ..types import Grid
-from .masks import box_cell
-
-
-def _s2_half(grid: Grid) -> np.ndarray:
-    """|s|² (Å⁻²) of the rfftn coefficients of the box, shape (nz, ny, nx//2+1)."""
-    nz, ny, nx = grid.shape
-    cell = box_cell(grid)
-    frac = np.linalg.inv(cell.orth)  # Cartesian -> fractional of the box cell
-    g = frac @ frac.T  # reciprocal metric tensor (rows of frac are a*, b*, c*)
-    h = np.fft.rfftfreq(nx) * nx
-    k = np.fft.fftfreq(ny) * ny
-    l = np.fft.fftfreq(nz) * nz
-    L, K, H = np.meshgrid(l, k, h, indexing="ij", sparse=True)
-    return (g[0, 0] * H * H + g[1, 1] * K * K + g[2, 2] * L * L
-            + 2 * (g[0, 1] * H * K + g[0, 2] * H * L + g[1, 2] * K * L))
 
 
 def fsc_curve(map1, map2, grid: Grid) -> list[dict]:
@@ -54,7 +40,7 @@ def fsc_curve(map1, map2, grid: Grid) -> list[dict]:
     # single-precision FFTs (half the memory of large boxes); shell sums in float64
     f1 = np.fft.rfftn(np.asarray(map1, np.float32))
     f2 = np.fft.rfftn(np.asarray(map2, np.float32))
-    s = np.sqrt(_s2_half(grid))
+    s = np.sqrt(reciprocal_s2(grid.shape, grid.frame.cell_matrix))
     nx = grid.shape[2]
     w = np.full(f1.shape[2], 2.0)
     w[0] = 1.0

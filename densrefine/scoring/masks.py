@@ -20,7 +20,8 @@ import logging
 
 import numpy as np
 
-from ..types import Grid, UnitCell
+from ..grid import box_cell
+from ..types import Grid
 
 log = logging.getLogger("densrefine")
 
@@ -28,40 +29,6 @@ SOLVENT_RADIUS = 1.1
 """Probe radius (Å) of the molecular mask, cctbx ``mmtbx.masks`` default."""
 SHRINK_RADIUS = 0.9
 """Shrink-truncation radius (Å) of the molecular mask, cctbx default."""
-
-
-# --------------------------------------------------------------------------- frames
-def _steps(grid: Grid) -> np.ndarray:
-    """(3, 3) matrix whose columns are the grid step vectors (Å) along i, j, k."""
-    return grid.cell.orth / np.asarray(grid.full_shape, float)[None, :]
-
-
-def box_cell(grid: Grid) -> UnitCell:
-    """The unit cell spanned by the box of ``grid`` (its own P1 cell, Å and degrees).
-
-    For a cryo-EM box this is ``(nx·vx, ny·vy, nz·vz, 90, 90, 90)``; for a grid that
-    covers a whole crystal cell it is that cell.
-    """
-    box = _steps(grid) * np.asarray(grid.shape_xyz, float)[None, :]
-    a, b, c = np.linalg.norm(box, axis=0)
-
-    def angle(u, v):
-        return float(np.degrees(np.arccos(np.clip(u @ v / np.linalg.norm(u) / np.linalg.norm(v),
-                                                  -1.0, 1.0))))
-
-    return UnitCell(float(a), float(b), float(c), angle(box[:, 1], box[:, 2]),
-                    angle(box[:, 0], box[:, 2]), angle(box[:, 0], box[:, 1]))
-
-
-def fraction_inside(xyz, grid: Grid) -> np.ndarray:
-    """Boolean (N,): which sites lie inside the box of ``grid``.
-
-    A site is inside when its fractional grid index is within [-0.5, n - 0.5] along
-    every axis (i.e. its nearest voxel exists).
-    """
-    ijk = grid.xyz_to_index(np.asarray(xyz, float).reshape(-1, 3))
-    n = np.asarray(grid.shape_xyz, float)
-    return np.all((ijk >= -0.5) & (ijk <= n - 0.5), axis=1)
 
 
 # ------------------------------------------------------------------ molecular mask
@@ -180,7 +147,7 @@ def _is_diagonal(steps: np.ndarray) -> bool:
 
 def _site_batches(xyz, grid: Grid, radius: float, chunk: int):
     """Yield (first site, fractional grid indices (c, 3), steps, offset ranges, shape_xyz)."""
-    steps = _steps(grid)
+    steps = grid.frame.steps
     inv = np.linalg.inv(steps)
     half = np.ceil(radius * np.linalg.norm(inv, axis=1)).astype(int) + 1
     rng = [np.arange(-h + 1, h + 1) for h in half]
@@ -335,7 +302,7 @@ def sites_mask(xyz, grid: Grid, radius: float, *, periodic: bool = False) -> np.
     """
     xyz = np.asarray(xyz, float).reshape(-1, 3)
     nz, ny, nx = grid.shape
-    if not _is_diagonal(_steps(grid)):
+    if not _is_diagonal(grid.frame.steps):
         _, vox = site_voxels(xyz, grid, radius, periodic=periodic)
         mask = np.zeros(grid.values.size, bool)
         mask[vox] = True

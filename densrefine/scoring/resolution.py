@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import input_error
+from ..grid import reciprocal_s2
 from ..types import Grid
-from .fsc import _s2_half
 from .masks import molecular_mask
 
 log = logging.getLogger("densrefine")
@@ -98,7 +98,7 @@ def cc_vs_resolution(emap_values, model_values, grid: Grid):
     if nx % 2 == 0:
         w[-1] = 1.0
     w = np.broadcast_to(w, fa.shape).ravel()
-    s = np.sqrt(_s2_half(grid)).ravel()
+    s = np.sqrt(reciprocal_s2(grid.shape, grid.frame.cell_matrix)).ravel()
     order = np.argsort(s, kind="stable")[1:]  # drop F(000)
     fa, fb, w, s = fa.ravel()[order], fb.ravel()[order], w[order], s[order]
     cross = np.cumsum(w * (fa * fb.conj()).real.astype(np.float64))

@@ -11,18 +11,21 @@ Public functions:
 `simulate`
     Model (+ a map to copy the frame from) → `densrefine.Grid`.
 `simulate_tensor`
-    Tensors (xyz, B, occ) → differentiable map tensor, for refinement and scoring.
+    Tensors (xyz, B, occ) + `densrefine.density.DensityTerms` → differentiable map tensor,
+    for refinement and scoring (`grid_extra`: the terms' grid-space part alone).
 `splat`
     Gaussian components → map tensor (the kernel).
 `fourier_truncate`, `default_blur`, `refmac_blur`
-    Resolution helpers. `GridFrame` describes a grid without values.
+    Resolution helpers. `GridFrame` (from `densrefine.grid`) describes a grid without
+    values; `box_around` (also from there) makes a box around a model.
 """
-from .api import box_around, simulate, simulate_tensor
+from ..grid import box_around
+from ..types import GridFrame
+from .api import grid_extra, simulate, simulate_tensor
 from .fourier import default_blur, fourier_truncate, refmac_blur
-from .frame import GridFrame
 from .kernel import splat
 
-__all__ = ["GridFrame", "box_around", "default_blur", "fourier_truncate", "refmac_blur",
+__all__ = ["GridFrame", "box_around", "grid_extra", "default_blur", "fourier_truncate", "refmac_blur",
            "simulate", "simulate_tensor", "splat"]
 
 

@@ -6,9 +6,11 @@ import warnings
 
 import numpy as np
 
+from ..density.terms import DensityTerms, GaussianExtra
 from ..errors import DensrefineWarning, input_error
-from .fourier import default_blur, fourier_truncate, n_terms_kept, refmac_blur
-from .frame import GridFrame
+from ..grid import box_around, inside
+from ..types import GridFrame
+from .fourier import default_blur, fourier_filter, fourier_truncate, n_terms_kept, refmac_blur
 from .kernel import splat
 from .plan import cutoff_radius
 
@@ -20,9 +22,8 @@ TABLE_NAMES = {"electron": "electron, Peng et al. 1996 (ITC Vol. C Table 4.3.2.2
 MIN_RESOLUTION, MAX_RESOLUTION = 0.5, 50.0
 
 
-def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff: float = 1e-5,
-                    method: str = "blur", d_min: float | None = None, density=None,
-                    radius=None):
+def simulate_tensor(xyz, b_iso, occ, terms, frame, *, blur: float = 0.0, cutoff: float = 1e-5,
+                    method: str = "blur", d_min: float | None = None, radius=None):
     """Differentiable model map as a tensor on ``frame``.
 
     Parameters
@@ -31,10 +32,11 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
         Atom positions (Å); dtype and device of the result follow it.
     b_iso, occ : torch.Tensor, shape (N,)
         Isotropic B (Å²) and occupancies.
-    coeffs : tuple (a, b) of arrays, shape (N, K) each
-        Scattering-factor Gaussians (`densrefine.density.iam.coefficients`).
+    terms : DensityTerms or tuple (a, b) of arrays, shape (N, K) each
+        What the density model gives (`densrefine.density.get_density_model(name).terms`),
+        or bare scattering-factor Gaussians (`densrefine.density.iam.coefficients`).
     frame : GridFrame
-        Output grid (`GridFrame.from_grid(grid)` or `GridFrame.box`).
+        Output grid (``grid.frame`` or `GridFrame.box`).
     blur : float
         Extra B (Å²) added to every atom before splatting.
     cutoff : float
@@ -44,10 +46,8 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
         again and cut at ``d_min`` by FFT over the box as a P1 cell.
     d_min : float, optional
         Resolution (Å) for the Fourier method.
-    density : module, optional
-        Density model with a ``components`` function (default: IAM).
     radius : ndarray, shape (N,), optional
-        Each atom's cutoff radius (Å) if already known (`cutoff_radius` of the same
+        Each atom's cutoff radius (Å) if already known (`atom_radii` of the same
         widths and ``cutoff``); callers that evaluate the same atoms and B many times
         pass it to skip the computation.
 
@@ -69,17 +69,15 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
     """
     import torch
 
-    if density is None:
-        from ..density import iam as density
-    centres, amp, width = density.components(xyz, b_iso, occ, coeffs, blur)
+    terms = DensityTerms.of(terms)
+    centres, amp, width = terms.components(xyz, b_iso, occ, blur)
     if radius is None:
-        radius = atom_radii(coeffs, width, cutoff)
+        radius = atom_radii(terms.a, width, cutoff)
     if method == "fourier":
-        frame = GridFrame(frame.shape, frame.origin, frame.steps, periodic=True)
+        frame = frame.as_periodic()
     out = splat(centres, amp, width, frame, radius=radius, cutoff=cutoff)
-    post = getattr(density, "postprocess", None)
-    if post is not None:   # e.g. the ML density's Mott–Bethe potential for the electron table
-        out = post(out, xyz, b_iso, occ, coeffs, frame, blur, cutoff)
+    if terms.extra is not None:   # e.g. the ML density's Δρ potential under the electron table
+        out = out + grid_extra(terms.extra, xyz, b_iso, occ, frame, blur, cutoff).to(out.dtype)
     if method == "fourier":
         if d_min is None:
             raise ValueError("simulate_tensor: method='fourier' needs d_min")
@@ -89,9 +87,46 @@ def simulate_tensor(xyz, b_iso, occ, coeffs, frame, *, blur: float = 0.0, cutoff
     return out if out.dtype == xyz.dtype else out.to(torch.promote_types(out.dtype, xyz.dtype))
 
 
-def atom_radii(coeffs, width, cutoff: float) -> np.ndarray:
-    """Cutoff radius (Å) of each atom from its table amplitudes and widths (N, K)."""
-    a_tab = coeffs[0].detach().cpu().numpy() if hasattr(coeffs[0], "detach") else coeffs[0]
+def grid_extra(extra, xyz, b_iso, occ, frame, blur: float, cutoff: float):
+    """The grid part of `DensityTerms` (``terms.extra``) on ``frame``, as a tensor.
+
+    A `GaussianExtra` is splatted (occupancy × c, widths w + B + ``blur``); a `FieldExtra`
+    evaluates itself. With a ``filter`` the density is made on the frame taken as a P1
+    box and filtered in Fourier space (`fourier_filter`), e.g. Δρ → its screened
+    Mott–Bethe potential.
+
+    Parameters
+    ----------
+    extra : GaussianExtra or FieldExtra
+    xyz, b_iso, occ : torch.Tensor, shapes (N, 3), (N,), (N,)
+        The atoms of the terms' rows (Å, Å², occupancy).
+    frame : GridFrame
+    blur, cutoff : float
+        As in `simulate_tensor`.
+
+    Returns
+    -------
+    torch.Tensor, shape frame.shape
+        Differentiable w.r.t. ``xyz``, ``b_iso`` and ``occ``.
+    """
+    import torch
+
+    per = frame.as_periodic() if extra.filter is not None else frame
+    if isinstance(extra, GaussianExtra):
+        c, w = (torch.as_tensor(v, dtype=xyz.dtype, device=xyz.device) for v in (extra.c, extra.w))
+        width = w + b_iso[:, None] + blur
+        radius = cutoff_radius(extra.c, width.detach().cpu().double().numpy(), cutoff)
+        rho = splat(xyz, occ[:, None] * c, width, per, radius=radius, cutoff=cutoff)
+    else:
+        rho = extra.evaluate(xyz, b_iso, occ, per, blur, cutoff)
+    if extra.filter is None:
+        return rho
+    return fourier_filter(rho, per, extra.filter.kernel)
+
+
+def atom_radii(a, width, cutoff: float) -> np.ndarray:
+    """Cutoff radius (Å) of each atom from its table amplitudes ``a`` and widths (N, K)."""
+    a_tab = a.detach().cpu().numpy() if hasattr(a, "detach") else a
     return cutoff_radius(np.asarray(a_tab, np.float64), width.detach().cpu().double().numpy(),
                          cutoff)
 
@@ -127,59 +162,17 @@ def check_params(resolution, table="electron", method="blur", blur=None, cutoff=
     return d
 
 
-def good_size(n: int) -> int:
-    """Smallest even integer ≥ n whose prime factors are 2, 3 and 5 (FFT-friendly)."""
-    m = max(2, int(n) + (int(n) % 2))
-    while True:
-        k = m
-        for p in (2, 3, 5):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            return m
-        m += 2
-
-
-def box_around(xyz, spacing: float, margin: float = 5.0, box=None):
-    """A P1 `Grid` of zeros around atoms: box edges = extent + 2·margin (or ``box`` voxels).
-
-    Parameters
-    ----------
-    xyz : ndarray, shape (N, 3)
-        Positions in Å.
-    spacing : float
-        Voxel size in Å.
-    margin : float
-        Space (Å) added on every side of the atoms' bounding box.
-    box : sequence of 3 ints, optional
-        Grid size (nx, ny, nz) in voxels, centred on the atoms; overrides ``margin``.
-    """
-    from ..types import Grid
-
-    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
-    lo, hi = (xyz.min(0), xyz.max(0)) if len(xyz) else (np.zeros(3), np.zeros(3))
-    if box is None:
-        n = np.array([good_size(int(np.ceil((h - l + 2 * margin) / spacing)))
-                      for l, h in zip(lo, hi)])
-    else:
-        n = np.asarray(box, np.int64).reshape(3)
-    origin = 0.5 * (lo + hi) - 0.5 * (n - 1) * spacing
-    return Grid.box(tuple(int(v) for v in n[::-1]), spacing, origin)
-
-
 def _check_overlap(xyz, like, frame):
     """InputError when no atom is inside ``like``'s box; a warning when many are outside."""
-    idx = frame.xyz_to_index(xyz)
-    n = frame.shape_xyz
-    inside = np.all((idx >= -0.5) & (idx <= n - 0.5), axis=1)
-    if len(xyz) and not inside.any():
+    inside_box = inside(xyz, frame)
+    if len(xyz) and not inside_box.any():
         centre = np.round(xyz.mean(0), 1).tolist()
         raise input_error(like.path or "like", "no atom of the model lies inside the map box "
                           f"(map origin {np.round(frame.origin, 2).tolist()} Å, extent "
                           f"{np.round(like.extent, 1).tolist()} Å; model centre {centre} Å)",
                           "check the map's origin convention (MRC ORIGIN vs NxSTART) and "
                           "that model and map belong together")
-    frac_out = 1.0 - inside.mean() if len(xyz) else 0.0
+    frac_out = 1.0 - inside_box.mean() if len(xyz) else 0.0
     if frac_out > 0.1:
         warnings.warn(f"{100 * frac_out:.0f}% of the atoms lie outside the map box; their "
                       "density is dropped (or wrapped for a periodic cell)", DensrefineWarning,
@@ -263,16 +256,16 @@ def simulate(model, like=None, *, resolution, table: str = "electron", method: s
         frame = GridFrame.from_grid(like)
         _check_overlap(xyz, like, frame)
     if method == "fourier":
-        frame = GridFrame(frame.shape, frame.origin, frame.steps, periodic=True)
+        frame = frame.as_periodic()
     if blur is None:
         b_min = float(np.min(at.b_iso)) if len(at) else 0.0
         blur = default_blur(d) if method == "blur" else refmac_blur(b_min, frame.voxel_size.max())
-    coeffs = dm.coefficients(at, table)
+    terms = dm.terms(at, table)
     _log_start(method, table, dm.name, blur, cutoff, dev, len(at), frame, d)
     kw = {"dtype": torch.float32, "device": dev}
     out = simulate_tensor(torch.tensor(xyz, **kw), torch.tensor(at.b_iso, **kw),
-                          torch.tensor(at.occ, **kw), coeffs, frame, blur=float(blur),
-                          cutoff=float(cutoff), method=method, d_min=d, density=dm)
+                          torch.tensor(at.occ, **kw), terms, frame, blur=float(blur),
+                          cutoff=float(cutoff), method=method, d_min=d)
     if method == "fourier":
         log.info("Fourier truncation: FFT over the %d×%d×%d box as a P1 cell, blur B=%.2f Å² "
                  "removed, %d terms with d > %.3g Å kept", *frame.shape_xyz, blur,

@@ -13,6 +13,8 @@ import math
 import numpy as np
 import torch
 
+from ..grid import reciprocal_s2
+
 REFMAC_RATE = 1.1
 """gemmi/Refmac rule: blur = 8π²/1.1 · spacing² − B_min (``set_refmac_compatible_blur``)."""
 
@@ -50,19 +52,6 @@ def refmac_blur(b_min: float, spacing: float) -> float:
     return max(0.0, 8.0 * math.pi**2 / REFMAC_RATE * float(spacing) ** 2 - float(b_min))
 
 
-def _s2(shape, cell_matrix, device, dtype):
-    """|s|² (Å⁻²) of every rfftn term of a (nz, ny, nx) grid sampling a P1 cell."""
-    nz, ny, nx = shape
-    hx = torch.arange(nx // 2 + 1, device=device, dtype=dtype)          # rfft axis
-    hy = torch.fft.fftfreq(ny, d=1.0 / ny, device=device, dtype=dtype)  # integers
-    hz = torch.fft.fftfreq(nz, d=1.0 / nz, device=device, dtype=dtype)
-    g = torch.as_tensor(np.linalg.inv(cell_matrix.T @ cell_matrix), device=device, dtype=dtype)
-    # indices (z, y, x) → Miller-like integers along the cell axes (x, y, z)
-    z, y, x = hz[:, None, None], hy[None, :, None], hx[None, None, :]
-    return (g[0, 0] * x * x + g[1, 1] * y * y + g[2, 2] * z * z
-            + 2 * (g[0, 1] * x * y + g[0, 2] * x * z + g[1, 2] * y * z))
-
-
 def fourier_truncate(values, frame, d_min: float, unblur: float = 0.0):
     """Band-limit a map at ``d_min`` and undo a Gaussian blur, treating the box as a P1 cell.
 
@@ -95,16 +84,47 @@ def fourier_truncate(values, frame, d_min: float, unblur: float = 0.0):
         cell = frame.cell_matrix
     else:
         cell = np.diag(np.broadcast_to(np.asarray(frame, np.float64), (3,)) * np.array(shape[::-1]))
-    real = values.dtype if values.dtype in (torch.float32, torch.float64) else torch.float32
-    s2 = _s2(shape, cell, values.device, real)
+    s2 = reciprocal_s2(shape, cell, like=values)
     keep = s2 < 1.0 / float(d_min) ** 2
     factor = torch.where(keep, torch.exp(float(unblur) * s2 / 4.0), torch.zeros_like(s2))
     f = torch.fft.rfftn(values, dim=(0, 1, 2))
     return torch.fft.irfftn(f * factor, s=shape, dim=(0, 1, 2))
 
 
+def fourier_filter(values, frame, kernel):
+    """Multiply the Fourier terms of a map by ``kernel(|s|²)``, the box taken as a P1 cell.
+
+    Parameters
+    ----------
+    values : torch.Tensor, shape (nz, ny, nx)
+    frame : GridFrame
+        The grid's frame (its ``cell_matrix`` is the P1 cell).
+    kernel : callable
+        |s|² (Å⁻², tensor) → multiplier (tensor of the same shape), e.g.
+        `densrefine.density.terms.ScreenedCoulomb.kernel`.
+
+    Returns
+    -------
+    torch.Tensor, shape (nz, ny, nx)
+        Differentiable w.r.t. ``values`` (a linear map).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from densrefine.grid import GridFrame
+    >>> x = torch.rand(8, 8, 8, dtype=torch.float64)
+    >>> y = fourier_filter(x, GridFrame.box((8, 8, 8), 1.0), lambda s2: 0 * s2 + 2.0)
+    >>> bool(torch.allclose(y, 2 * x))
+    True
+    """
+    shape = tuple(values.shape)
+    s2 = reciprocal_s2(shape, frame.cell_matrix, like=values)
+    return torch.fft.irfftn(torch.fft.rfftn(values, dim=(0, 1, 2)) * kernel(s2), s=shape,
+                            dim=(0, 1, 2))
+
+
 def n_terms_kept(shape, frame, d_min: float) -> int:
     """Number of rfftn terms a `fourier_truncate` at ``d_min`` keeps (for logging)."""
     cell = frame.cell_matrix if hasattr(frame, "cell_matrix") else np.diag(
         np.broadcast_to(np.asarray(frame, np.float64), (3,)) * np.array(tuple(shape)[::-1]))
-    return int((_s2(tuple(shape), cell, "cpu", torch.float64) < 1.0 / d_min**2).sum())
+    return int((reciprocal_s2(tuple(shape), cell) < 1.0 / d_min**2).sum())

@@ -26,7 +26,7 @@ boxes (any cell, and atoms with unusually large boxes; `densrefine.simulate.boxe
 Both run chunk by chunk (memory bounded by `CELL_BUDGET` / `BOX_BUDGET`, not by
 atoms × box), and the backward pass recomputes each chunk: nothing per voxel is
 saved. Gradients flow to centres, amplitudes and widths (hence xyz, B, occupancy
-through `densrefine.density.iam.components`). Device and dtype follow the inputs.
+through `densrefine.density.DensityTerms.components`). Device and dtype follow the inputs.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def splat(centres, amp, width, frame, *, radius=None, cutoff: float = 1e-5, path
     Examples
     --------
     >>> import torch
-    >>> from densrefine.simulate.frame import GridFrame
+    >>> from densrefine.grid import GridFrame
     >>> fr = GridFrame.box((24, 24, 24), 0.5, origin=(-6.0, -6.0, -6.0))
     >>> c = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
     >>> a = torch.ones(1, 1, dtype=torch.float64)

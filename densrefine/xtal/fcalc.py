@@ -30,29 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..grid import fft_size
+from ..types import GridFrame
+
 log = logging.getLogger("densrefine")
 
 DEFAULT_RATE = 1.5
 """Oversampling: grid spacing ≤ d_min / (2·rate) (gemmi's and Refmac's default 1.5)."""
-
-
-def fft_good_size(n: int) -> int:
-    """Smallest m ≥ n whose only prime factors are 2, 3 and 5 (fast FFT sizes), m even.
-
-    Examples
-    --------
-    >>> fft_good_size(97), fft_good_size(7)
-    (100, 8)
-    """
-    m = max(2, int(n))
-    while True:
-        k = m
-        for p in (2, 3, 5):
-            while k % p == 0:
-                k //= p
-        if k == 1 and m % 2 == 0:
-            return m
-        m += 1
 
 
 def cell_grid_shape(cell, spacegroup, spacing: float) -> tuple[int, int, int]:
@@ -67,9 +51,9 @@ def cell_grid_shape(cell, spacegroup, spacing: float) -> tuple[int, int, int]:
     n = []
     for ax in range(3):
         need = int(math.ceil(plane[ax] / spacing))
-        m = fft_good_size(need)
+        m = fft_size(need)
         while m % factors[ax]:
-            m = fft_good_size(m + 1)
+            m = fft_size(m + 1)
         n.append(m)
     return (n[2], n[1], n[0])
 
@@ -103,7 +87,7 @@ class FcalcPlan:
 
     Attributes
     ----------
-    frame : densrefine.simulate.frame.GridFrame
+    frame : densrefine.types.GridFrame
         Periodic grid over the unit cell (origin 0).
     blur : float
         Extra B (Å²) added when splatting, removed in reciprocal space.
@@ -137,7 +121,6 @@ class FcalcPlan:
         ``b_min`` is the smallest atomic B (Å²) of the model, which the blur may use up.
         """
         from ..simulate.fourier import refmac_blur
-        from ..simulate.frame import GridFrame
 
         hkl = np.asarray(hkl, np.int64).reshape(-1, 3)
         spacing = float(d_min) / (2.0 * rate)
@@ -174,8 +157,9 @@ def fcalc_tensor(xyz, b_iso, occ, coeffs, plan: FcalcPlan, *, cutoff: float = 1e
         Orthogonal coordinates (Å) of the asymmetric unit's atoms.
     b_iso, occ : torch.Tensor, shape (N,)
         Isotropic B (Å²) and occupancies.
-    coeffs : tuple (a, b) of arrays, shape (N, K)
-        X-ray scattering Gaussians (`densrefine.density.iam.coefficients(atoms, "xray")`).
+    coeffs : DensityTerms or tuple (a, b) of arrays, shape (N, K)
+        X-ray density terms (`densrefine.density.get_density_model(name).terms(atoms,
+        "xray")`) or bare scattering Gaussians (`densrefine.density.iam.coefficients`).
     plan : FcalcPlan
     cutoff : float
         Density level bounding each atom's splat box (gemmi's ``cutoff``); 1e-7 keeps
@@ -311,12 +295,14 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
                  "%d atoms x %d operators x %d reflections", len(at.xyz),
                  len(spacegroup.operations()), len(hkl))
         u = t(at.u_aniso) if at.u_aniso is not None else None
-        f = fcalc_direct_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).coefficients(at, "xray"),
+        terms = get_density_model(density).terms(at, "xray")
+        f = fcalc_direct_tensor(t(at.xyz), t(at.b_iso), t(at.occ), (terms.a, terms.b),
                                 cell, spacegroup, hkl, u_aniso=u)
         return f.detach().cpu().numpy().astype(np.complex128)
     b_min = float(np.min(at.b_iso)) if len(at.b_iso) else 0.0
     plan = FcalcPlan.make(cell, spacegroup, hkl, d_min, b_min=b_min, rate=rate)
     log.info("Fcalc: FFT of IT92 X-ray density, %s%s", plan.describe(),
              "; ANISOU used as B_eq" if _has_aniso(at) else "")
-    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).coefficients(at, "xray"), plan)
+    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).terms(at, "xray"),
+                     plan)
     return f.detach().cpu().numpy().astype(np.complex128)

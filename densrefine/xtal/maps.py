@@ -13,8 +13,8 @@ Then, with X = 2σA E_o E_c / (1 − σA²):
   are not filled in.
 
 Maps over the unit cell come from gemmi (``Mtz.transform_f_phi_to_map``, which applies
-the space-group symmetry); `box_map` interpolates them (tricubic) onto an orthogonal
-P1 box around the model with the Cartesian frame of the model, the form `fit` takes.
+the space-group symmetry); `densrefine.grid.box_map` interpolates them (tricubic) onto
+an orthogonal P1 box around the model with the Cartesian frame of the model, the form `fit` takes.
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ import logging
 import math
 
 import numpy as np
+
+from ..grid import box_map
 
 log = logging.getLogger("densrefine")
 
@@ -114,34 +116,6 @@ def cell_map(hkl, coefs, cell, spacegroup, *, sample_rate: float = 3.0):
     return mtz.transform_f_phi_to_map("F", "PHI", sample_rate=sample_rate)
 
 
-def box_map(fgrid, xyz, d_min: float, *, margin: float = 6.0, spacing: float | None = None,
-            shift=(0.0, 0.0, 0.0)):
-    """Orthogonal P1 `densrefine.types.Grid` around ``xyz`` (N, 3) Å, values from ``fgrid``.
-
-    Spacing defaults to d_min/3 (at most 1 Å); tricubic interpolation (gemmi).
-    ``shift`` (Å) is subtracted from positions before looking them up in ``fgrid``
-    (the Cartesian position of ``fgrid``'s point 0, when it is not the cell origin).
-    """
-    import gemmi
-
-    from ..types import Grid
-
-    spacing = float(spacing or min(d_min / 3.0, 1.0))
-    lo = np.asarray(xyz).min(0) - margin
-    hi = np.asarray(xyz).max(0) + margin
-    n = np.ceil((hi - lo) / spacing).astype(int) + 1
-    n += n % 2
-    arr = np.zeros((n[2], n[1], n[0]), np.float32)
-    # array index (i, j, k) = (z, y, x) → position lo + (k, j, i) * spacing
-    mat = gemmi.Mat33([[0, 0, spacing], [0, spacing, 0], [spacing, 0, 0]])
-    start = lo - np.asarray(shift, np.float64)
-    fgrid.interpolate_values(arr, gemmi.Transform(mat, gemmi.Vec3(*start)), order=3)
-    g = Grid.box(arr.shape, spacing, lo)
-    log.info("Map box: %dx%dx%d voxels of %.3f Å around the model (margin %.1f Å), "
-             "tricubic from the cell map", n[0], n[1], n[2], spacing, margin)
-    return g.with_values(arr)
-
-
 def map_from_data(model, data, *, kind: str = "2fofc", source: str = "auto", labin=None,
                   d_min=None, fmodel=None):
     """Real-space map (P1 box around ``model``) from reflection data for ``fit``/``score``.
@@ -192,34 +166,3 @@ def map_from_data(model, data, *, kind: str = "2fofc", source: str = "auto", lab
                    fmodel.d_min)
     return grid, {"source": f"computed {'2mFo-DFc' if kind == '2fofc' else 'mFo-DFc'}, "
                             "sigmaA (Read 1986)", "d_min": fmodel.d_min, "fmodel": fmodel}
-
-
-def rebox_periodic(model, emap, d_min: float):
-    """A map that samples its whole unit cell, with atoms outside it → P1 box around the model.
-
-    Maps written for a crystal (or by Coot, which writes one unit cell from 0) are
-    periodic; a model sitting in another cell copy would otherwise fall outside the box.
-    Returns ``emap`` unchanged unless it covers its cell, carries a crystallographic space
-    group (not P 1: cryo-EM boxes are P 1 and atoms outside them are a frame error the
-    caller reports) and > 1 % of the atoms lie outside; then the values are wrapped periodically onto a box around the model (tricubic,
-    `box_map`) and the fact is logged.
-    """
-    import gemmi
-
-    from ..scoring.masks import fraction_inside
-
-    if not emap.covers_cell or len(model) == 0 or emap.space_group.replace(" ", "") == "P1":
-        return emap                     # cryo-EM boxes are P 1: atoms outside stay outside
-    outside = ~np.asarray(fraction_inside(model.atoms.xyz, emap), bool)
-    if outside.mean() <= 0.01:
-        return emap
-    vals = np.ascontiguousarray(np.asarray(emap.values, np.float32).transpose(2, 1, 0))
-    g = gemmi.FloatGrid(vals)
-    g.set_unit_cell(gemmi.UnitCell(*emap.cell.parameters))
-    g.spacegroup = gemmi.SpaceGroup("P 1")
-    log.info("Map %s samples its whole unit cell and %.0f %% of the atoms lie outside it: "
-             "treated as periodic and wrapped onto a box around the model",
-             emap.path or "", 100 * outside.mean())
-    out = box_map(g, model.atoms.xyz, d_min, spacing=float(np.min(emap.voxel_size)),
-                  shift=emap.origin)
-    return out

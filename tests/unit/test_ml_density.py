@@ -75,21 +75,55 @@ def test_weights_round_trip_and_bad_files(tmp_path):
 
 def test_potential_of_extra_electrons_is_negative_and_screened():
     """ΔV = −C Δρ/(q²+κ²): extra electrons lower the potential; its integral is −C·N·λ²."""
-    from densrefine.simulate import GridFrame
+    from densrefine.density import GaussianExtra
+    from densrefine.grid import GridFrame
+    from densrefine.simulate import grid_extra
 
     fr = GridFrame.box((48, 48, 48), 0.5, origin=(-12.0, -12.0, -12.0), periodic=True)
     xyz = torch.zeros(1, 3, dtype=torch.float64)
     c = np.zeros((1, 8))
     c[0, 5] = 1.0                                           # one electron, σ ≈ 0.7 Å
     w, _ = ml_basis.s_widths(["C"])
-    co = ml._Coeffs((np.zeros((1, 5)), np.ones((1, 5))))
-    co.delta = (c, w)
-    out = ml.postprocess(torch.zeros(48, 48, 48, dtype=torch.float64), xyz,
-                         torch.tensor([20.0], dtype=torch.float64),
-                         torch.ones(1, dtype=torch.float64), co, fr, 0.0, 1e-7)
+    out = grid_extra(GaussianExtra(c, w, ml.POTENTIAL), xyz, torch.tensor([20.0], dtype=torch.float64),
+                     torch.ones(1, dtype=torch.float64), fr, 0.0, 1e-7)
     assert float(out[24, 24, 24]) < 0
     total = float(out.sum()) * 0.5**3
     assert total == pytest.approx(-ml.MOTT_BETHE_C * ml.SCREENING_LENGTH**2, rel=1e-3)
+
+
+def test_grid_part_gradient_is_exact():
+    """gradcheck (float64) of the filtered Gaussian grid part w.r.t. xyz, B and occupancy."""
+    from densrefine.density import GaussianExtra
+    from densrefine.grid import GridFrame
+    from densrefine.simulate import grid_extra
+
+    fr = GridFrame.box((12, 12, 12), 0.7, origin=(-4.0, -4.0, -4.0))
+    w, _ = ml_basis.s_widths(["C", "O"])
+    c = np.random.default_rng(0).normal(size=w.shape) * 0.3
+    extra = GaussianExtra(c, w, ml.POTENTIAL)
+    xyz = torch.tensor([[0.1, -0.2, 0.3], [1.1, 0.6, -0.4]], dtype=torch.float64,
+                       requires_grad=True)
+    b = torch.tensor([15.0, 22.0], dtype=torch.float64, requires_grad=True)
+    occ = torch.tensor([1.0, 0.7], dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(12, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def f(x, bb, oo):
+        return (grid_extra(extra, x, bb, oo, fr, 5.0, 1e-9) * probe).sum()
+
+    assert torch.autograd.gradcheck(f, (xyz, b, occ), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_ml_terms_are_typed_and_simulate_never_calls_back():
+    """`ml.terms`: X-ray Δρ as extra Gaussian columns; electron as a filtered GaussianExtra."""
+    from densrefine.density import DensityTerms, GaussianExtra
+
+    m = ideal_peptide("AEKG")
+    tx, te = ml.terms(m.atoms, "xray"), ml.terms(m.atoms, "electron")
+    assert isinstance(tx, DensityTerms) and tx.extra is None and tx.a.shape[1] == 5 + 8
+    assert isinstance(te.extra, GaussianExtra) and te.a.shape[1] == 5
+    assert te.extra.filter is ml.POTENTIAL and te.extra.c.shape[0] == len(m.atoms)
+    sub = te.select([0, 2])
+    np.testing.assert_array_equal(sub.extra.c, te.extra.c[[0, 2]])
 
 
 def test_formal_charges_and_implicit_hydrogens_of_a_peptide():

@@ -69,7 +69,7 @@ def test_cartesian_terms_equal_solid_harmonics():
 
 def test_grid_splat_matches_point_evaluation():
     from densrefine.density.ml_spdf import splat_sph
-    from densrefine.simulate.frame import GridFrame
+    from densrefine.grid import GridFrame
 
     el, xyz = EL[:4], XYZ[:4]
     rng = np.random.default_rng(1)
@@ -137,7 +137,7 @@ def test_charge_is_exact_per_component(random_net):
 
 def test_gradient_flows_to_coordinates(random_net):
     from densrefine.density import ml_spdf
-    from densrefine.simulate.frame import GridFrame
+    from densrefine.grid import GridFrame
 
     x = torch.tensor(XYZ, requires_grad=True)
     sp = {"elements": np.array([e.upper() for e in EL]), "charges": np.zeros(len(EL)),
@@ -207,21 +207,19 @@ def test_missing_or_corrupt_weights_give_input_error(tmp_path):
 
 
 @pytest.mark.parametrize("charge", [0, -1])
-def test_postprocess_xray_grid_integrates_to_minus_charge(charge):
+def test_grid_part_xray_integrates_to_minus_charge(charge):
     from densrefine.density import ml_spdf
-    from densrefine.simulate.frame import GridFrame
+    from densrefine.grid import GridFrame
 
     q = np.zeros(len(EL))
     q[1] = charge
-    co = ml_spdf._Coeffs((np.zeros((len(EL), 5)), np.ones((len(EL), 5))))
-    co.table = "xray"
-    co.spdf = {"index": np.arange(len(EL)), "elements": np.array([e.upper() for e in EL]),
-               "charges": q, "bonds": None, "implicit_h": None}
+    spdf = {"index": np.arange(len(EL)), "elements": np.array([e.upper() for e in EL]),
+            "charges": q, "bonds": None, "implicit_h": None}
     fr = GridFrame.box((40, 40, 40), 0.5, origin=(-10, -10, -10), periodic=True)
     x = torch.tensor(XYZ)
-    out = ml_spdf.postprocess(torch.zeros(40, 40, 40, dtype=torch.float64), x,
-                              torch.full((len(EL),), 20.0, dtype=torch.float64),
-                              torch.ones(len(EL), dtype=torch.float64), co, fr, 10.0, 1e-6)
+    out = ml_spdf.delta_density(x, torch.full((len(EL),), 20.0, dtype=torch.float64),
+                                torch.ones(len(EL), dtype=torch.float64), fr, 10.0, 1e-6,
+                                spdf=spdf, electron=False)
     out = out.detach()
     assert abs(float(out.sum()) * 0.125 + charge) < 2e-3
     assert float(out.abs().max()) > 1e-3

@@ -43,7 +43,7 @@ def test_compress_keeps_form_factors_and_maps():
 
 
 def test_fourier_resample_is_exact_for_band_limited_maps():
-    from densrefine.refine.mapterm import fourier_resample
+    from densrefine.grid import fourier_resample
     from densrefine.types import Grid
 
     n = (40, 36, 30)                      # nx, ny, nz; 1 Å voxels

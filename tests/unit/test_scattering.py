@@ -78,13 +78,13 @@ def test_components_and_gaussian_set():
 
     atoms = make_atoms(["C", "O"], xyz=np.array([[0.0, 0, 0], [1, 2, 3]]), b=30.0)
     atoms = atoms.replace(occ=np.array([1.0, 0.5]))
-    coeffs = iam.coefficients(atoms, "xray")
-    _, amp, w = iam.components(torch.tensor(atoms.xyz), torch.tensor(atoms.b_iso),
-                               torch.tensor(atoms.occ), coeffs, blur=10.0)
+    terms = iam.terms(atoms, "xray")
+    _, amp, w = terms.components(torch.tensor(atoms.xyz), torch.tensor(atoms.b_iso),
+                                 torch.tensor(atoms.occ), blur=10.0)
     assert amp.shape == w.shape == (2, 5)
     np.testing.assert_allclose(amp.sum(1).numpy(), [6.0, 4.0], atol=0.01)
     np.testing.assert_allclose(w[:, 4].numpy(), [40.0, 40.0])
-    gs = iam.gaussian_set(Model(atoms), "xray", blur=10.0)
+    gs = terms.gaussian_set(atoms.xyz, atoms.b_iso, atoms.occ, blur=10.0)
     assert len(gs) == 10 and gs.atom.tolist() == [0] * 5 + [1] * 5
     np.testing.assert_allclose(gs.amplitudes, amp.numpy().ravel())
     np.testing.assert_allclose(gs.widths, w.numpy().ravel())

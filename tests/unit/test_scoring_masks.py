@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from densrefine.grid import box_cell, inside
 from densrefine.scoring import masks
 from densrefine.types import Grid, UnitCell
 from tests.conftest import require_data
@@ -94,9 +95,9 @@ def test_sites_mask_on_a_non_orthogonal_cell():
 
 def test_box_cell_and_fraction_inside():
     grid = Grid.box((10, 20, 30), 1.5, (5.0, 5.0, 5.0))
-    assert masks.box_cell(grid).parameters == pytest.approx((45.0, 30.0, 15.0, 90, 90, 90))
-    inside = masks.fraction_inside([[5.0, 5.0, 5.0], [4.0, 5.0, 5.0], [49.0, 33.0, 18.0]], grid)
-    assert inside.tolist() == [True, False, True]
+    assert box_cell(grid).parameters == pytest.approx((45.0, 30.0, 15.0, 90, 90, 90))
+    ins = inside([[5.0, 5.0, 5.0], [4.0, 5.0, 5.0], [49.0, 33.0, 18.0]], grid)
+    assert ins.tolist() == [True, False, True]
 
 
 # ------------------------------------------- fast interval masks vs the brute force

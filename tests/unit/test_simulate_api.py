@@ -12,7 +12,7 @@ import densrefine as dr
 from densrefine import DensrefineWarning, Grid, InputError, Model
 from densrefine.cli import main as cli_main
 from densrefine.simulate import box_around, default_blur, refmac_blur, simulate, simulate_tensor
-from densrefine.simulate.frame import GridFrame
+from densrefine.grid import GridFrame
 from tests.unit.test_scattering import make_atoms
 
 XYZ = np.array([[10.0, 11.0, 12.0], [11.4, 11.2, 12.3], [12.1, 12.4, 12.0],

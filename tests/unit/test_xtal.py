@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from densrefine.build import ideal_peptide
+from densrefine.grid import fft_size
 from densrefine.density import iam
 from densrefine.io.model import structure_from_model
 from densrefine.types import Model, UnitCell
 from densrefine.xtal.bulk import fmask, gather_p1, solvent_mask
 from densrefine.xtal.fcalc import (FcalcPlan, cell_grid_shape, fcalc, fcalc_direct_tensor,
-                                   fcalc_tensor, fft_good_size, symmetry_images)
+                                   fcalc_tensor, symmetry_images)
 from densrefine.xtal.scale import f_model, fit_scales, r_factor, resolution_bins
 
 SPACE_GROUPS = ["P 1 21 1", "P 21 21 21", "I 21 3", "P 61 22", "C 1 2 1", "R 3 :H"]
@@ -62,10 +63,10 @@ def test_symmetry_images_match_gemmi(name, rng):
             assert abs(np.exp(1j * phase[o, i]) - np.exp(-1j * op.phase_shift(h))) < 1e-12
 
 
-def test_fft_good_size_and_cell_grid():
-    assert fft_good_size(97) == 100 and fft_good_size(7) == 8 and fft_good_size(1) == 2
+def test_fft_size_and_cell_grid():
+    assert fft_size(97) == 100 and fft_size(7) == 8 and fft_size(1) == 2
     for n in range(2, 200):
-        m = fft_good_size(n)
+        m = fft_size(n)
         assert m >= n and m % 2 == 0
         k = m
         for p in (2, 3, 5):
