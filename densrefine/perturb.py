@@ -1,16 +1,15 @@
 """Smooth, realistic model errors for refinement benchmarks (radius-of-convergence tests).
 
+A benchmark and test tool, not part of the refinement library: nothing in the packages of
+densrefine imports it (`tests/unit/test_architecture.py`).
+
 `perturb` moves a model the way real starting models are wrong, not by independent
 per-atom noise (which wrecks geometry and is trivially undone by restraints):
 
 1. **Rigid secondary-structure moves.** Helices and strands are found from the Cα
-   trace alone (gemmi has no DSSP in Python): a Cα(i)–Cα(i+3) distance of 4.2–5.9 Å
-   marks helical windows (α-helix 5.0–5.4 Å, 3₁₀ ≈ 5.8 Å), Cα(i)–Cα(i+2) ≥ 6.2 Å
-   with Cα(i)–Cα(i+3) ≥ 8.8 Å marks extended windows (β-strand ≈ 6.4–7.0 / 9.9–10.5 Å);
-   cf. Levitt & Greer, J. Mol. Biol. 114, 181 (1977) for Cα-only assignment. Two
-   consecutive windows are needed; helices ≥ 4 and strands ≥ 3 residues are kept,
-   and the remaining residues form loop segments of at most 8 residues. Nucleic-acid
-   chains use P (else C4′) as the trace atom and are all loop segments. Each segment
+   trace alone (`densrefine.restraints.chains.secondary_structure`), and the remaining
+   residues form loop segments of at most 8 residues. Nucleic-acid chains use P (else
+   C4′) as the trace atom and are all loop segments. Each segment
    gets a random rotation about its centroid (angle ~ N(0, 1)/R_g rad, so the typical
    displacement is the same as the translation's) and translation ~ N(0, 1) per axis.
    Segment membership is smoothed along the chain with a Gaussian of σ = 1.5 residues
@@ -43,26 +42,18 @@ from scipy.special import ndtr
 from scipy.spatial import cKDTree
 
 from .errors import DensrefineWarning
+from .restraints.chains import flip_groups, label_runs, secondary_structure, trace, \
+    trace_fragments
 from .types import Model
 
 log = logging.getLogger("densrefine")
 
-HELIX_D3 = (4.2, 5.9)   # Å, Cα(i)–Cα(i+3) of α/3₁₀ helices
-STRAND_D2 = 6.2         # Å, minimum Cα(i)–Cα(i+2) of extended chain
-STRAND_D3 = 8.8         # Å, minimum Cα(i)–Cα(i+3) of extended chain
-CHAIN_BREAK = 4.5       # Å, consecutive trace atoms further apart start a new fragment
-NA_BREAK = 8.5          # Å, same for P/C4' traces (P–P ≈ 5.8–7 Å)
 MAX_LOOP = 8            # residues per loop segment
 SIGMA_BLEND = 1.5       # residues, Gaussian blending of segment membership
 N_MODES = 8
 WAVELENGTH = (15.0, 30.0)
 FLIP_BUDGET = 0.5       # fraction of rms² the flips may use
 WEIGHT_RIGID, WEIGHT_WAVE = 0.8, 0.2   # share of the mean-square smooth displacement
-
-AMINO_ACIDS = frozenset(
-    "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL "
-    "MSE SEC PYL".split())
-NOT_ROTATED = frozenset("N CA C O OXT CB H H1 H2 H3 HN HA HA2 HA3 D D1 D2 D3 DA".split())
 
 
 def _unit(v):
@@ -81,96 +72,23 @@ def _rotate(x, centre, axis, angle):
     return centre + v * c + np.cross(axis, v) * s + axis * dot * (1 - c)
 
 
-def _trace(model: Model):
-    """Per residue: trace position (n_res, 3) (NaN when none) and is-amino-acid flag."""
-    at = model.atoms
-    n_res = int(at.res_index.max()) + 1 if len(at) else 0
-    trace = np.full((n_res, 3), np.nan)
-    kind = np.zeros(n_res, np.int8)                       # 1 protein, 2 nucleic
-    for name, k in (("C4'", 2), ("P", 2), ("CA", 1)):     # later names win
-        sel = (at.atom_name == name) & ((at.altloc == "") | (at.altloc == "A"))
-        if name == "CA":
-            sel &= np.isin(at.res_name, list(AMINO_ACIDS)) | ~at.het
-            sel &= at.element != "CA"                     # calcium ions
-        trace[at.res_index[sel]] = at.xyz[sel]
-        kind[at.res_index[sel]] = k
-    return trace, kind
-
-
-def _fragments(trace, kind, chain_of_res):
-    """Split residues with a trace atom into chain fragments; list of index arrays."""
-    idx = np.flatnonzero(~np.isnan(trace[:, 0]))
-    if len(idx) == 0:
-        return []
-    d = np.linalg.norm(np.diff(trace[idx], axis=0), axis=1)
-    limit = np.where(kind[idx[1:]] == 2, NA_BREAK, CHAIN_BREAK)
-    brk = (d > limit) | (chain_of_res[idx[1:]] != chain_of_res[idx[:-1]]) \
-        | (kind[idx[1:]] != kind[idx[:-1]])
-    return np.split(idx, np.flatnonzero(brk) + 1)
-
-
-def _runs(flag):
-    """(start, stop) of runs of True in a 1-D boolean array."""
-    f = np.concatenate([[False], flag, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(f))
-    return list(zip(edges[::2], edges[1::2]))
-
-
-def _windows_to_residues(win, span, n, min_len):
-    """Residues covered by ≥ 2 consecutive flagged windows of ``span`` residues."""
-    res = np.zeros(n, bool)
-    for a, b in _runs(win):
-        if b - a >= 2:
-            res[a:b - 1 + span] = True
-    for a, b in _runs(res):
-        if b - a < min_len:
-            res[a:b] = False
-    return res
-
-
-def secondary_structure(ca):
-    """Cα-only helix/strand assignment of one chain fragment.
-
-    Parameters
-    ----------
-    ca : ndarray, shape (n, 3), float
-        Consecutive Cα positions (Å) of one unbroken fragment.
-
-    Returns
-    -------
-    ndarray, shape (n,), '<U1'
-        "H" helix, "E" strand, "C" other (thresholds in the module docstring).
-    """
-    n = len(ca)
-    ss = np.full(n, "C")
-    if n < 5:
-        return ss
-    d2 = np.linalg.norm(ca[2:] - ca[:-2], axis=1)
-    d3 = np.linalg.norm(ca[3:] - ca[:-3], axis=1)
-    helix = _windows_to_residues((d3 >= HELIX_D3[0]) & (d3 <= HELIX_D3[1]), 4, n, 4)
-    ext = (d2[:-1] >= STRAND_D2) & (d3 >= STRAND_D3)
-    strand = _windows_to_residues(ext, 4, n, 3) & ~helix
-    ss[helix], ss[strand] = "H", "E"
-    return ss
-
-
-def _segments(trace, kind, frags):
+def _segments(pos, kind, frags):
     """List of (fragment id, start, stop) in fragment coordinates, covering all of it."""
     segs = []
     for f, idx in enumerate(frags):
-        ss = secondary_structure(trace[idx]) if kind[idx[0]] == 1 else np.full(len(idx), "C")
+        ss = secondary_structure(pos[idx]) if kind[idx[0]] == 1 else np.full(len(idx), "C")
         for lab in "HEC":
-            for a, b in _runs(ss == lab):
+            for a, b in ((a, b) for a, b, x in label_runs(ss) if x == lab):
                 step = MAX_LOOP if lab == "C" else b - a
                 segs.extend((f, s, min(s + step, b)) for s in range(a, b, step))
     return sorted(segs)
 
 
-def _hosts(model, trace, frags):
+def _hosts(model, pos, frags):
     """Per atom: (fragment id, position in fragment); residues without a trace atom
     (ligands, waters, ions) take the position of the residue nearest to them."""
     at = model.atoms
-    n_res = len(trace)
+    n_res = len(pos)
     frag_of = np.full(n_res, -1)
     pos_of = np.zeros(n_res)
     for f, idx in enumerate(frags):
@@ -178,7 +96,7 @@ def _hosts(model, trace, frags):
     orphan = frag_of[at.res_index] < 0
     if orphan.any():
         has = np.flatnonzero(frag_of >= 0)
-        _, j = cKDTree(trace[has]).query(at.xyz[orphan])
+        _, j = cKDTree(pos[has]).query(at.xyz[orphan])
         frag_of_atom, pos_atom = frag_of[at.res_index], pos_of[at.res_index]
         frag_of_atom[orphan], pos_atom[orphan] = frag_of[has[j]], pos_of[has[j]]
         return frag_of_atom, pos_atom
@@ -189,16 +107,16 @@ def _rigid_field(model, rng):
     """Blended rigid segment displacements (N, 3) Å (unnormalised); and segment count."""
     at = model.atoms
     xyz = at.xyz
-    trace, kind = _trace(model)
-    chain_of_res = np.zeros(len(trace), dtype=at.chain.dtype)
+    pos, kind = trace(at)
+    chain_of_res = np.zeros(len(pos), dtype=at.chain.dtype)
     chain_of_res[at.res_index] = at.chain
-    frags = _fragments(trace, kind, chain_of_res)
+    frags = trace_fragments(pos, kind, chain_of_res)
     if not frags:                                   # no polymer: one rigid body
         frags, segs = [np.array([0])], [(0, 0, 1)]
         frag_atom, pos_atom = np.zeros(len(at), int), np.zeros(len(at))
     else:
-        segs = _segments(trace, kind, frags)
-        frag_atom, pos_atom = _hosts(model, trace, frags)
+        segs = _segments(pos, kind, frags)
+        frag_atom, pos_atom = _hosts(model, pos, frags)
     disp = np.zeros_like(xyz)
     n_frag = np.array([len(f) for f in frags])
     for f, a, b in segs:
@@ -229,35 +147,6 @@ def _wave_field(xyz, rng, n_modes=N_MODES):
         amp = rng.normal(size=3)
         disp += np.sin(xyz @ q + rng.uniform(0, 2 * np.pi))[:, None] * amp
     return disp
-
-
-def flip_groups(model: Model):
-    """Residues whose χ1 can be flipped, with the atoms that rotate.
-
-    Returns
-    -------
-    list of (int, int, ndarray)
-        (index of CA, index of CB, indices of rotated atoms) per eligible residue:
-        amino acids other than Gly/Ala/Pro with CA, CB and a γ atom, no altlocs.
-    """
-    at = model.atoms
-    order = np.argsort(at.res_index, kind="stable")
-    bounds = np.flatnonzero(np.diff(at.res_index[order])) + 1
-    out = []
-    for grp in np.split(order, bounds):
-        if len(grp) == 0:
-            continue
-        name = at.res_name[grp[0]]
-        if name not in AMINO_ACIDS or name in ("GLY", "ALA", "PRO") or (at.altloc[grp] != "").any():
-            continue
-        names = list(at.atom_name[grp])
-        if "CA" not in names or "CB" not in names:
-            continue
-        rot = grp[~np.isin(at.atom_name[grp], list(NOT_ROTATED))]
-        if not any(at.atom_name[i].startswith(("CG", "OG", "SG", "SE")) for i in rot):
-            continue
-        out.append((grp[names.index("CA")], grp[names.index("CB")], rot))
-    return out
 
 
 def _apply_flips(xyz, flips):

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..restraints.chains import flip_groups
+
 CLASH = 2.6  # Å, heavy-atom contact that rejects a candidate rotamer
 ANGLES = (2.0 * np.pi / 3.0, -2.0 * np.pi / 3.0)
 _Q = np.pi / 2.0
@@ -154,8 +156,6 @@ def scan_chi1(model, xyz, moving, values, frame, mask=None, margin: float | None
     n_scanned : int
     """
     from scipy.spatial import cKDTree
-
-    from ..perturb import flip_groups
 
     at = model.atoms
     heavy = ~np.asarray(at.is_hydrogen)

@@ -7,8 +7,8 @@ per element before the all-atom stage, which only sees the map gradient within a
 half the resolution.
 
 Helices and strands are assigned from the Cα trace alone with
-`densrefine.perturb.secondary_structure` (Cα(i)–Cα(i+3) and Cα(i)–Cα(i+2) distance
-windows; Levitt & Greer, J. Mol. Biol. 114, 181 (1977)); the remaining residues form
+`densrefine.restraints.chains.secondary_structure` (Cα(i)–Cα(i+3) and Cα(i)–Cα(i+2)
+distance windows; Levitt & Greer, J. Mol. Biol. 114, 181 (1977)); the remaining residues form
 loop segments of at most ``max_loop`` residues, and loop pieces shorter than
 ``min_loop`` residues join the preceding element of the same fragment (a rigid group of
 one or two residues is poorly determined by the map). Residues without a Cα (ligands,
@@ -17,31 +17,14 @@ waters, ions, nucleotides) join the group of the nearest Cα residue.
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-CHAIN_BREAK = 4.5  # Å, consecutive Cα further apart start a new fragment
-
-
-def _runs(labels):
-    """(start, stop, label) of runs of equal values in a 1-D array."""
-    edges = np.flatnonzero(labels[1:] != labels[:-1]) + 1
-    starts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [len(labels)]])
-    return [(int(a), int(b), labels[a]) for a, b in zip(starts, stops)]
-
-
-def _fragments(ca_res, ca_xyz, chain_of):
-    """Split Cα residues (in model order) into unbroken fragments: list of index arrays."""
-    if len(ca_res) == 0:
-        return []
-    d = np.linalg.norm(np.diff(ca_xyz, axis=0), axis=1)
-    brk = (d > CHAIN_BREAK) | (chain_of[1:] != chain_of[:-1])
-    return np.split(np.arange(len(ca_res)), np.flatnonzero(brk) + 1)
-
+from ..restraints.chains import ca_atoms, label_runs, secondary_structure, trace_fragments
 
 def _segment_labels(ss, max_loop, min_loop):
     """Segment number (from 0) of each residue of one fragment with SS string ``ss``."""
     pieces = []
-    for a, b, lab in _runs(ss):
+    for a, b, lab in label_runs(ss):
         step = max_loop if lab == "C" else b - a
         pieces.extend((s, min(s + step, b), lab) for s in range(a, b, step))
     seg = np.zeros(len(ss), np.int64)
@@ -71,25 +54,17 @@ def sse_groups(model, moving=None, *, max_loop: int = 8, min_loop: int = 3):
     labels : list of str
         "H", "E" or "C" per group (of its first residue).
     """
-    from scipy.spatial import cKDTree
-
-    from ..perturb import secondary_structure
-
     at = model.atoms
     n = len(at)
     moving = np.ones(n, bool) if moving is None else np.asarray(moving, bool)
     res = np.asarray(at.res_index)
-    alt = np.asarray(at.altloc).astype(str)
-    is_ca = (np.asarray(at.atom_name) == "CA") & (np.asarray(at.element) != "CA") \
-        & ((alt == "") | (alt == "A"))
-    ca_idx = np.flatnonzero(is_ca)
-    ca_idx = ca_idx[np.unique(res[ca_idx], return_index=True)[1]]  # one Cα per residue
-    ca_idx = ca_idx[np.argsort(res[ca_idx], kind="stable")]
+    ca_idx = ca_atoms(at)                                   # one Cα per residue
     ca_res, ca_xyz = res[ca_idx], np.asarray(at.xyz, np.float64)[ca_idx]
     chain = np.asarray(at.chain).astype(str)
     seg_of_res = np.full(int(res.max()) + 1 if n else 0, -1, np.int64)
     label_of_seg = []
-    for frag in _fragments(ca_res, ca_xyz, chain[ca_idx]):
+    frags = trace_fragments(ca_xyz, np.ones(len(ca_idx), np.int8), chain[ca_idx])
+    for frag in frags:
         ss = secondary_structure(ca_xyz[frag])
         seg = _segment_labels(ss, max_loop, min_loop)
         first = {int(s): ss[i] for i, s in reversed(list(enumerate(seg)))}

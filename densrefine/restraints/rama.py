@@ -45,10 +45,11 @@ from importlib import resources
 
 import numpy as np
 
+from .chains import peptide_links, residue_atoms
+
 log = logging.getLogger("densrefine")
 
 CLASSES = ("general", "gly", "pro", "prepro")
-PEPTIDE_MAX = 2.0     # Å, C(i−1)–N(i) longer than this is a chain break
 RES_AUTO = 3.5        # Å, "auto" switches the restraints on at this resolution and worse
 WEIGHT = 3.0          # default rama_weight (χ² units; see the FitConfig docstring)
 PARAMS_FILE = "rama_params.json"
@@ -132,18 +133,6 @@ class RamaSet:
         return out
 
 
-def _backbone_table(at):
-    """{res_index: {name: atom index}} of N, CA, C (first conformer)."""
-    alt = np.asarray(at.altloc).astype(str)
-    names = np.asarray(at.atom_name).astype(str)
-    sel = ((alt == "") | (alt == "A")) & np.isin(names, ("N", "CA", "C"))
-    table: dict = {}
-    res = np.asarray(at.res_index)
-    for i in np.flatnonzero(sel):
-        table.setdefault(int(res[i]), {}).setdefault(names[i], int(i))
-    return [(r, a) for r, a in sorted(table.items()) if len(a) == 3]
-
-
 def find_residues(model, moving=None) -> RamaSet:
     """Residues of ``model`` with φ and ψ, their atoms and class.
 
@@ -165,15 +154,14 @@ def find_residues(model, moving=None) -> RamaSet:
     (3, ['gly', 'general', 'general'])
     """
     at = model.atoms
-    rows = _backbone_table(at)
+    rows = [(r, a) for r, a in residue_atoms(at, ("N", "CA", "C")) if len(a) == 3]
     if len(rows) < 3:
         return RamaSet(np.zeros((0, 5), np.int64), np.zeros(0, np.int64), [])
     n, ca, c = (np.array([a[k] for _, a in rows], np.int64) for k in ("N", "CA", "C"))
     xyz = np.asarray(at.xyz, np.float64)
     chain = np.asarray(at.chain).astype(str)[n]
     name = np.asarray(at.res_name).astype(str)[n]
-    link = (np.linalg.norm(xyz[c[:-1]] - xyz[n[1:]], axis=1) <= PEPTIDE_MAX) \
-        & (chain[1:] == chain[:-1])                        # link[k]: residue k → k + 1
+    link = peptide_links(xyz, c, n, chain)                 # link[k]: residue k → k + 1
     mid = np.flatnonzero(link[:-1] & link[1:]) + 1
     idx = np.stack([c[mid - 1], n[mid], ca[mid], c[mid], n[mid + 1]], 1)
     omega = dihedrals(xyz, np.stack([ca[mid - 1], c[mid - 1], n[mid], ca[mid]], 1))

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .chains import peptide_links, residue_atoms
+
 log = logging.getLogger("densrefine")
 
 HB_IDEAL = 2.9      # Å, O…N (phenix distance_ideal_n_o)
@@ -55,7 +57,6 @@ HB_CUT = 4.0        # Å, longer H-bonds in the start model are not restrained
 HB_OK = 3.5         # Å, an H-bond counts as kept below this (phenix distance_cut_n_o)
 HB_ENERGY = -0.5    # kcal/mol, DSSP threshold
 DSSP_F = 0.084 * 332.0  # kcal/mol·Å, q1·q2·f of Kabsch & Sander
-PEPTIDE_MAX = 2.0   # Å, C(i−1)–N(i) longer than this is a chain break
 HELIX_TURN = {"RAlpha": 4, "R310": 3, "RPi": 5}
 RES_AUTO = 3.5      # Å, "auto" switches the restraints on at this resolution and worse
 
@@ -137,15 +138,8 @@ class _Backbone:
 
 def _backbone(model) -> _Backbone:
     at = model.atoms
-    alt = np.asarray(at.altloc).astype(str)
-    first = (alt == "") | (alt == "A")
-    names = np.asarray(at.atom_name).astype(str)
-    res = np.asarray(at.res_index)
-    table: dict = {}
-    for i in np.flatnonzero(first & np.isin(names, ("N", "CA", "C", "O", "H", "HN"))):
-        table.setdefault(int(res[i]), {}).setdefault("H" if names[i] == "HN" else names[i],
-                                                     int(i))
-    rows = [(r, a) for r, a in sorted(table.items()) if all(k in a for k in ("N", "CA", "C", "O"))]
+    rows = [(r, a) for r, a in residue_atoms(at, ("N", "CA", "C", "O", "H", "HN"))
+            if all(k in a for k in ("N", "CA", "C", "O"))]
     atom = {k: np.array([a.get(k, -1) for _, a in rows], np.int64)
             for k in ("N", "CA", "C", "O", "H")}
     xyz = np.asarray(at.xyz, np.float64)
@@ -154,8 +148,7 @@ def _backbone(model) -> _Backbone:
     chain = np.array([k[0] for k in key])
     brk = np.ones(len(rows), bool)
     if len(rows) > 1:
-        pep = np.linalg.norm(xyz[atom["C"][:-1]] - xyz[n_idx[1:]], axis=1)
-        brk[1:] = (pep > PEPTIDE_MAX) | (chain[1:] != chain[:-1])
+        brk[1:] = ~peptide_links(xyz, atom["C"], n_idx, chain)
     is_pro = np.asarray(at.res_name)[n_idx] == "PRO" if len(rows) else np.zeros(0, bool)
     return _Backbone(atom, key, chain, np.cumsum(brk) - 1, is_pro, xyz)
 
