@@ -68,8 +68,8 @@ def score(model, emap, resolution, **kwargs):
     return _f(model, emap, resolution, **kwargs)
 
 
-def fit(model, emap, resolution, **kwargs):
-    """Refine a model into a map (restrained, real space); see `densrefine.refine.fit`."""
+def fit(model, data=None, resolution=None, **kwargs):
+    """Refine a model against a map, half maps or X-ray data; see `densrefine.refine.fit`."""
     from .refine import fit as _f
 
-    return _f(model, emap, resolution, **kwargs)
+    return _f(model, data, resolution, **kwargs)

@@ -165,12 +165,11 @@ class _Progress:
 
 
 def main(args) -> int:
-    from .. import read_map, read_model, write_model
+    from .. import read_model, write_model
     from ..device import resolve_device
     from ..io.atomic import write_text_atomic
     from ..refine import dump_config, fit, load_config
-    from ..report.html import report_html
-    from ..report import write_json_atomic
+    from ..report import report_html, write_json_atomic
     from ._common import log_device, start_file_log
 
     out = _outputs(args)
@@ -180,71 +179,17 @@ def main(args) -> int:
     log_device(dev)
     write_text_atomic(out["config"], dump_config(cfg))
     model = read_model(args.model)
-    xray = None
-    if is_reflection_file(args.map):
-        emap, d, xray, cfg = _xray_setup(model, args, cfg)
-    else:
-        emap, d = read_map(args.map), args.resolution
-    n_calls = _n_calls(cfg, model)
-    res = fit(model, emap, d, config=cfg, select=args.select, device=dev,
+    res = fit(model, args.map, args.resolution, config=cfg, select=args.select, device=dev,
               seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),
-              unknown=args.unknown_residues, callback=_Progress(out["stats"], n_calls),
-              monitor=None if xray is None else xray["monitor"])
+              unknown=args.unknown_residues, callback=_Progress(out["stats"], _n_calls(cfg, model)),
+              labin=args.labin, xray_map=args.xray_map)
     write_model(res.model, out["model"], inputs=(args.model,))
-    if xray is not None:
-        res.stats["xray"] = _xray_finish(xray, res.model)
     res.stats["outputs"] = {k: os.path.abspath(v) for k, v in out.items()}
     write_json_atomic(out["stats"], res.stats)
     write_text_atomic(out["report"], report_html(res.stats))
     for key in ("stats", "config", "report", "log"):
         log.info("Wrote %s", out[key])
     return 0
-
-
-MAP_EXTENSIONS = (".mrc", ".map", ".ccp4", ".mrcs")
-
-
-def is_reflection_file(path) -> bool:
-    """True for MTZ / mmCIF structure-factor files, False for maps (by extension)."""
-    low = str(path).lower().removesuffix(".gz")
-    return not low.endswith(MAP_EXTENSIONS)
-
-
-def _xray_setup(model, args, cfg):
-    """Reflections → FModel (R before), 2mFo-DFc box map, X-ray table, R monitor."""
-    import dataclasses
-
-    from ..xtal.api import FModel, RefineMonitor, prepare
-    from ..xtal.maps import map_from_data
-
-    refl = prepare(model, args.map, labin=args.labin, d_min=args.resolution)
-    fmodel = None
-    if refl.free is None:
-        log.warning("%s: no usable free set (%s): only R-work is reported", args.map,
-                    refl.info.get("free_problem"))
-    fmodel = FModel(model, refl)
-    before = fmodel.report().to_dict()
-    emap, minfo = map_from_data(model, args.map, kind="2fofc", source=args.xray_map,
-                                labin=args.labin, d_min=args.resolution, fmodel=fmodel)
-    d = float(args.resolution or minfo["d_min"])
-    log.info("X-ray data: refining in real space against the %s map at %.2f Å; R-work %.4f, "
-             "R-free %s before", minfo["source"], d, before["r_work"],
-             "n/a" if before["r_free"] is None else f"{before['r_free']:.4f}")
-    cfg = dataclasses.replace(cfg, map=dataclasses.replace(cfg.map, table="xray"))
-    return emap, d, {"fmodel": fmodel, "before": before, "map": minfo["source"], "d": d,
-                     "monitor": RefineMonitor(fmodel, model)}, cfg
-
-
-def _xray_finish(xray, new_model) -> dict:
-    fm = xray["fmodel"]
-    fm.update(new_model)
-    after = fm.report().to_dict()
-    b, a = xray["before"], after
-    log.info("X-ray: R-work %.4f -> %.4f, R-free %s -> %s", b["r_work"], a["r_work"],
-             "n/a" if b["r_free"] is None else f"{b['r_free']:.4f}",
-             "n/a" if a["r_free"] is None else f"{a['r_free']:.4f}")
-    return {"map": xray["map"], "resolution": xray["d"], "before": b, "after": a,
-            "overfitting_warnings": list(xray["monitor"].warnings)}
 
 
 def _n_calls(cfg, model) -> int:

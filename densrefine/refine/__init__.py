@@ -1,17 +1,21 @@
 """Restrained real-space refinement of atomic models against maps (``densrefine fit``).
 
-Target = w · map term + geometry energy, minimised by L-BFGS with autograd gradients:
+Target = w · data term + geometry energy, minimised by L-BFGS with autograd gradients:
 
-* `mapterm`: −CC over an atom-radius mask (or LSQ with fitted scale) between the map,
-  cut to a box around the refined atoms, and a Gaussian-blurred model map
-  (`densrefine.simulate.simulate_tensor`); blur from coarse to fine over macro cycles;
+* `data`: the data-term interface and what ``fit`` can refine against — one map
+  (`mapterm.MapTerm`: −CC over an atom-radius mask, or LSQ with fitted scale, between
+  the map cut to a box around the refined atoms and a Gaussian-blurred model map,
+  `densrefine.simulate.simulate_tensor`; blur from coarse to fine over macro cycles),
+  two half maps (`data.HalfMapTerm`: work and free), X-ray data (`xray.XrayTerm`:
+  real space against 2mFo−DFc with R-work/R-free per cycle);
+* `engine`: `fit`, the run context and the process-wide settings; `stages`: the stages;
 * `geometry`: the restraints of `densrefine.restraints` (monomer library) plus the
   B-factor similarity restraint;
-* stages (`config.FitConfig.stages`): rigid body (whole model, then per chain),
+* stages (`config.FitConfig.stages`, `stages`): rigid body (whole model, then per chain),
   rigid secondary-structure elements (`sse`), χ1 rotamer scan (`rotamer`), all-atom
   coordinates (optionally with reference-model restraints), per-atom B-factors;
 * `select`: the ``--select`` syntax (``A``, ``A/10-40``, comma-separated);
-* `output`: the stats JSON layout and the HTML report.
+* `output`: the stats JSON layout (the HTML report is `densrefine.report.html`).
 
 Examples
 --------
@@ -20,8 +24,12 @@ Examples
 >>> res.stats["after"]["cc_mask"], res.model                        # doctest: +SKIP
 """
 from .config import FitConfig, MapConfig, WeightConfig, dump_config, load_config
-from .engine import RefineResult, fit
+from .data import DataSpec, HalfMapTerm, make_term, read_data
+from .engine import RefineResult, Run, fit, process_settings
+from .mapterm import MapTerm
 from .select import parse_selection, select_atoms
+from .xray import XrayTerm
 
-__all__ = ["FitConfig", "MapConfig", "RefineResult", "WeightConfig", "dump_config", "fit",
-           "load_config", "parse_selection", "select_atoms"]
+__all__ = ["DataSpec", "FitConfig", "HalfMapTerm", "MapConfig", "MapTerm", "RefineResult", "Run",
+           "WeightConfig", "XrayTerm", "dump_config", "fit", "load_config", "make_term",
+           "parse_selection", "process_settings", "read_data", "select_atoms"]

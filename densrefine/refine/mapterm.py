@@ -1,10 +1,11 @@
 """The map data term of ``fit``: −CC (or normalised least squares) over an atom mask.
 
 A `MapTerm` owns a sub-box of the experimental map around the refined atoms (plus a
-margin), the scattering coefficients of the atoms that contribute to the map term,
-and the current blur level and mask. The optimiser only calls `MapTerm.target`;
+margin), the density terms of the atoms that contribute to the map term, and the current
+blur level and mask. It implements the data-term interface of `densrefine.refine.data`
+(`~densrefine.refine.data.DataTerm`): the optimiser only calls `MapTerm.target`;
 `MapTerm.prepare` is called between macro cycles (servalcat ``LL_SPA`` pattern:
-``update_fc`` / ``calc_target`` behind a generic loop).
+``update_fc`` / ``calc_target`` behind a generic loop), `MapTerm.cycle_stats` after each.
 
 Which atoms count: hydrogens are excluded from the map term (at cryo-EM resolutions
 their density is not resolved and they move with their parents through the
@@ -19,6 +20,7 @@ import numpy as np
 from ..errors import input_error
 from ..grid import bounding_corners, crop_spectrum, fft_frame, fourier_resample, inside, \
     reciprocal_s2, sub_box
+from ..scoring.cc import cc_torch
 from ..scoring.masks import atom_radius, sites_mask
 from ..density.terms import DensityTerms
 from ..simulate import default_blur, grid_extra, simulate_tensor
@@ -201,6 +203,8 @@ class MapTerm:
         self.exp0 = torch.as_tensor(np.array(self.grid.values), **kw)
         self.exp0 = self.exp0 - self.exp0.mean()
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
+        self.mask_full = None
+        self.grid_full, self.table = emap, terms.table
         self.cur_frame = self.frame
         # the B stage's Fourier-truncated model map: its box is a P1 cell grown to FFT-friendly
         # sizes (67×68×58 → 72×72×60 on 5NI1 at d/2.5), cropped back before the target
@@ -338,6 +342,28 @@ class MapTerm:
         if (kind or self.cfg.target) == "lsq":
             k = (w * e * m).sum() / ((w * m * m).sum() + 1e-30)
             return ((w * (e - k * m) ** 2).sum() / (w * e * e).sum()) - 1.0
-        from ..scoring.cc import cc_torch
-
         return -cc_torch(e, m, w)
+
+    # ----------------------------------------------------------- data-term interface
+    name = "map"
+
+    def cycle_stats(self, xyz, b_iso, occ, fourier: bool = False) -> dict:
+        """Per-cycle record items: the blur and the CC of the map term being minimised."""
+        import torch
+
+        with torch.no_grad():
+            cc = -float(self.target(xyz, b_iso, occ, fourier, kind="cc"))
+        return {"blur": self.blur, "cc_mask_term": cc}
+
+    def rotamer_view(self):
+        """(values (nz, ny, nx), frame, mask) of the unblurred map box, for the χ1 scan."""
+        return (self.exp0.detach().cpu().numpy(), self.frame,
+                None if self.mask_full is None else self.mask_full.cpu().numpy())
+
+    def mask_volume(self) -> float:
+        """Volume (Å³) of the current full-grid mask."""
+        return float(self.mask_full.sum()) * abs(float(np.linalg.det(self.frame.steps)))
+
+    def finish(self, model) -> dict:
+        """Extra stats blocks for the refined ``model`` (none for a single map)."""
+        return {}

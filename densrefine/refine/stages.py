@@ -1,0 +1,292 @@
+"""The stages of ``fit``, in order: rigid body, secondary-structure rigid bodies, χ1 scan,
+coordinates, B-factors; and the automatic map weight.
+
+Each stage takes the run context (`densrefine.refine.engine.Run`): its tensors (``xyz``,
+``b``, ``occ`` of all atoms; ``mv`` the refined ones), the data term ``term`` (the
+interface of `densrefine.refine.data`), the geometry ``geom``, the weight ``w``, the
+config ``cfg`` and ``record`` for the per-cycle record. Targets are ``w · data + geometry``
+minimised by L-BFGS (`densrefine.refine.optim.minimise`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from ..scoring.residues import side_chain_beyond_cb
+from . import geometry as _geometry
+from .optim import minimise
+from .rigid import RigidGroups
+from .rotamer import scan_chi1
+from .sse import sse_groups
+
+log = logging.getLogger("densrefine")
+
+
+# ------------------------------------------------------------------------- weight
+def weight_init(run):
+    """w from the gradient-norm ratio: geometry at the target RMSD vs the data term."""
+    import torch
+
+    wc = run.cfg.weights
+    if wc.weight is not None:
+        run.w = float(wc.weight)
+        log.info("Map weight w = %.4g (given)", run.w)
+        return
+    run.term.prepare(run.numpy_xyz(), run.numpy_b(), run.cfg.map.blur_factors[-1])
+    p = run.xyz.clone().requires_grad_(True)
+    g = torch.autograd.grad(run.term.target(p, run.b, run.occ), p)[0][run.mv]
+    g_map = float(g.norm())
+    sig = _median_bond_sigma(run.geom.restraints)
+    g_geo = np.sqrt(len(run.mv)) * 2.0 * wc.target_bond_rmsd / sig**2
+    run.w = wc.scale * g_geo / max(g_map, 1e-12)
+    log.info("Map weight w = %.4g (automatic: gradient-norm ratio, geometry at bond RMSD "
+             "%.3g Å vs map term at the final blur; adjusted between macro cycles)", run.w,
+             wc.target_bond_rmsd)
+
+
+def _median_bond_sigma(rs) -> float:
+    for name in ("bond_sigma", "bonds_sigma"):
+        v = getattr(rs, name, None)
+        if v is not None and len(v):
+            return float(np.median(v))
+    b = getattr(rs, "bonds", None)
+    v = getattr(b, "sigma", None)
+    return float(np.median(v)) if v is not None and len(v) else 0.02
+
+
+def _over_target(wc, rec) -> bool:
+    bond, angle = rec.get("bond_rmsd") or 0.0, rec.get("angle_rmsd") or 0.0
+    return angle > 1.02 * wc.max_angle_rmsd or bond > 1.3 * wc.target_bond_rmsd
+
+
+def _adjust_weight(run, rec):
+    """Scale w by √(target/actual bond RMSD) (or angle limit), within [1/2, 2] per cycle."""
+    wc = run.cfg.weights
+    bond, angle = rec.get("bond_rmsd"), rec.get("angle_rmsd")
+    if not bond:
+        return
+    k = wc.target_bond_rmsd / bond
+    if angle and angle > wc.max_angle_rmsd:
+        k = min(k, wc.max_angle_rmsd / angle)
+    k = float(np.clip(np.sqrt(k), 0.5, 2.0))  # damped: RMSDs respond ~linearly to w
+    run.w *= k
+    log.debug("weight ×%.3g → %.4g (bond %.4f Å, angle %.3f°)", k, run.w, bond, angle or 0)
+
+
+# ------------------------------------------------------------------------- rigid bodies
+def rigid_map_atoms(at, in_map):
+    """Atoms of the data term in the rigid and SSE passes before the xyz stage: all but
+    amino-acid side chains beyond Cβ (``FitConfig.rigid_side_chains``); None when that
+    leaves none or all."""
+    keep = ~side_chain_beyond_cb(at)
+    n, total = int((keep & in_map).sum()), int(in_map.sum())
+    if n == 0 or n == total:
+        return None
+    log.info("Rigid-body and SSE map term: %d of %d atoms (amino-acid side chains beyond Cβ "
+             "left out, their rotamers may be wrong; rigid_side_chains: true keeps them)",
+             n, total)
+    return keep
+
+
+def rigid_stage(run):
+    cfg = run.cfg
+    levels = [("model", [np.flatnonzero(run.moving)])]
+    chains = np.asarray(run.model.atoms.chain).astype(str)
+    ids = list(dict.fromkeys(chains[run.moving].tolist()))
+    if cfg.rigid_chains and len(ids) > 1:
+        levels.append(("chains", [np.flatnonzero(run.moving & (chains == c)) for c in ids]))
+    factors = list(dict.fromkeys(cfg.rigid_blur_factors))
+    log.info("Rigid body: %s; axis-angle + translation per group, L-BFGS %d iterations at "
+             "blur factors %s", " then ".join(f"{name} ({len(g)} groups)" for name, g in levels),
+             cfg.rigid_iterations, factors)
+    for name, groups in levels:
+        for f in factors:
+            _rigid_pass(run, groups, f, cfg.rigid_iterations, "rigid", name)
+
+
+def _rigid_pass(run, groups, factor, iterations, stage, name):
+    """One L-BFGS rigid-body pass over ``groups`` at blur ``factor``; record it."""
+    t0 = time.perf_counter()
+    limited = run.rigid_atoms is not None and run.term.restrict(run.rigid_atoms)
+    try:                         # the record's CC is that of the map term minimised
+        run.term.prepare(run.numpy_xyz(), run.numpy_b(), factor)
+        rg = RigidGroups(run.xyz, groups)
+        try:
+            val = minimise(rg.params, lambda: run.total(rg.apply()), iterations)
+        finally:
+            run.xyz = rg.apply().detach()
+        p = rg.params.detach()
+        run.record(stage, val, t0, groups=name, shift=float(p[:, 3:].norm(dim=1).max()),
+                   rotation_deg=float(rg.angles_deg().max()))
+    finally:
+        if limited:
+            run.term.restrict(None)
+
+
+def sse_stage(run):
+    cfg = run.cfg
+    groups, labels = sse_groups(run.model, run.moving)
+    if not groups:
+        log.info("Secondary-structure rigid body: no groups among the refined atoms; skipped")
+        return
+    factors = list(dict.fromkeys(cfg.sse_blur_factors))
+    log.info("Secondary-structure rigid body: %d groups (%d helices, %d strands, %d loop "
+             "segments; Cα-trace assignment), geometry restraints on, L-BFGS %d iterations "
+             "at blur factors %s", len(groups), labels.count("H"), labels.count("E"),
+             labels.count("C"), cfg.sse_iterations, factors)
+    for f in factors:
+        _rigid_pass(run, groups, f, cfg.sse_iterations, "sse", "sse")
+
+
+# ------------------------------------------------------------------------- rotamers
+def chi1_stage(run):
+    import torch
+
+    t0 = time.perf_counter()
+    run.term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
+    chi2 = bool(run.cfg.rotamer_chi2)
+    values, frame, mask = run.term.rotamer_view()
+    new, changed, scanned = scan_chi1(run.model, run.numpy_xyz(), run.moving, values, frame,
+                                      mask, chi2=chi2)
+    log.info("%s rotamer scan: staggered %s by the mean map value at side-chain atoms "
+             "(no heavy-atom contact < 2.6 Å); %d of %d side chains changed",
+             "χ1/χ2" if chi2 else "χ1", "χ1 × χ2" if chi2 else "χ1", changed, scanned)
+    run.xyz = torch.as_tensor(new, device=run.xyz.device, dtype=run.xyz.dtype)
+    with torch.no_grad():
+        val = float(run.total(run.xyz))
+    run.record("chi1", val, t0, changed=changed, scanned=scanned)
+
+
+# ------------------------------------------------------------------------- coordinates
+def xyz_stage(run):
+    cfg = run.cfg
+    if cfg.reference_sigma:
+        run.ref, run.ref_k = run.xyz.detach().clone(), 1.0 / cfg.reference_sigma ** 2
+        log.info("Reference-model restraints: every refined atom to its position at the "
+                 "start of the coordinate stage, σ = %.3g Å", cfg.reference_sigma)
+    log.info("Coordinates: all-atom L-BFGS (strong Wolfe), %d iterations × %d macro cycles, "
+             "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
+    rec = None
+    for i in range(cfg.cycles):
+        t0 = time.perf_counter()
+        val = _xyz_cycle(run, _blur_factor(cfg.map.blur_factors, i, cfg.cycles))
+        rec = run.record("xyz", val, t0)
+        if cfg.weights.weight is None:
+            _adjust_weight(run, rec)
+    if cfg.weights.weight is None and cfg.cycles:
+        _polish(run, rec)
+
+
+def _xyz_cycle(run, blur_factor) -> float:
+    """One L-BFGS call on the refined atoms' coordinates at blur 4d²·``blur_factor``."""
+    run.term.prepare(run.numpy_xyz(), run.numpy_b(), blur_factor)
+    p = run.xyz[run.mv].clone().requires_grad_(True)
+    try:
+        return minimise(p, lambda: run.total(run.xyz.index_copy(0, run.mv, p)),
+                        run.cfg.xyz_iterations)
+    finally:
+        run.xyz = run.xyz.index_copy(0, run.mv, p.detach())
+
+
+def _polish(run, rec):
+    """Extra finest-blur cycles while the last cycle's geometry misses its targets.
+
+    The per-cycle weight adjustment acts after a cycle, so the last macro cycle's
+    geometry is never corrected. Each polish cycle first lowers w by (limit / actual)²
+    of the worse of angle and bond (clipped to [0.3, 0.9]).
+    """
+    wc = run.cfg.weights
+    for _ in range(int(wc.polish_cycles)):
+        if not _over_target(wc, rec):
+            return
+        bond, angle = rec.get("bond_rmsd") or 0.0, rec.get("angle_rmsd") or 0.0
+        k = min(wc.max_angle_rmsd / max(angle, 1e-9), 1.3 * wc.target_bond_rmsd / max(bond, 1e-9))
+        k = float(np.clip(k * k, 0.3, 0.9))
+        run.w *= k
+        log.info("Geometry above target (bond %.4f Å, angle %.2f° vs %.3g Å, %.3g°): map "
+                 "weight ×%.2f → %.4g, one more cycle at the finest blur", bond, angle,
+                 wc.target_bond_rmsd, wc.max_angle_rmsd, k, run.w)
+        t0 = time.perf_counter()
+        val = _xyz_cycle(run, run.cfg.map.blur_factors[-1])
+        rec = run.record("xyz", val, t0, polish=True)
+
+
+def _blur_factor(factors, i, n) -> float:
+    """Schedule entry of macro cycle i of n: in order, the last cycle always the finest."""
+    return float(factors[-1] if i == n - 1 else factors[min(i, len(factors) - 1)])
+
+
+# ------------------------------------------------------------------------- B-factors
+def b_stage(run):
+    """Per-atom B by the negative log posterior: map likelihood + B-similarity prior.
+
+    Target ``w (1 − CC²) + ½ Σ (ΔB/σ)²``: w from `geometry.b_data_weight` (Gaussian
+    likelihood, noise variance from the current fit) × ``cfg.b_weight_scale``; pairs and
+    σ from `geometry.b_restraint_pairs` (bonded σ = ``cfg.b_sigma``, 1-3 pairs 1.5 σ).
+    The iterations run in 2 rounds, w re-estimated from the fit after the first (as
+    servalcat re-estimates its noise between cycles). B = lo + (hi − lo)·sigmoid(u), the
+    start kept ≥ 0.5 Å² inside the bounds so atoms at a bound can move. With
+    ``cfg.b_overall`` the data term sees B + g, one offset g (Å²) for the map's overall
+    sharpening, and the mean refined B is held at its start (½ N (ΔB̄ / 1 Å²)²).
+    """
+    import torch
+
+    cfg, term = run.cfg, run.term
+    lo, hi = cfg.b_range
+    pairs_np, sig_np = _geometry.b_restraint_pairs(run.geom, cfg.b_sigma)
+    pairs = torch.as_tensor(pairs_np, device=run.b.device)
+    sig = torch.as_tensor(sig_np, device=run.b.device, dtype=run.b.dtype)
+    t0 = time.perf_counter()
+    run.fourier = True
+    term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
+    kind, rounds, overall = cfg.map.b_target, 2, bool(cfg.b_overall)
+    vol = term.mask_volume()
+    edge = min(0.5, 0.25 * (hi - lo))
+    b0 = run.b[run.mv].clamp(lo + edge, hi - edge)
+    mean0 = float(b0.mean())
+    u = torch.cat([torch.logit((b0 - lo) / (hi - lo)), b0.new_zeros(1)]).requires_grad_(True)
+
+    def full_b():
+        return run.b.index_copy(0, run.mv, lo + (hi - lo) * torch.sigmoid(u[:-1]))
+
+    def offset():  # g (Å²), 10× for the L-BFGS scaling
+        return 10.0 * u[-1]
+
+    def resid(b):  # 1 − CC² (cc), or 1 − CC_uncentred² (lsq, whose target is −CC_u²)
+        m = term.target(run.xyz, b + offset() if overall else b, run.occ, True, kind=kind)
+        return 1.0 - m * m if kind == "cc" else 1.0 + m
+
+    def target():
+        b = full_b()
+        f = wb * resid(b) + 0.5 * _geometry.b_similarity(b, pairs, sig)
+        if not overall:
+            return f
+        return f + 0.5 * len(b0) * (b[run.mv].mean() - mean0) ** 2
+
+    val, wb = 0.0, 0.0
+    for k in range(rounds):
+        with torch.no_grad():
+            r0 = float(resid(full_b()))
+        wb = _geometry.b_data_weight(vol, term.d, r0) * float(cfg.b_weight_scale)
+        n_it = cfg.b_iterations // rounds + (cfg.b_iterations % rounds if k == 0 else 0)
+        say = log.info if k == 0 else log.debug   # one info line per stage
+        say("B-factors (round %d/%d): per atom, %.0f–%.0f Å²; −log posterior = Gaussian "
+            "likelihood w·(1 − CC²) of the Fourier-truncated model map (d > %.3g Å, %s, mask "
+            "%.0f Å³, CC = %.4f, w = %.4g%s) + ½Σ(ΔB/σ)² over %d bonded / 1-3 pairs (σ = %.3g "
+            "/ %.3g Å²); L-BFGS %d iterations (w re-estimated after round 1)", k + 1, rounds,
+            lo, hi, term.d, kind, vol, np.sqrt(max(1.0 - r0, 0.0)), wb,
+            f", overall map B offset {float(offset().detach()):.1f} Å²" if overall else "",
+            len(pairs), cfg.b_sigma, _geometry.B_SIGMA_13 * cfg.b_sigma, n_it)
+        try:
+            val = minimise(u, target, n_it)
+        finally:
+            run.b = full_b().detach()
+    extra = {"b_overall_offset": float(offset().detach())} if overall else {}
+    run.record("b", val, t0, b_mean=float(run.b[run.mv].mean()), b_weight=wb, **extra)
+
+
+STAGE_FUNCTIONS = {"rigid": rigid_stage, "sse": sse_stage, "chi1": chi1_stage,
+                   "xyz": xyz_stage, "b": b_stage}
+"""Stage name (`densrefine.refine.config.STAGES`) → function of the run context."""
