@@ -33,15 +33,12 @@ import time
 import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import EM_PAIRS  # noqa: E402
+
 DATA = pathlib.Path(os.environ.get("DENSREFINE_DATA", ROOT.parent / "shared" / "data"))
-EM = [("emd-3488_5ni1", "5ni1_updated.cif.gz", "emd_3488.mrc", 3.2),
-      ("emd-3488_5ni1", "5me2.pdb.gz", "emd_3488.mrc", 3.2),
-      ("emd-21457_6vyb-ntd", "6vyb_Ndom.pdb.gz", "emd_21457_seg.mrc", 3.2),
-      ("emd-21457_6vyb-ntd", "6vyb_Ndom.pdb.gz", "emd_21457_seg_nstart.mrc", 3.2),
-      ("emd-21457_6vyb-ntd", "6vyb_Ndom_shifted.pdb.gz", "emd_21457_seg_orig0.mrc", 3.2),
-      ("emd-2566_3j6b-chain9", "3J6B_9.pdb.gz", "2566_3J6B_9.mrc", 3.2),
-      ("emd-11007_6yyt-rna", "6yyt_rna.pdb.gz", "emd_11007_rna_box.map", 2.9),
-      ("emd-5168_actin-lowres", "3mfp_modeller.pdb.gz", "emd_5168.map", 6.6)]
+EM = EM_PAIRS + [("emd-5168_actin-lowres", "3mfp_modeller.pdb.gz", "emd_5168.map", 6.6)]
 XRAY = [("3io0", "3io0_before.pdb.gz", "3io0-sf.mtz"), ("5e5z", "5e5z.pdb.gz", "5e5z.mtz.gz"),
         ("5a3h", "5a3h.pdb.gz", "5a3h_sigmaa.mtz"), ("3ay4", "3ay4.pdb.gz", "3ay4.mtz.gz"),
         ("1l2h", "1l2h.cif.gz", "1l2h.mtz.gz"), ("3nr7", "3nr7.pdb.gz", "3nr7.mtz"),

@@ -165,7 +165,7 @@ class _Progress:
 
 
 def main(args) -> int:
-    from .. import read_model, write_model
+    from ..io import read_model, write_model
     from ..device import resolve_device
     from ..io.atomic import write_text_atomic
     from ..refine import dump_config, fit, load_config

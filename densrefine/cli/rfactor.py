@@ -43,7 +43,7 @@ def add_args(p):
 
 
 def main(args):
-    from .. import read_model
+    from ..io import read_model
     from ..io.atomic import check_output_path
     from ..report import write_json_atomic
     from ..xtal import rfactor

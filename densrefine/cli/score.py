@@ -39,7 +39,7 @@ def add_args(p):
 
 
 def main(args):
-    from .. import read_map, read_model
+    from ..io import read_map, read_model
     from ..device import resolve_device
     from ..io.atomic import check_output_path
     from ..report import write_json_atomic

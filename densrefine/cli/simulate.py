@@ -77,7 +77,7 @@ def _check_args(args) -> None:
 
 
 def main(args) -> int:
-    from .. import read_map, read_model, write_map
+    from ..io import read_map, read_model, write_map
     from ..device import resolve_device
     from ..io.atomic import check_output_path
     from ..simulate import simulate

@@ -21,40 +21,33 @@ class MapConfig:
     Attributes
     ----------
     target : {"cc", "lsq"}
-        Map term of the rigid-body and coordinate stages: −CC over the mask, or
-        least squares with a fitted scale (normalised by the map variance over the
-        mask so its scale matches 1 − CC). Default "lsq": on 5NI1 perturbed by 1 Å
-        RMS it converged further than −CC (final RMSD to the deposited model 0.45 vs
-        0.53 Å in EMD-3488, 0.42 vs 0.43 Å in a simulated 3.2 Å map) at equal or
-        higher CC_mask after the coordinate stage.
+        Map term of the rigid-body and coordinate stages: −CC over the mask, or least
+        squares with a fitted scale (normalised by the map variance over the mask so its
+        scale matches 1 − CC). Default "lsq" (converged further in the recovery benchmark).
     b_target : {"cc", "lsq"}
-        Map term of the B-factor stage. Default "cc": with "lsq" the refined B of
-        the same run lowered CC_mask in EMD-3488 from 0.876 to 0.853.
+        Map term of the B-factor stage. Default "cc".
     blur_factors : list of float
         Blur schedule of the xyz macro cycles: cycle i uses B_extra = 4 d² ·
         blur_factors[min(i, len − 1)] (Å²), the last cycle always the last factor; the
         experimental map is blurred by B_extra − 4 d² so both maps stay comparable.
-        Coarse → fine widened the radius of convergence of the xyz stage on the bundled
-        helix (3.5 Å shifts: final RMSD 2.38/0.88 Å with [4, 2, 1] vs 3.15/1.39 Å with [1]).
+        Coarse → fine widens the radius of convergence.
     margin : float
         Å added around the (selected) model's bounding box when the map is cut.
     mask_radius : float or None
         Atom-radius mask radius (Å); None: cctbx's automatic radius
         (`densrefine.scoring.masks.atom_radius`).
     table : {"electron", "xray"}
-        Scattering table of the model map.
+        Scattering table of the model map (X-ray data impose "xray").
     density : {"iam", "ml"}
         Density model of the model map (`densrefine.density`): independent atoms, or IAM
         plus the learned deformation density (predicted once from the starting model).
     samples_per_d : float or None
         Grid of the coordinate stages: a map sampled finer than d / ``samples_per_d``
-        is Fourier-resampled to that spacing (nothing beyond the new Nyquist
-        frequency 1/(2·spacing) > 1/d is lost; blurred cycles use 3 samples per
-        d·√factor, see `MapTerm.prepare`). None keeps the map's own grid. On 5NI1 in
-        EMD-3488 (1.05 → 1.28 Å voxels) the coordinate stages ran 1.4× faster with the
-        same final RMSD to the deposited model from 1 Å starts (3 seeds: mean 0.480 vs
-        0.486 Å) and CC_mask (0.8804 vs 0.8806); the B stage runs on it too
-        (`mapterm.CUTOFF_FOURIER`).
+        is Fourier-resampled to that spacing (nothing beyond the new Nyquist frequency
+        1/(2·spacing) > 1/d is lost; blurred cycles use 3 samples per d·√factor, see
+        `MapTerm.prepare`). None keeps the map's own grid. The B stage runs on it too.
+
+    Measurements behind the defaults: benchmarks/RESULTS.md, "Why the fit defaults".
     """
 
     target: str = "lsq"
@@ -69,7 +62,7 @@ class MapConfig:
 
 @dataclass
 class WeightConfig:
-    """Weight w of the map term in ``w · map + geometry``.
+    """Weight w of the data term in ``w · data + geometry``.
 
     Attributes
     ----------
@@ -106,31 +99,12 @@ class FitConfig:
         Subset of ("rigid", "sse", "chi1", "xyz", "b"), run in that order: rigid body
         (whole model, then per chain), rigid body per secondary-structure element
         (`densrefine.refine.sse`), χ1 rotamer scan (`densrefine.refine.rotamer`),
-        all-atom coordinates, B-factors. On 5NI1 perturbed by 1 Å RMS
-        (`densrefine.perturb`, seed 0) in EMD-3488 (3.2 Å), final RMSD to the deposited
-        model: rigid,xyz,b 0.74 Å; + sse 0.73 Å; + chi1 0.53 Å (rigid,chi1,xyz,b:
-        0.56 Å); with the lsq map term as well 0.45 Å (seed 1: 0.71 → 0.47 Å).
+        all-atom coordinates, B-factors.
     cycles : int
-        Macro cycles of the xyz stage (the blur schedule runs over them). Default 4
-        (was 5), with ``xyz_iterations`` 15 (was 20) and ``sse_iterations`` 20 (was
-        30): on 5NI1 perturbed by 1 Å in EMD-3488 (3 seeds) final RMSD 0.410 / 0.480 /
-        0.546 Å vs 0.440 / 0.475 / 0.563 Å, with 35 % fewer map evaluations.
+        Macro cycles of the xyz stage (the blur schedule runs over them).
     rigid_iterations, xyz_iterations, b_iterations : int
-        L-BFGS iterations per call (rigid: per group level; xyz: per macro cycle).
-        Defaults 15 / 15 / 30 (were 30 / 25 / 30, then 15 / 20 / 40; see ``cycles``): the
-        first change cut CPU time ~35 % on 5NI1 with final RMSD and CC_mask unchanged
-        within 0.02 Å / 0.001 for the 1 Å cases; the 1.5 Å case ended 0.009 Å worse
-        (benchmarks/RESULTS.md, "fit speed-up"). The B
-        stage runs its iterations in 2 rounds; with the likelihood weight, 20 / 40 / 80
-        gave B RMSD 16.4 / 17.0 / 16.8 Å² (ln B 0.38 / 0.35 / 0.35) in the simulated map
-        and cctbx CC_mask 0.890 / 0.891 / 0.892 in EMD-3488 (B stage only), where more
-        iterations drive more atoms to the 2 Å² bound (146 / 402 / 837 within 1 Å²). Full
-        fits (benchmarks/fit_vs_servalcat.py, cctbx CC_mask, deposited / 1 Å start) with
-        20 / 30 / 40: 0.8890 / 0.8903 / 0.8905 and 0.8879 / 0.8891 / 0.8893; 30 saves ~0.6 s.
-        Default 24 (12 + 12; was 30): simulated-map B RMSD 16.2 vs 16.6 Å², 13 vs 40 atoms
-        below 5 Å² (`python3 benchmarks/b_weight.py sim --scale 1 --iters 24`), densrefine
-        CC_mask in EMD-3488 −0.0006 / −0.0007 (deposited / 1 Å start), 6 fewer map
-        evaluations (~0.3 s). One round of 30 or 24 was worse (B RMSD 17.7 / 17.3 Å²).
+        L-BFGS iterations per call (rigid: per group level; xyz: per macro cycle; the B
+        stage runs its iterations in 2 rounds, re-estimating its data weight between them).
     rigid_chains : bool
         After the whole model, refine each chain as its own rigid group.
     rigid_side_chains : bool
@@ -138,23 +112,12 @@ class FitConfig:
         ``sse`` passes when an ``xyz`` stage follows. Default False: those passes run
         before the χ1 scan, when side chains may sit in wrong rotamers and pull their
         element off the density, so the rigid groups are placed by main chain + Cβ (and
-        every atom of non-amino-acid residues), and the all-atom stage finishes. On 5NI1
-        in EMD-3488 (`benchmarks/fit_recovery.py`, seeds 0–5) the final RMSD is the same
-        within the seed-to-seed spread: from 1 Å errors 0.398 / 0.385 / 0.465 / 0.408 /
-        0.461 / 0.448 Å (mean 0.428) vs 0.400 / 0.408 / 0.505 / 0.410 / 0.452 / 0.446 Å
-        (0.437) with side chains; from 1.5 Å mean 0.625 vs 0.618 Å. Deposited start:
-        CC_mask 0.8911 vs 0.8899. The SSE pass took 0.88 instead of 1.19 s.
-        Without an ``xyz`` stage (e.g. ``--stages rigid`` to dock) all atoms are used: the
-        main chain alone, fitted into a map that also holds the side chains, is biased
-        (an 8-residue helix ended 0.26 Å off instead of < 0.1 Å).
+        every atom of non-amino-acid residues), and the all-atom stage finishes. Without
+        an ``xyz`` stage (e.g. ``--stages rigid`` to dock) all atoms are used.
     rigid_blur_factors : list of float
-        Blur factors (× 4 d²) of the rigid-body passes. Default [1.0]: on the bundled
-        helix a coarse pass ([4, 2, 1]) slid the helix by one turn from a 3.5 Å shift,
-        while the fine pass alone recovered shifts up to 3.5 Å (see the README).
+        Blur factors (× 4 d²) of the rigid-body passes.
     rotamer_chi2 : bool
-        The ``chi1`` stage also tries χ2 rotations (`densrefine.refine.rotamer`); off by
-        default: it fixes χ2 errors but cost 0.015–0.02 Å final RMSD in the standard
-        recovery benchmark, whose errors are χ1 flips.
+        The ``chi1`` stage also tries χ2 rotations (`densrefine.refine.rotamer`).
     sse_iterations : int
         L-BFGS iterations per blur factor of the ``sse`` stage.
     sse_blur_factors : list of float
@@ -162,62 +125,43 @@ class FitConfig:
     reference_sigma : float or None
         Å. Reference-model restraints for low resolution: Σ |x − x_ref|²/σ² over the
         refined atoms is added to the target in the ``xyz`` stage, with x_ref the
-        coordinates at the start of that stage (the input after the rigid-body and
-        χ1 stages, so whole-element moves stay free). None (default): off. On the
-        1 Å-perturbed 5NI1 case σ = 0.5 / 0.2 Å gave final RMSD 0.43 / 0.41 Å (real
-        map) and 0.40 / 0.37 Å (simulated) vs 0.45 / 0.42 Å without.
+        coordinates at the start of that stage (the input after the rigid-body and χ1
+        stages, so whole-element moves stay free). None (default): off.
     ss_restraints : {"auto", "on", "off"}
         Secondary-structure O…N H-bond restraints (`densrefine.restraints.ss`: the
         model's HELIX/SHEET annotation, else DSSP-like detection) in every stage.
-        "auto" (default): on when the resolution is 3.5 Å or worse.
+        "auto": on when the resolution is 3.5 Å or worse.
     ss_sigma : float
         Å. σ of the H-bond restraints (ideal O…N 2.9 Å, top-out beyond ~1 Å).
     rama_restraints : {"auto", "on", "off"}
         Ramachandran restraints (`densrefine.restraints.rama`: −2 log p(φ, ψ) of von Mises
-        mixtures fitted to the shared well-refined models, Gly / Pro / pre-Pro / general)
-        in every stage. "auto" (default): on when the resolution is 3.5 Å or worse.
+        mixtures, Gly / Pro / pre-Pro / general) in every stage. "auto": on when the
+        resolution is 3.5 Å or worse.
     rama_weight : float
         w of the Ramachandran energy w · Σ −2 log p(φ, ψ), in the χ² units of the other
         restraints (w = 1: a residue 1σ from a mode costs as much as a bond 1σ off its
-        ideal). Default 3: on 5NI1 chain A perturbed by 1 Å RMS in noisy simulated maps
-        (benchmarks/rama_low_res.py, 3 seeds) the mean RMSD to the deposited chain was,
-        for w = off / 1 / 3 / 10, 0.713 / 0.695 / 0.681 / 0.677 Å at 6 Å and 0.438 /
-        0.428 / 0.428 / 0.429 Å at 4.5 Å; MolProbity favored 60.7 / 87.8 / 93.5 / 95.7 %
-        at 6 Å (deposited chain: 94.2 %); w = 10 raised angle RMSD by ~0.08° at 4.5 Å and
-        pushed more residues into "favored" than the deposited chain has.
+        ideal).
     b_sigma : float
         Å². σ of the B-similarity prior ½ Σ (ΔB/σ)² between bonded atoms; 1-3 (angle)
         pairs use 1.5 σ (servalcat's ratio, `densrefine.refine.geometry.b_restraint_pairs`).
-        With the likelihood data weight (`b_weight_scale` = 1), σ was chosen by recovering
-        known B from a noisy simulated 3.2 Å map of 5NI1 (benchmarks/b_weight.py sim, flat
-        start): σ = 5 / 10 / 15 / 20 / 30 gave B RMSD to the truth 26.6 / 20.8 / 18.2 /
-        17.0 / 16.1 Å², RMSD of ln B 0.50 / 0.36 / 0.34 / 0.35 / 0.42, bonded RMS ΔB 1.1 /
-        2.3 / 3.6 / 5.1 / 8.2 Å² (truth 6.4); the former default (σ 10 Å², bonds only, data
-        weight 10 × n_bonds on −CC) gave 19.7 / 0.38 / 2.2. σ = 20 balances these. Full fit
-        of the deposited 5NI1 in EMD-3488: cctbx CC_mask 0.892 (former default 0.881,
-        servalcat 0.889), bonded RMS ΔB 5.4 Å² (3.0; servalcat 6.4); see ``b_overall`` for
-        the B scale.
     b_weight_scale : float
         Multiplies the data weight of the B stage, which is the Gaussian log-likelihood
         weight N_ind / (2 (1 − CC²)) (`densrefine.refine.geometry.b_data_weight`); > 1
         trusts the map more.
     b_overall : bool
-        B stage: the map term sees B + g with one free offset g (Å²) for the map's overall
-        sharpening, and the mean refined B is held at the input's (servalcat's SPA
-        likelihood likewise absorbs an overall B in its scale). Off by default: the mean B
-        is then never learnt from the map, and on the simulated (unsharpened) 5NI1 map it
-        recovered B no better (B RMSD 16.9 vs 17.0 Å², ln B RMSD 0.39 vs 0.35). For
-        sharpened maps with a meaningful input B scale: EMD-3488 is ~40 Å² sharper than
-        5NI1's B (g = −42 Å²); full fit of the deposited model with / without it: cctbx
-        CC_mask 0.883 / 0.892, median B 54 / 32 Å² (input 52), atoms within 1 Å² of a
-        bound 144 / 423 (input 144), bonded RMS ΔB 6.9 / 5.4 Å² (input 6.4).
+        B stage: the data term sees B + g with one free offset g (Å²) for the map's
+        overall sharpening, and the mean refined B is held at the input's (servalcat's
+        SPA likelihood likewise absorbs an overall B in its scale). Off by default: for
+        sharpened maps with a meaningful input B scale.
     b_range : list of float
         [min, max] Å² of refined B.
     threads : int or None
-        CPU threads during `fit` (None: 1 for models under 3000 atoms, else torch's
-        default); restored afterwards.
+        CPU threads during `fit` (None: 1 below `densrefine.refine.engine.SMALL_MODEL`
+        atoms, else the idle cores); restored afterwards.
     map : MapConfig
     weights : WeightConfig
+
+    Measurements behind the defaults: benchmarks/RESULTS.md, "Why the fit defaults".
     """
 
     stages: list = field(default_factory=lambda: list(STAGES))

@@ -38,9 +38,10 @@ from ..grid import rebox_periodic
 from ..io.mrc import looks_like_map, read_map
 from ..scoring import check_inputs, estimate_resolution, fsc_curve
 from ..scoring.fsc import d_at_fsc
+from ..simulate import simulate
 from ..simulate.api import check_params
 from ..types import Grid
-from .mapterm import MapTerm
+from .mapterm import MapTerm, WrappedMapTerm
 
 log = logging.getLogger("densrefine")
 
@@ -204,7 +205,7 @@ def make_term(spec: DataSpec, model, terms, moving, in_map, map_cfg, device, dty
     return XrayTerm(MapTerm(spec.grid, spec.d, *args), spec.xray, model)
 
 
-class HalfMapTerm:
+class HalfMapTerm(WrappedMapTerm):
     """Refine against one half map (or the average) and cross-validate with the other.
 
     The target is the work map's (`MapTerm`); each cycle records the CC of the model map
@@ -226,27 +227,16 @@ class HalfMapTerm:
     name = "half maps"
 
     def __init__(self, work: MapTerm, free: MapTerm, which: str = "half1"):
-        self.work, self.free, self.which = work, free, which
-        self.d, self.table, self.grid_full = work.d, work.table, work.grid_full
+        super().__init__(work)
+        self.free, self.which = free, which
         self.history: list = []
 
-    @property
-    def atoms(self):
-        return self.work.atoms
-
-    @property
-    def blur(self):
-        return self.work.blur
-
     def prepare(self, xyz, b_iso, factor: float) -> None:
-        self.work.prepare(xyz, b_iso, factor)
+        self.map.prepare(xyz, b_iso, factor)
         self.free.prepare(xyz, b_iso, factor)
 
-    def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
-        return self.work.target(xyz, b_iso, occ, fourier, kind)
-
     def restrict(self, subset=None) -> bool:
-        ok = self.work.restrict(subset)
+        ok = self.map.restrict(subset)
         if ok:
             self.free.restrict(subset)
         return ok
@@ -254,23 +244,15 @@ class HalfMapTerm:
     def cycle_stats(self, xyz, b_iso, occ, fourier: bool = False) -> dict:
         import torch
 
-        out = self.work.cycle_stats(xyz, b_iso, occ, fourier)
+        out = self.map.cycle_stats(xyz, b_iso, occ, fourier)
         with torch.no_grad():
             cc_free = -float(self.free.target(xyz, b_iso, occ, fourier, kind="cc"))
         out.update(cc_work=out["cc_mask_term"], cc_free=cc_free)
         self.history.append((out["cc_work"], cc_free))
         return out
 
-    def rotamer_view(self):
-        return self.work.rotamer_view()
-
-    def mask_volume(self) -> float:
-        return self.work.mask_volume()
-
     def finish(self, model) -> dict:
         """FSC of the refined model's map against the work map and the free half map."""
-        from ..simulate import simulate
-
         mmap = simulate(model, self.grid_full, resolution=self.d, method="fourier",
                         table=self.table).values
         fw = fsc_curve(self.grid_full.values, mmap, self.grid_full)

@@ -160,6 +160,8 @@ class MapTerm:
     device, dtype : torch device and dtype
     """
 
+    name = "map"
+
     def __init__(self, emap, resolution, xyz, in_map, moving, terms, cfg, device, dtype):
         import torch
 
@@ -345,8 +347,6 @@ class MapTerm:
         return -cc_torch(e, m, w)
 
     # ----------------------------------------------------------- data-term interface
-    name = "map"
-
     def cycle_stats(self, xyz, b_iso, occ, fourier: bool = False) -> dict:
         """Per-cycle record items: the blur and the CC of the map term being minimised."""
         import torch
@@ -367,3 +367,43 @@ class MapTerm:
     def finish(self, model) -> dict:
         """Extra stats blocks for the refined ``model`` (none for a single map)."""
         return {}
+
+
+class WrappedMapTerm:
+    """A data term built on a `MapTerm` (``self.map``): everything but what a subclass adds
+    (per-cycle stats, the final stats blocks) is the map term's."""
+
+    name = "map"
+
+    def __init__(self, map_term: MapTerm):
+        self.map = map_term
+        self.d, self.table, self.grid_full = map_term.d, map_term.table, map_term.grid_full
+
+    @property
+    def atoms(self):
+        return self.map.atoms
+
+    @property
+    def blur(self):
+        return self.map.blur
+
+    def prepare(self, xyz, b_iso, factor: float) -> None:
+        self.map.prepare(xyz, b_iso, factor)
+
+    def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
+        return self.map.target(xyz, b_iso, occ, fourier, kind)
+
+    def restrict(self, subset=None) -> bool:
+        return self.map.restrict(subset)
+
+    def cycle_stats(self, xyz, b_iso, occ, fourier: bool = False) -> dict:
+        return self.map.cycle_stats(xyz, b_iso, occ, fourier)
+
+    def rotamer_view(self):
+        return self.map.rotamer_view()
+
+    def mask_volume(self) -> float:
+        return self.map.mask_volume()
+
+    def finish(self, model) -> dict:
+        return self.map.finish(model)

@@ -16,6 +16,7 @@ import logging
 
 from ..xtal.api import FModel, RefineMonitor, prepare
 from ..xtal.maps import map_from_data
+from .mapterm import WrappedMapTerm
 
 log = logging.getLogger("densrefine")
 
@@ -57,7 +58,7 @@ def read_xray(model, data, resolution=None, *, labin=None, source: str = "auto")
             "d": d}
 
 
-class XrayTerm:
+class XrayTerm(WrappedMapTerm):
     """The map term on the 2mFo−DFc map, with R-work/R-free per cycle (module docstring).
 
     Parameters
@@ -73,38 +74,15 @@ class XrayTerm:
     name = "xray"
 
     def __init__(self, map_term, xray: dict, model):
-        self.map, self.xray = map_term, xray
-        self.d, self.table, self.grid_full = map_term.d, map_term.table, map_term.grid_full
+        super().__init__(map_term)
+        self.xray = xray
         self.monitor = RefineMonitor(xray["fmodel"], model)
-
-    @property
-    def atoms(self):
-        return self.map.atoms
-
-    @property
-    def blur(self):
-        return self.map.blur
-
-    def prepare(self, xyz, b_iso, factor: float) -> None:
-        self.map.prepare(xyz, b_iso, factor)
-
-    def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
-        return self.map.target(xyz, b_iso, occ, fourier, kind)
-
-    def restrict(self, subset=None) -> bool:
-        return self.map.restrict(subset)
 
     def cycle_stats(self, xyz, b_iso, occ, fourier: bool = False) -> dict:
         out = self.map.cycle_stats(xyz, b_iso, occ, fourier)
         out.update(self.monitor(xyz.detach().cpu().double().numpy(),
                                 b_iso.detach().cpu().double().numpy()))
         return out
-
-    def rotamer_view(self):
-        return self.map.rotamer_view()
-
-    def mask_volume(self) -> float:
-        return self.map.mask_volume()
 
     def finish(self, model) -> dict:
         """The "xray" stats block: R before and after (bulk solvent and scales refitted)."""

@@ -61,14 +61,14 @@ GRID = 96
 
 def training_angles(data_dir, exclude=()) -> tuple[dict, dict]:
     """{class: (n, 2) φ, ψ radians} and {model: counts} from the shared models."""
-    import densrefine as dr
+    from ..io.model import read_model
 
     per = {c: [] for c in CLASSES}
     counts = {}
     for name, (rel, _) in MODELS.items():
         if name in exclude:
             continue
-        m = dr.read_model(os.path.join(data_dir, rel))
+        m = read_model(os.path.join(data_dir, rel))
         rs = find_residues(m)
         at = m.atoms
         b = np.asarray(at.b_iso)[rs.idx].mean(1)
