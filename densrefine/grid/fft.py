@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..types import Grid, GridFrame, UnitCell
+
 FFT_PRIMES = (2, 3, 5)
 
 
@@ -42,8 +44,6 @@ def fft_frame(frame):
     For model maps computed by FFT over the box as a P1 cell: atoms near a face wrap into
     the padding instead of onto the opposite face, and the caller crops the padding off.
     """
-    from ..types import GridFrame
-
     shape = tuple(fft_size(int(n)) for n in frame.shape)
     return GridFrame(shape, frame.origin, frame.steps, periodic=True)
 
@@ -154,8 +154,6 @@ def fourier_resample(grid, spacing: float, taper: float):
         m_i = ⌈n_i v_i / spacing⌉ points along axis i.
     """
     import scipy.fft
-
-    from ..types import Grid, UnitCell
 
     v = np.array(grid.voxel_size, float)
     n = np.array(grid.shape_xyz)

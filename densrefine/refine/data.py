@@ -42,6 +42,7 @@ from ..simulate import simulate
 from ..simulate.api import check_params
 from ..types import Grid
 from .mapterm import MapTerm, WrappedMapTerm
+from .xray import XrayTerm, read_xray
 
 log = logging.getLogger("densrefine")
 
@@ -180,8 +181,6 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
         raise input_error("data", "no map or reflection data given", "give a map, X-ray "
                           "data or two half maps")
     if not isinstance(data, Grid) and not looks_like_map(data):
-        from .xray import read_xray
-
         xr = read_xray(model, os.fspath(data), resolution, labin=labin, source=xray_map)
         return DataSpec("xray", xr["map"], xr["d"], table="xray", xray=xr)
     emap = _read_map(data)
@@ -200,8 +199,6 @@ def make_term(spec: DataSpec, model, terms, moving, in_map, map_cfg, device, dty
     if spec.kind == "half maps":
         return HalfMapTerm(MapTerm(spec.grid, spec.d, *args),
                            MapTerm(spec.half2, spec.d, *args), spec.work)
-    from .xray import XrayTerm
-
     return XrayTerm(MapTerm(spec.grid, spec.d, *args), spec.xray, model)
 
 

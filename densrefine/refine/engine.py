@@ -20,6 +20,7 @@ import numpy as np
 
 from ..density import get_density_model
 from ..device import resolve_device
+from ..restraints.stats import bond_angle_rmsd
 from ..simulate.cells import PARTS, release_workspaces, set_workers
 from ..types import Model
 from . import geometry as _geometry
@@ -108,8 +109,6 @@ class Run:
 
     def record(self, stage, target, t0, **extra) -> dict:
         """Append the record of one optimisation call, log its table row, notify."""
-        from ..restraints.stats import bond_angle_rmsd
-
         data = self.term.cycle_stats(self.xyz, self.b, self.occ, self.fourier)
         g = bond_angle_rmsd(self.numpy_xyz(), self.geom.restraints)
         cc = data.pop("cc_mask_term", None)

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import restraints as R
+from ..restraints import rama as _rama
+from ..restraints import ss as _ss
+
 log = logging.getLogger("densrefine")
 
 
@@ -77,21 +81,15 @@ def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="c
     """
     import torch
 
-    from .. import restraints as R
-
     rs = R.build_restraints(model, monlib=monlib, ligands=tuple(ligands), unknown=unknown)
     term = R.GeometryTerm(rs, device, dtype or torch.float32, fixed=fixed)
     geom = Geometry(term, rs, lambda xyz: R.geometry_stats(np.asarray(xyz, np.float64), rs))
-    from ..restraints import ss as _ss
-
     if _ss.wanted(ss, resolution):
         geom = with_ss_restraints(geom, model, device=device, dtype=dtype or torch.float32,
                                   fixed=fixed, sigma=ss_sigma)
     elif ss == "auto" and resolution is not None:
         log.info("Secondary-structure restraints: off (auto: d = %.3g Å is better than "
                  "%.3g Å; --ss-restraints on to use them)", resolution, _ss.RES_AUTO)
-    from ..restraints import rama as _rama
-
     if _rama.wanted(rama, resolution):
         geom = with_rama_restraints(geom, model, device=device, dtype=dtype or torch.float32,
                                     fixed=fixed, weight=rama_weight)
@@ -124,8 +122,6 @@ def with_ss_restraints(geom: Geometry, model, *, device="cpu", dtype=None, fixed
     DSSP-like detection (`densrefine.restraints.ss.find_hbonds`); the stats gain an
     "ss_hbonds" block (source, counts, O…N RMSD from 2.9 Å, fraction < 3.5 Å).
     """
-    from ..restraints import ss as _ss
-
     moving = None if fixed is None else ~np.asarray(fixed, bool)
     hb = _ss.find_hbonds(model, moving)
     s = hb.summary()
@@ -181,8 +177,6 @@ def with_rama_restraints(geom: Geometry, model, *, device="cpu", dtype=None, fix
         Energy part "rama"; the stats gain a "rama" block (n, classes, favored/allowed/
         outlier by our density, unweighted energy).
     """
-    from ..restraints import rama as _rama
-
     moving = None if fixed is None else ~np.asarray(fixed, bool)
     rs = _rama.find_residues(model, moving)
     par = _rama.load_params(params)

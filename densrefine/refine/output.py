@@ -19,12 +19,15 @@ import logging
 
 import numpy as np
 
+from .. import __version__
+from ..device import describe_device
+from ..report.provenance import versions_str
+from ..scoring import score
+
 log = logging.getLogger("densrefine")
 
 
 def _score_block(model, emap, d, dev, geom, table="electron", density="iam"):
-    from ..scoring import score
-
     rep = score(model, emap, d, device=dev, table=table, density=density).to_dict()
     rep["geometry"] = geom.stats(np.asarray(model.atoms.xyz, np.float64))
     return rep
@@ -32,10 +35,6 @@ def _score_block(model, emap, d, dev, geom, table="electron", density="iam"):
 
 def start_stats(model, emap, d, cfg, select, moving, dev, geom) -> dict:
     """Stats dict with the "before" block, before any refinement."""
-    from .. import __version__
-    from ..report.provenance import versions_str
-    from ..device import describe_device
-
     before = _score_block(model, emap, d, dev, geom, cfg.map.table, cfg.map.density)
     g = before["geometry"]
     log.info("Before: CC_mask %.4f, CC_box %.4f, bond RMSD %.4f Å, angle RMSD %.3f°",

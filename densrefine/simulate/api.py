@@ -6,7 +6,9 @@ import warnings
 
 import numpy as np
 
+from ..density import get_density_model
 from ..density.terms import DensityTerms, GaussianExtra
+from ..device import describe_device, resolve_device
 from ..errors import DensrefineWarning, input_error
 from ..grid import box_around, inside
 from ..types import GridFrame
@@ -238,9 +240,6 @@ def simulate(model, like=None, *, resolution, table: str = "electron", method: s
     """
     import torch
 
-    from ..density import get_density_model
-    from ..device import resolve_device
-
     d = check_params(resolution, table, method, blur, cutoff)
     dm = get_density_model(density)
     dev = resolve_device(device)
@@ -276,8 +275,6 @@ def simulate(model, like=None, *, resolution, table: str = "electron", method: s
 
 
 def _log_start(method, table, density, blur, cutoff, dev, n_atoms, frame, d):
-    from ..device import describe_device
-
     how = (f"real-space Gaussian blur B={blur:.2f} Å² for resolution {d:g} Å"
            if method == "blur" else
            f"Fourier truncation at {d:g} Å after splatting with numerical blur B={blur:.2f} Å²")
