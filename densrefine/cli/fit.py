@@ -43,8 +43,8 @@ log = logging.getLogger("densrefine")
 
 def add_args(p) -> None:
     p.add_argument("model", help="atomic model (.pdb/.cif, optionally .gz)")
-    p.add_argument("map", help="map (.mrc/.map/.ccp4) in the model's frame, or X-ray data "
-                               "(.mtz, mmCIF structure factors)")
+    p.add_argument("map", nargs="?", help="map (.mrc/.map/.ccp4) in the model's frame, or X-ray "
+                   "data (.mtz, mmCIF structure factors); optional with --half-maps")
     g = p.add_argument_group("the flags most users need")
     g.add_argument("-d", "--resolution", type=float,
                    help="map resolution in Å (default for maps: estimated from the map and "
@@ -94,6 +94,15 @@ def add_args(p) -> None:
     p.add_argument("--density", choices=["iam", "ml"],
                    help="density model of the model map: independent atoms, or IAM plus the "
                         "learned deformation density (default: iam)")
+    h = p.add_argument_group("half maps")
+    h.add_argument("--half-maps", nargs=2, metavar=("H1", "H2"),
+                   help="the two independent half maps: refine against H1 (or their average, "
+                        "--half-map-work average) and cross-validate with H2 (CC_free per "
+                        "cycle, FSC_work/FSC_free in the stats); MAP, if given, is checked "
+                        "against them")
+    h.add_argument("--half-map-work", choices=["half1", "average"], default="half1",
+                   help="what to refine against (default: %(default)s; with 'average' the "
+                        "free half is part of the work map)")
     x = p.add_argument_group("X-ray data")
     x.add_argument("--labin", metavar="COLS", help='reflection columns, e.g. "FP,SIGFP,FreeR_flag" '
                    "(default: chosen automatically)")
@@ -136,7 +145,7 @@ def _outputs(args) -> dict:
     out = {"model": pre + ext, "stats": pre + "_stats.json", "log": pre + ".log",
            "config": pre + "_config.yaml", "report": pre + "_report.html"}
     for path in out.values():
-        check_output_path(path, inputs=(args.model, args.map))
+        check_output_path(path, inputs=(args.model, args.map, *(args.half_maps or ())))
     return out
 
 
@@ -182,7 +191,8 @@ def main(args) -> int:
     res = fit(model, args.map, args.resolution, config=cfg, select=args.select, device=dev,
               seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),
               unknown=args.unknown_residues, callback=_Progress(out["stats"], _n_calls(cfg, model)),
-              labin=args.labin, xray_map=args.xray_map)
+              labin=args.labin, xray_map=args.xray_map, half_maps=args.half_maps,
+              half_map_work=args.half_map_work)
     write_model(res.model, out["model"], inputs=(args.model,))
     res.stats["outputs"] = {k: os.path.abspath(v) for k, v in out.items()}
     write_json_atomic(out["stats"], res.stats)
