@@ -155,6 +155,12 @@ class FitConfig:
         sharpened maps with a meaningful input B scale.
     b_range : list of float
         [min, max] Å² of refined B.
+    max_bond_z : float or None
+        After the coordinate stage, while some refined bond deviates more than this many σ
+        from its ideal, up to ``guard_cycles`` more finest-blur cycles run, each with the
+        map weight halved (the output should carry no bond beyond 4σ). None: off.
+    guard_cycles : int
+        See ``max_bond_z``.
     threads : int or None
         CPU threads during `fit` (None: 1 below `densrefine.refine.engine.SMALL_MODEL`
         atoms, else the idle cores); restored afterwards.
@@ -184,6 +190,8 @@ class FitConfig:
     b_weight_scale: float = 1.0
     b_overall: bool = False
     b_range: list = field(default_factory=lambda: [2.0, 300.0])
+    max_bond_z: float | None = 4.0
+    guard_cycles: int = 3
     threads: int | None = None
     map: MapConfig = field(default_factory=MapConfig)
     weights: WeightConfig = field(default_factory=WeightConfig)
@@ -303,6 +311,16 @@ def validate(cfg: FitConfig) -> FitConfig:
         raise input_error("rama_weight", f"{cfg.rama_weight!r} must be a number ≥ 0",
                           "give e.g. 1.0")
     cfg.rama_weight = float(cfg.rama_weight)
+    if cfg.max_bond_z is not None:
+        if isinstance(cfg.max_bond_z, bool) or not isinstance(cfg.max_bond_z, (int, float)) \
+                or not cfg.max_bond_z > 0:
+            raise input_error("max_bond_z", f"{cfg.max_bond_z!r} must be a positive number or "
+                              "null", "give e.g. 4 (σ), or null to switch the guard off")
+        cfg.max_bond_z = float(cfg.max_bond_z)
+    if isinstance(cfg.guard_cycles, bool) or not isinstance(cfg.guard_cycles, int) \
+            or not 0 <= cfg.guard_cycles <= 10:
+        raise input_error("guard_cycles", f"{cfg.guard_cycles!r} is not an integer in [0, 10]",
+                          "use e.g. 3")
     if cfg.threads is not None and (not isinstance(cfg.threads, int) or cfg.threads < 1):
         raise input_error("threads", f"{cfg.threads!r} is not a positive integer",
                           "give e.g. 4, or leave it unset")

@@ -10,7 +10,12 @@ Stats layout (a stable contract; keys only get added)::
         cc_peaks, rsr, fsc, d_fsc05, residues, ...) + "geometry" (bond_rmsd, angle_rmsd,
         outliers, clashes: whatever `densrefine.restraints.geometry_stats` gives)
     cycles: one record per optimisation call (stage, cycle, blur, weight, target,
-        cc_mask_term, bond_rmsd, angle_rmsd, time_s)
+        cc_mask_term, bond_rmsd, angle_rmsd, time_s; r_work/r_free for X-ray data,
+        cc_work/cc_free for half maps)
+    chain: stretched_links (consecutive residues 2–5 Å apart that were linked and
+        restrained) and breaks (> 5 Å, left unlinked), each with res1, res2, atoms,
+        distance at the start and distance_after (Å)
+    xray / half_maps: the data term's own blocks (R before/after; FSC_work/FSC_free)
     timings: setup_s, total_s;  rmsd_moved: RMSD (Å) between start and final positions
 """
 from __future__ import annotations
@@ -48,7 +53,28 @@ def start_stats(model, emap, d, cfg, select, moving, dev, geom) -> dict:
                       "unknown_residues": list(getattr(geom.restraints,
                                                        "unknown_residues", ()) or ())},
             "config": cfg.to_dict(), "before": before, "cycles": [], "after": None,
-            "timings": {}}
+            "chain": _chain_block(geom.restraints, model.atoms.xyz), "timings": {}}
+
+
+def _chain_block(rs, xyz) -> dict:
+    """Stretched polymer links restrained and chain breaks found in the start model."""
+    rows = {"stretched_links": [dict(r) for r in getattr(rs, "links_added", ())],
+            "breaks": [dict(r) for r in getattr(rs, "chain_breaks", ())]}
+    for r in rows["stretched_links"] + rows["breaks"]:
+        r["atoms_idx"] = [int(i) for i in r["atoms_idx"]]
+    return rows
+
+
+def _finish_chain(stats, xyz) -> None:
+    """Each stretched link and break of the start with its distance in the result (Å)."""
+    chain = stats.get("chain") or {}
+    for r in chain.get("stretched_links", []) + chain.get("breaks", []):
+        i, j = r["atoms_idx"]
+        r["distance_after"] = round(float(np.linalg.norm(xyz[i] - xyz[j])), 3)
+    if chain.get("stretched_links"):
+        log.info("Stretched links: %s", "; ".join(
+            f"{r['res1']}–{r['res2']} {r['atoms']} {r['distance']:.2f} → "
+            f"{r['distance_after']:.2f} Å" for r in chain["stretched_links"]))
 
 
 def finish_stats(stats, start, new, emap, d, dev, geom, elapsed) -> None:
@@ -60,6 +86,7 @@ def finish_stats(stats, start, new, emap, d, dev, geom, elapsed) -> None:
     stats["timings"]["total_s"] = elapsed
     dx = new.atoms.xyz - start.atoms.xyz
     stats["rmsd_moved"] = float(np.sqrt((dx ** 2).sum(1).mean()))
+    _finish_chain(stats, np.asarray(new.atoms.xyz))
     g = after["geometry"]
     log.info("After:  CC_mask %.4f, CC_box %.4f, bond RMSD %.4f Å, angle RMSD %.3f° "
              "(%.1f s)", after["cc_mask"], after["cc_box"], g.get("bond_rmsd", float("nan")),

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..restraints.stats import bond_z
 from ..scoring.residues import side_chain_beyond_cb
 from . import geometry as _geometry
 from .optim import minimise
@@ -176,7 +177,9 @@ def xyz_stage(run):
         if cfg.weights.weight is None:
             _adjust_weight(run, rec)
     if cfg.weights.weight is None and cfg.cycles:
-        _polish(run, rec)
+        rec = _polish(run, rec) or rec
+    if cfg.max_bond_z is not None and cfg.cycles:
+        _bond_guard(run)
 
 
 def _xyz_cycle(run, blur_factor) -> float:
@@ -200,7 +203,7 @@ def _polish(run, rec):
     wc = run.cfg.weights
     for _ in range(int(wc.polish_cycles)):
         if not _over_target(wc, rec):
-            return
+            return rec
         bond, angle = rec.get("bond_rmsd") or 0.0, rec.get("angle_rmsd") or 0.0
         k = min(wc.max_angle_rmsd / max(angle, 1e-9), 1.3 * wc.target_bond_rmsd / max(bond, 1e-9))
         k = float(np.clip(k * k, 0.3, 0.9))
@@ -211,6 +214,40 @@ def _polish(run, rec):
         t0 = time.perf_counter()
         val = _xyz_cycle(run, run.cfg.map.blur_factors[-1])
         rec = run.record("xyz", val, t0, polish=True)
+    return rec
+
+
+def _refined_bond_z(run) -> np.ndarray:
+    """|z| of the bonds with a refined atom (fixed-fixed bonds are not ours to fix)."""
+    rs = run.geom.restraints
+    z = bond_z(run.numpy_xyz(), rs)
+    return np.where(run.moving[np.asarray(rs.bonds)].any(1), z, 0.0) if len(z) else z
+
+
+def _bond_guard(run):
+    """Finest-blur cycles with the map weight halved while a refined bond is > max_bond_z σ
+    off its ideal (`FitConfig.max_bond_z`): the output should carry no such bond."""
+    cfg, rs = run.cfg, run.geom.restraints
+    for k in range(cfg.guard_cycles + 1):
+        z = _refined_bond_z(run)
+        bad = np.flatnonzero(z > cfg.max_bond_z)
+        if not len(bad):
+            return
+        worst = bad[np.argsort(-z[bad])][:5]
+        names = "; ".join(f"{rs.labels[rs.bonds[i][0]]}–{rs.labels[rs.bonds[i][1]]} "
+                          f"{z[i]:.1f}σ" for i in worst)
+        if k == cfg.guard_cycles:
+            log.warning("%d bond(s) still beyond %.3gσ after %d guard cycles: %s", len(bad),
+                        cfg.max_bond_z, k, names)
+            run.stats.setdefault("warnings", []).append(
+                f"{len(bad)} bond(s) beyond {cfg.max_bond_z:g} sigma: {names}")
+            return
+        run.w *= 0.5
+        log.info("%d bond(s) beyond %.3gσ (%s): map weight ×0.5 → %.4g, one more cycle at "
+                 "the finest blur", len(bad), cfg.max_bond_z, names, run.w)
+        t0 = time.perf_counter()
+        val = _xyz_cycle(run, cfg.map.blur_factors[-1])
+        run.record("xyz", val, t0, guard=True)
 
 
 def _blur_factor(factors, i, n) -> float:

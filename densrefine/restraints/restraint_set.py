@@ -25,6 +25,11 @@ metal                (N,) bool    metal element
 altloc               (N,) <U1     alternate location ("" none): different altlocs never clash
 hydrogen             (N,) bool    H or D
 labels               (N,) str     "A/ALA 12/CA" (chain/res seq/atom, altloc appended)
+links_added          tuple        stretched polymer links restrained although longer than gemmi
+                                  links by distance: dicts res1, res2, atoms (i, j), link id,
+                                  distance (Å, in the input), ideal (Å)
+chain_breaks         tuple        consecutive residues left unlinked (too far apart): dicts
+                                  res1, res2, atoms, distance (Å)
 ===================  ===========  ==========================================================
 """
 from __future__ import annotations
@@ -76,6 +81,8 @@ class RestraintSet:
     unknown_residues: tuple = ()
     unknown_links: tuple = ()
     monlib: str = ""
+    links_added: tuple = ()
+    chain_breaks: tuple = ()
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -76,6 +76,16 @@ def bond_angle_rmsd(xyz, rs) -> dict:
     return {"bond_rmsd": _rms(b), "angle_rmsd": _rms(a)}
 
 
+def bond_z(xyz, rs) -> np.ndarray:
+    """|z| = |d − ideal|/σ of every bond (nb,), from positions (N, 3) Å."""
+    if isinstance(xyz, torch.Tensor):
+        xyz = xyz.detach().cpu().numpy()
+    with torch.no_grad():
+        d = bond_lengths(torch.from_numpy(np.array(xyz, dtype=np.float64)),
+                         _index(rs.bonds)).numpy()
+    return np.abs(d - rs.bond_ideal) / rs.bond_sigma
+
+
 def geometry_stats(xyz, rs) -> dict:
     """Bond/angle/torsion/chiral/planarity RMSDs, worst outliers and clashes.
 

@@ -27,6 +27,13 @@ from .selfgeom import self_restraints
 
 log = logging.getLogger("densrefine")
 
+LINK_MAX = 5.0
+"""Å: consecutive residues of a chain whose backbone link atoms (C–N, O3′–P) are further
+apart than gemmi links by distance (2.01 / 2.41 Å) but within this bound are linked anyway
+(a start model after a domain moved); beyond it they are a chain break, with a warning."""
+GEMMI_LINK = {"peptide": 1.341 * 1.5, "nucleic": 1.606 * 1.5}
+"""Å: the distance below which gemmi's topology links consecutive residues itself
+(gemmi ``in_peptide_bond_distance`` / ``in_nucleotide_bond_distance``)."""
 CHIRAL_SIGMA = 0.2
 """Å³; Refmac/servalcat default chiral-volume sigma."""
 RIGID_TORSION_SIGMA = 5.0
@@ -85,6 +92,83 @@ def _topology(st, ml, path):
                               "check residue and atom names against the dictionaries") from None
     msgs = [m.strip() for m in out.getvalue().splitlines() if m.strip()]
     return topo, msgs, unknown_links
+
+
+def _res_id(ch, res) -> str:
+    return f"{ch.name}/{res.name} {res.seqid.num}{res.seqid.icode.strip()}"
+
+
+def _first_atom(res, name):
+    for a in res:
+        if a.name == name and a.altloc in ("\0", "A"):
+            return a
+    return None
+
+
+def _polymer_gaps(st) -> tuple[list, list]:
+    """Consecutive residues of each chain (numbers i, i + 1 or an insertion code) whose link
+    atoms (peptide C–N; nucleotide O3′–P) are too far apart for gemmi to link them.
+
+    Those within `LINK_MAX` get a LINK-like `gemmi.Connection` (TRANS / CIS by ω, PTRANS /
+    PCIS before Pro; "p" for nucleotides) appended to ``st.connections``, so gemmi applies
+    the full link restraints; the others are chain breaks. Returns (added, breaks), lists of
+    dicts with residue ids, atom serials and the distance (Å).
+    """
+    import gemmi
+
+    added, breaks = [], []
+    for ch in st[0]:
+        for r0, r1 in zip(ch, list(ch)[1:]):
+            step = r1.seqid.num - r0.seqid.num
+            if step not in (0, 1):
+                continue                                     # residues missing between
+            kind = "peptide" if (r0.get_ca() and r1.get_ca() and _first_atom(r0, "C")
+                                 and _first_atom(r1, "N")) else "nucleic"
+            a0, a1 = (("C", "N") if kind == "peptide" else ("O3'", "P"))
+            x0, x1 = _first_atom(r0, a0), _first_atom(r1, a1)
+            if x0 is None or x1 is None:
+                continue
+            d = x0.pos.dist(x1.pos)
+            if d < GEMMI_LINK[kind]:
+                continue
+            row = {"res1": _res_id(ch, r0), "res2": _res_id(ch, r1), "atoms": f"{a0}-{a1}",
+                   "serials": (x0.serial, x1.serial), "distance": round(float(d), 3)}
+            if d > LINK_MAX:
+                breaks.append(row)
+                continue
+            if kind == "peptide":
+                ca0, ca1 = r0.get_ca(), r1.get_ca()
+                omega = np.degrees(gemmi.calculate_dihedral(ca0.pos, x0.pos, x1.pos, ca1.pos))
+                link = ("PCIS" if abs(omega) < 90 else "PTRANS") if r1.name == "PRO" else \
+                    ("CIS" if abs(omega) < 90 else "TRANS")
+            else:
+                link = "p"
+            con = gemmi.Connection()
+            con.name, con.type, con.link_id = f"gap{len(added) + 1}", gemmi.ConnectionType.Covale, link
+            con.partner1 = gemmi.AtomAddress(ch.name, r0.seqid, r0.name, a0, x0.altloc)
+            con.partner2 = gemmi.AtomAddress(ch.name, r1.seqid, r1.name, a1, x1.altloc)
+            st.connections.append(con)
+            added.append({**row, "link": link})
+    return added, breaks
+
+
+def _report_gaps(added, breaks, keep) -> tuple[tuple, tuple]:
+    """Log the stretched links and breaks; atom serials → model indices."""
+    out = []
+    for rows in (added, breaks):
+        for r in rows:
+            r["atoms_idx"] = tuple(int(keep[s - 1]) for s in r.pop("serials"))
+        out.append(tuple(rows))
+    if added:
+        log.warning("%d stretched backbone link(s) restrained (consecutive residues %.3g–%.3g Å "
+                    "apart, longer than a bond): %s", len(added), GEMMI_LINK["peptide"], LINK_MAX,
+                    "; ".join(f"{r['res1']}–{r['res2']} {r['atoms']} {r['distance']:.2f} Å"
+                              for r in added[:10]) + (" …" if len(added) > 10 else ""))
+    for r in breaks:
+        warnings.warn(f"chain break: {r['res1']} and {r['res2']} are consecutive but their "
+                      f"{r['atoms']} atoms are {r['distance']:.2f} Å apart (> {LINK_MAX:g} Å): "
+                      "not linked", DensrefineWarning, stacklevel=3)
+    return out[0], out[1]
 
 
 def _check_connections(st, topo) -> list[str]:
@@ -255,6 +339,7 @@ def build_restraints(model, *, monlib=None, ligands=(), unknown="error",
     st = structure_from_model(sub)
     if model.handle is not None:  # LINK/SSBOND/struct_conn records address atoms by name
         st.connections = model.handle.connections
+    gaps = _polymer_gaps(st)
     topo, msgs, unknown_links = _topology(st, ml, model.path)
     unknown_links += _check_connections(st, topo)
     arr = _remap(_arrays(topo), keep)
@@ -276,7 +361,8 @@ def build_restraints(model, *, monlib=None, ligands=(), unknown="error",
                               arr["plane_id"], arr.pop("rigid_bonds"))
     rs = RestraintSet(n_atoms=len(at), **arr, **nb, altloc=at.altloc, hydrogen=at.is_hydrogen,
                       labels=_labels(at), unknown_residues=tuple(missing),
-                      unknown_links=tuple(unknown_links), monlib=str(ml.monomer_dir))
+                      unknown_links=tuple(unknown_links), monlib=str(ml.monomer_dir),
+                      **dict(zip(("links_added", "chain_breaks"), _report_gaps(*gaps, keep))))
     c = rs.counts()
     log.info("Restraints from the CCP4 monomer library via gemmi topology: %d bonds, %d angles, "
              "%d torsions, %d chirals, %d planes, %d links without dictionary, %d unknown "

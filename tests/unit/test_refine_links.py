@@ -1,0 +1,70 @@
+"""Chain continuity: consecutive residues stretched apart (as after a domain moved) are
+linked and restrained, the fit closes the link, and breaks beyond 5 Å are reported."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from densrefine import DensrefineWarning
+from densrefine.build import ideal_peptide, with_cell_box
+from densrefine.refine import fit
+from densrefine.restraints import build_restraints
+from densrefine.simulate import simulate
+
+
+def _cn_atoms(model, k):
+    at = model.atoms
+    c = np.flatnonzero((at.res_index == k - 1) & (at.atom_name == "C"))[0]
+    n = np.flatnonzero((at.res_index == k) & (at.atom_name == "N"))[0]
+    return c, n
+
+
+def _split(model, along, across=0.0, first_moved=5):
+    """Residues from ``first_moved`` on shifted by ``along`` Å along C(i−1)→N(i) and
+    ``across`` Å perpendicular to it."""
+    at = model.atoms
+    c, n = _cn_atoms(model, first_moved)
+    u = (at.xyz[n] - at.xyz[c]) / np.linalg.norm(at.xyz[n] - at.xyz[c])
+    v = np.cross(u, [0.0, 0.0, 1.0])
+    xyz = at.xyz.copy()
+    xyz[at.res_index >= first_moved] += along * u + across * v / np.linalg.norm(v)
+    return model.with_atoms(at.replace(xyz=xyz))
+
+
+def _cn(model, k):
+    c, n = _cn_atoms(model, k)
+    return float(np.linalg.norm(model.atoms.xyz[c] - model.atoms.xyz[n]))
+
+
+def test_stretched_peptide_is_linked_and_a_far_one_is_a_reported_break():
+    m = ideal_peptide("AKELVSAEKA")
+    stretched = _split(m, 1.0, 0.4)
+    assert 2.1 < _cn(stretched, 5) < 5.0
+    full = build_restraints(m).counts()
+    rs = build_restraints(stretched)
+    assert rs.counts() == full                      # the TRANS link with all its restraints
+    (link,) = rs.links_added
+    assert link["link"] == "TRANS" and link["res1"] == "A/VAL 5" and link["res2"] == "A/SER 6"
+    assert link["distance"] == pytest.approx(_cn(stretched, 5), abs=1e-3)
+    far = _split(m, 4.5, 1.0)
+    with pytest.warns(DensrefineWarning, match=r"chain break: A/VAL 5 and A/SER 6 .* not linked"):
+        rs2 = build_restraints(far)
+    assert rs2.links_added == () and len(rs2.chain_breaks) == 1
+    assert rs2.counts()["bonds"] == full["bonds"] - 1
+
+
+def test_fit_closes_a_stretched_link_and_reports_it():
+    truth, _ = with_cell_box(ideal_peptide("AKELVSAEKA"), margin=7.0)
+    emap = simulate(truth, resolution=3.0, spacing=1.0, margin=7.0, method="fourier",
+                    device="cpu")
+    start = _split(truth, 0.9, 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit(start, emap, 3.0, device="cpu",
+                  config={"stages": "rigid,xyz", "cycles": 2, "xyz_iterations": 15})
+    (row,) = res.stats["chain"]["stretched_links"]
+    assert row["distance"] > 2.0 and row["distance_after"] < 1.45
+    assert _cn(res.model, 5) == pytest.approx(row["distance_after"], abs=1e-3)
+    assert res.stats["after"]["geometry"]["bond_rmsd"] < 0.02
