@@ -129,7 +129,7 @@ def check_inputs(model: Model, emap: Grid, resolution: float) -> np.ndarray:
             f"({cen}) Å); the map's ORIGIN vs NSTART convention may disagree with the model",
             "check the map frame with `densrefine info MAP` and fit or shift the model")
     if inside.mean() < MOSTLY_OUTSIDE:
-        warnings.warn(f"{model.path}: the model lies mostly outside the map "
+        warnings.warn(f"{_who(model)}: the model lies mostly outside the map "
                       f"{emap.path or ''} (only {100 * inside.mean():.1f} % of its "
                       f"{len(model)} atoms are inside the box): scores cover only that part; "
                       "check the map frame with `densrefine info MAP`",
@@ -190,12 +190,12 @@ def input_warnings(model: Model, emap: Grid, resolution: float) -> list:
         n0, neg = int((arr == 0).sum()), int((arr < 0).sum())
         if n0 or neg:
             parts = ([f"{n0} zero"] if n0 else []) + ([f"{neg} negative"] if neg else [])
-            out.append(f"{model.path}: {' and '.join(parts)} {what} value(s) among "
+            out.append(f"{_who(model)}: {' and '.join(parts)} {what} value(s) among "
                        f"{len(at)} atoms ({fix}); check the model file")
     dup = duplicate_atoms(at)
     if len(dup):
         i, j = dup[0]
-        out.append(f"{model.path}: {len(dup)} atom(s) duplicate another atom's position "
+        out.append(f"{_who(model)}: {len(dup)} atom(s) duplicate another atom's position "
                    f"(first: {_label(at, j)} on {_label(at, i)}); remove the duplicated "
                    "records")
     return out
@@ -224,6 +224,10 @@ def duplicate_atoms(atoms) -> np.ndarray:
     a, b = alt[pairs[:, 0]], alt[pairs[:, 1]]
     pairs = np.sort(pairs[(a == b) | (a == "") | (b == "")], axis=1)
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+
+
+def _who(model) -> str:
+    return str(model.path) if model.path else "the model"
 
 
 def _label(at, i) -> str:
@@ -336,7 +340,7 @@ def score(model: Model, emap: Grid, resolution: float, *, table: str = "electron
         log.info("Map-model FSC: unmasked, %d shells of constant width in 1/d", len(curve))
     ccm = _cc.cc_mask(e, mmap, mask)
     if np.isfinite(ccm) and ccm < LOW_CC_MASK:
-        notes.append(f"{model.path}: CC_mask {ccm:.3f} is below {LOW_CC_MASK}: the model "
+        notes.append(f"{_who(model)}: CC_mask {ccm:.3f} is below {LOW_CC_MASK}: the model "
                      f"does not match {emap.path or 'the map'} (wrong map, wrong frame or "
                      "origin, or a different hand); check with `densrefine info` and fit or "
                      "move the model")

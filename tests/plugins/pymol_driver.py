@@ -60,11 +60,11 @@ def main():
     idx = []
     cmd.iterate("mol", "idx.append(8 <= resv <= 14)", space={"idx": idx})
     sel[:] = idx
+    # no try/except: a missing property must fail the run, not leave an empty list
     props = []
-    try:
-        cmd.iterate("mol and name CA", "props.append(p.densrefine_cc)", space={"props": props})
-    except Exception:  # noqa: BLE001
-        props = []
+    cmd.iterate("mol and name CA", "props.append(p.densrefine_cc)", space={"props": props})
+    if len(props) < 14:
+        raise RuntimeError(f"p.densrefine_cc read for {len(props)} CA atoms only")
     do_and_wait(cmd, "densrefine_fit mol, emmap, -1", "_done_bad")
     after_bad = cmd.get_coords("mol")
     print("RESULT " + json.dumps({
@@ -72,6 +72,7 @@ def main():
         "max_moved_selected": float(moved[sel].max()),
         "max_moved_unselected": float(moved[~sel].max()),
         "worst_count": cmd.count_atoms("densrefine_worst and name CA"),
+        "n_cc_props": len(props),
         "cc_props": [round(float(x), 3) for x in props[7:14]],
         "bad_changed": float(np.abs(after_bad - after).max())}))
 
