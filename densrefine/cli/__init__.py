@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_args(p)
         _common.add_common_args(p)
-        p.set_defaults(_module=mod)
+        p.set_defaults(_module=mod, _parser=p)
     return parser
 
 
@@ -65,7 +65,9 @@ def main(argv=None) -> int:
     (SIGINT), 143 terminated (SIGTERM).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest:  # named by the subcommand's parser: "densrefine score: error: ..."
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(rest)}")
     _common.setup_logging(args)
     try:
         rc = args._module.main(args)

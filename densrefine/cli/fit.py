@@ -256,15 +256,16 @@ def main(args) -> int:
                         "densrefine fit MODEL MAP -o PREFIX")
     out = _common.plan_outputs(outputs(args), _inputs(args))
     cfg = _load_config(args)
+    model = read_model(args.model)  # inputs before the device: refusals need no torch
+    _check_ligands(args.ligand, model)
+    emap = None if is_reflection_file(args.map) else read_map(args.map)
     dev = resolve_device(args.device)
     _common.log_device(dev)
-    model = read_model(args.model)
-    _check_ligands(args.ligand, model)
     xray = None
-    if is_reflection_file(args.map):
+    if emap is None:
         emap, d, xray, cfg = _xray_setup(model, args, cfg)
     else:
-        emap, d = read_map(args.map), args.resolution
+        d = args.resolution
     progress = _Progress(out, dump_config(cfg), _n_calls(cfg, model))
     try:
         res = fit(model, emap, d, config=cfg, select=args.select, device=dev,

@@ -60,10 +60,10 @@ def main(args):
     out = _common.plan_outputs(outputs(args), [args.model, args.map])
     if args.resolution is not None:
         _check_resolution(args.resolution)
+    model = read_model(args.model)  # inputs before the device: refusals need no torch
+    emap = read_map(args.map)
     device = resolve_device(args.device)
     _common.log_device(device)
-    model = read_model(args.model)
-    emap = read_map(args.map)
     d, estimate, said = args.resolution, None, None
     if d is None:
         from ..scoring import check_inputs, estimate_resolution

@@ -106,9 +106,7 @@ def main(args) -> int:
     if not is_map_path(args.output):
         raise input_error(args.output, "unknown map suffix", "name the output .mrc or .map")
     out = _common.plan_outputs(outputs(args), [args.model, args.like])
-    dev = resolve_device(args.device)
-    _common.log_device(dev)
-    model = read_model(args.model)
+    model = read_model(args.model)  # inputs before the device: refusals need no torch
     like = read_map(args.like) if args.like else None
     if like is None and not args.box:
         spacing = args.spacing if args.spacing is not None else args.resolution / 3.0
@@ -123,6 +121,8 @@ def main(args) -> int:
         log.warning("-d %g Å is finer than the grid's Nyquist limit %.3g Å (2 × voxel %.3g "
                     "Å): detail beyond it cannot be represented; use a finer --spacing",
                     args.resolution, 2 * spacing_used, spacing_used)
+    dev = resolve_device(args.device)
+    _common.log_device(dev)
     sim = simulate(model, like, resolution=args.resolution, table=args.table,
                    method=args.method, blur=args.blur, cutoff=args.cutoff, density=args.density,
                    device=dev, box=args.box, spacing=args.spacing, margin=args.margin)

@@ -118,6 +118,10 @@ def check_inputs(model: Model, emap: Grid, resolution: float) -> np.ndarray:
     if bad:
         raise input_error(emap.path, f"the map has {bad} NaN or infinite values",
                           "replace them (e.g. by 0) before scoring")
+    vals = np.asarray(emap.values)
+    if vals.size and float(vals.max()) == float(vals.min()):
+        raise input_error(emap.path, f"every map value is {float(vals.flat[0]):g}: a flat map "
+                          "has no correlation with any model", "give the experimental map")
     inside = fraction_inside(model.atoms.xyz, emap)
     if not inside.any():
         org = ", ".join(f"{x:.2f}" for x in emap.origin)
