@@ -235,7 +235,7 @@ def _who(model) -> str:
 
 
 def _label(at, i) -> str:
-    return (f"{at.chain[i]}/{at.res_name[i]} {int(at.res_seq[i])}{at.icode[i]}/"
+    return (f"{at.chain[i]}/{at.res_name[i]} {int(at.res_seq[i])}{str(at.icode[i]).strip()}/"
             f"{str(at.atom_name[i]).strip()}")
 
 

@@ -97,7 +97,7 @@ def _map_edit(name, fn):
     return setup
 
 
-def _map_values(name, fn, voxel=None):
+def _map_values(name, fn, voxel=None, nstart=None):
     def setup(folder):
         import mrcfile
 
@@ -109,7 +109,7 @@ def _map_values(name, fn, voxel=None):
         with mrcfile.new(folder / name, overwrite=True) as m:
             m.set_data(np.ascontiguousarray(data, np.float32))
             m.voxel_size = voxel or vs
-            m.header.nxstart, m.header.nystart, m.header.nzstart = (
+            m.header.nxstart, m.header.nystart, m.header.nzstart = nstart or (
                 hdr.nxstart, hdr.nystart, hdr.nzstart)
     return setup
 
@@ -317,8 +317,8 @@ CASES = [
          _map_values("flat.mrc", lambda d: np.zeros_like(d)), names=("flat.mrc", "flat")),
     Case("map-coarse", "20 Å voxels: empty molecular mask (cc_mask was null)",
          _s("{dir}/coarse.mrc"), _map_values("coarse.mrc", lambda d: d[::20, ::20, ::20] + 0,
-                                              voxel=20.0),
-         names=("coarse.mrc",)),
+                                              voxel=20.0, nstart=(1, 1, 1)),
+         names=("coarse.mrc", "voxel")),
     Case("map-is-pdb", "a PDB file named .mrc", _s("{dir}/text.mrc"),
          _copy("model.pdb", "text.mrc"), names=("text.mrc",)),
     Case("map-gz-garbage", ".mrc.gz that is not gzip", _s("{dir}/bad.mrc.gz"),
@@ -575,15 +575,16 @@ if __name__ == "__main__":  # pragma: no cover - regenerates the table of docs/b
     import tempfile
     from pathlib import Path
 
-    from tests.regression.test_bad_input_corpus import run_case
+    from tests.regression.test_bad_input_corpus import _subprocess_only, run_case
 
     out = []
     for case in CASES:
         with tempfile.TemporaryDirectory() as d:
-            p = run_case(case, Path(d))
+            p = run_case(case, Path(d), "subprocess" if _subprocess_only(case) else "inproc")
             lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
             msg = lines[-1] if case.rc == 2 and lines else "; ".join(
                 ln for ln in lines if ln.startswith("warning:"))[:300] or "(stdout report)"
-            msg = msg.replace(str(Path(d).resolve()) + "/", "").replace(str(d) + "/", "")
+            for prefix in (str(Path(d).resolve() / "in") + "/", str(Path(d) / "in") + "/"):
+                msg = msg.replace(prefix, "")
             out.append((case, p.returncode, msg))
     sys.stdout.write(table(out))
