@@ -66,6 +66,8 @@ def main():
     if len(props) < 14:
         raise RuntimeError(f"p.densrefine_cc read for {len(props)} CA atoms only")
     do_and_wait(cmd, "densrefine_fit mol, emmap, -1", "_done_bad")
+    do_and_wait(cmd, "densrefine_fit mol, nosuchmap, 3.0", "_done_nomap")
+    do_and_wait(cmd, "densrefine_fit mol, mol, 3.0", "_done_molmap")
     after_bad = cmd.get_coords("mol")
     print("RESULT " + json.dumps({
         "n_atoms": len(start), "n_selected": int(sel.sum()), "n_inside": len(inside),

@@ -43,3 +43,7 @@ def test_pymol_fit_range_and_bad_input(tmp_path):
     assert len(errors) == 1 and errors[0].strip().startswith("Error: densrefine fit: error: "
                                                              "resolution")
     assert "Traceback" not in out and res["bad_changed"] == 0.0
+    # a map name that does not exist, or a molecule given as the map: one error each
+    # (both used to print nothing and do nothing)
+    assert sum("there is no object 'nosuchmap'" in ln for ln in out.splitlines()) == 1, out
+    assert sum("'mol' is a" in ln and "not a map" in ln for ln in out.splitlines()) == 1, out
