@@ -53,13 +53,13 @@ def main(args):
     from ..device import resolve_device
     from ..report import write_json_atomic
     from ..scoring import score
-    from ..scoring.api import _check_resolution
+    from ..scoring.api import check_resolution
     from . import _common
 
     _common.check_order(args.model, args.map, "map", "densrefine score MODEL MAP -d D")
     out = _common.plan_outputs(outputs(args), [args.model, args.map])
     if args.resolution is not None:
-        _check_resolution(args.resolution)
+        check_resolution(args.resolution)
     model = read_model(args.model)  # inputs before the device: refusals need no torch
     emap = read_map(args.map)
     device = resolve_device(args.device)

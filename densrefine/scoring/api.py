@@ -239,7 +239,14 @@ def _label(at, i) -> str:
             f"{str(at.atom_name[i]).strip()}")
 
 
-def _check_resolution(resolution) -> None:
+def check_resolution(resolution) -> None:
+    """Refuse a resolution outside `MIN_RESOLUTION`–`MAX_RESOLUTION` Å (fit's range).
+
+    Raises
+    ------
+    InputError
+        Naming -d/--resolution, the value and the range.
+    """
     try:
         d = float(resolution)
     except (TypeError, ValueError):
@@ -309,7 +316,7 @@ def score(model: Model, emap: Grid, resolution: float, *, table: str = "electron
     ``periodic=True``); see benchmarks/RESULTS_score_draft.md.
     """
     t0 = time.perf_counter()
-    _check_resolution(resolution)
+    check_resolution(resolution)
     if resolution is not None and np.isfinite(resolution) and resolution > 0:
         from ..xtal.maps import rebox_periodic
 
