@@ -51,17 +51,34 @@ def format_error(path, problem: str, fix: str) -> FormatError:
 
 
 def check_readable(path, what: str, fix: str) -> str:
-    """``os.fspath(path)`` after checking it exists, is a file and is readable.
+    """``os.fspath(path)`` after checking it exists, is a regular file and is readable.
 
     ``what`` names the expected kind ("a model file"), ``fix`` what to give instead.
+    Named pipes (``<(zcat f.gz)``), sockets and devices are refused: they cannot be
+    read twice (format sniffing, then parsing) and reading one may wait forever.
+
+    Raises
+    ------
+    InputError
+        Missing, a directory, not a regular file, empty, or not readable.
     """
     import os
+    import stat
 
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise input_error(path, "file not found", "check the path")
+        hint = " (a broken symbolic link)" if os.path.islink(path) else ""
+        raise input_error(path, f"file not found{hint}", "check the path")
     if os.path.isdir(path):
         raise input_error(path, f"is a directory, not {what}", fix)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe or process substitution" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise input_error(path, f"is {kind}, not a regular file",
+                          "save it to a file first (densrefine reads .gz files directly)")
     if not os.access(path, os.R_OK):
         raise input_error(path, "file is not readable", "check its permissions")
+    if os.path.getsize(path) == 0:
+        raise input_error(path, f"is empty (0 bytes), not {what}", fix)
     return path

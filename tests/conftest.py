@@ -2,7 +2,7 @@
 
 Real data lives in ../shared/data (relative to the repository root) or in
 $DENSREFINE_DATA. Tests that need it skip with a reason when it is absent, but fail
-when CI=true (CI must have it).
+when CI is set truthy (``1``, ``yes``, ``true``, ``on``; any case): CI must have it.
 """
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def env_truthy(name: str) -> bool:
+    """True when environment variable ``name`` is 1, yes, true or on (any case, trimmed).
+
+    The one place that reads CI-style switches; ``IN_CI`` is ``env_truthy("CI")``.
+    """
+    return os.environ.get(name, "").strip().lower() in ("1", "yes", "true", "on", "y")
+
+
+IN_CI = env_truthy("CI")
 
 
 def data_dir() -> pathlib.Path:
@@ -26,7 +36,7 @@ def require_data(*parts) -> pathlib.Path:
     if not p.exists():
         msg = f"real data {p} not found (set DENSREFINE_DATA or provide ../shared/data)"
         if IN_CI:
-            pytest.fail(msg + " — CI=true requires it")
+            pytest.fail(msg + " — CI requires it")
         pytest.skip(msg)
     return p
 
@@ -39,7 +49,7 @@ def peers_python() -> pathlib.Path:
         msg = (f"peer venv {venv} not found: run ../shared/tools/peers/setup.sh "
                "(or set PEERS_VENV)")
         if IN_CI:
-            pytest.fail(msg + " — CI=true requires it (.ci/run sets it up)")
+            pytest.fail(msg + " — CI requires it (.ci/run sets it up)")
         pytest.skip(msg)
     return py
 

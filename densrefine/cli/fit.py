@@ -37,6 +37,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
+
+import numpy as np
+
+from ..errors import DensrefineWarning
 
 log = logging.getLogger("densrefine")
 
@@ -136,31 +141,90 @@ def _overrides(args) -> dict:
     return cfg
 
 
-def _outputs(args) -> dict:
-    from ..io.atomic import check_output_path
+def outputs(args) -> dict:
+    """Every file ``densrefine fit`` writes, by role (checked before anything runs)."""
+    from ..errors import input_error
 
+    pre = args.output_prefix
+    if not pre or pre.endswith(("/", os.sep)) or os.path.isdir(pre) \
+            or os.path.basename(pre) in (".", ".."):
+        raise input_error(pre or "-o", "the output prefix is a folder, not a file-name prefix",
+                          f"give a prefix inside it, e.g. -o {os.path.join(pre or '.', 'fit')}")
     low = args.model.lower().removesuffix(".gz")
     ext = ".cif" if low.endswith((".cif", ".mmcif")) else ".pdb"
-    pre = args.output_prefix
-    out = {"model": pre + ext, "stats": pre + "_stats.json", "log": pre + ".log",
-           "config": pre + "_config.yaml", "report": pre + "_report.html"}
-    for path in out.values():
-        check_output_path(path, inputs=(args.model, args.map, *(args.half_maps or ())))
-    return out
+    return {"model": pre + ext, "stats": pre + "_stats.json", "log": pre + ".log",
+            "config": pre + "_config.yaml", "report": pre + "_report.html"}
+
+
+def _inputs(args) -> list:
+    return [args.model, args.map, args.config, *args.ligand, *(args.half_maps or ())]
+
+
+def _load_config(args):
+    """The resolved config; errors in the --config file name the file."""
+    from ..errors import InputError, check_readable
+    from ..refine import load_config
+
+    if args.config:
+        check_readable(args.config, "a YAML config", "give the YAML written as PREFIX_config.yaml")
+        try:
+            load_config(path=args.config)
+        except InputError as exc:
+            msg = str(exc)
+            if not msg.startswith(str(args.config)):
+                raise InputError(f"{args.config}: {msg}") from None
+            raise
+    return load_config(_overrides(args), path=args.config)
+
+
+def _check_ligands(paths, model) -> None:
+    """Each --ligand file must hold at least one restraint dictionary (data_comp_XXX
+    with _chem_comp_atom rows); one only for residues absent from the model is a warning."""
+    import gemmi
+
+    from ..errors import check_readable, input_error
+
+    names = set(np.asarray(model.atoms.res_name).astype(str).tolist())
+    for path in paths:
+        check_readable(path, "a restraint dictionary", "give a CCP4 monomer-library .cif")
+        try:
+            doc = gemmi.cif.read(path)
+        except (RuntimeError, ValueError, OSError) as exc:
+            msg = " ".join(str(exc).split())[:150]
+            raise input_error(path, f"cannot be read as mmCIF ({msg})",
+                              "give a CCP4 restraint dictionary (data_comp_XXX blocks)") from None
+        comps = [b.name[5:] for b in doc if b.name.startswith("comp_")
+                 and b.name != "comp_list" and len(b.find_values("_chem_comp_atom.atom_id"))]
+        if not comps:
+            raise input_error(path, "holds no restraint dictionary (no data_comp_XXX block "
+                              "with _chem_comp_atom rows)", "give the dictionary written by "
+                              "AceDRG, eLBOW or GRADE for the ligand")
+        if not set(comps) & names:
+            warnings.warn(f"{path}: defines {', '.join(sorted(comps))}, which the model "
+                          "does not contain; the dictionary is not used",
+                          DensrefineWarning, stacklevel=2)
 
 
 class _Progress:
-    """Per-cycle callback: stats JSON rewritten atomically; a progress line on a TTY."""
+    """Per-cycle callback: the first call commits the run (inputs validated: log file,
+    config), then the stats JSON is rewritten atomically; a progress line on a TTY."""
 
-    def __init__(self, path, total):
-        self.path, self.total, self.tty = path, total, sys.stderr.isatty()
+    def __init__(self, out, cfg_text, total):
+        self.out, self.cfg_text, self.total = out, cfg_text, total
+        self.tty, self.stats = sys.stderr.isatty(), None
 
     def __call__(self, stats):
+        from ..io.atomic import write_text_atomic
         from ..report import write_json_atomic
+        from ._common import commit
 
+        if self.stats is None:
+            commit(self.out["log"])
+            write_text_atomic(self.out["config"], self.cfg_text)
+        self.stats = stats
         # one line while running (C encoder: ~10x faster than indented JSON); the final
         # file is written indented by main()
-        write_json_atomic(self.path, stats, indent=None)
+        write_json_atomic(self.out["stats"], stats, indent=None)
         cyc = stats.get("cycles") or []
         if self.tty and cyc:
             c = cyc[-1]
@@ -172,29 +236,63 @@ class _Progress:
             if stats.get("status") != "running":
                 sys.stderr.write("\n")
 
+    def interrupted(self, what: str) -> None:
+        """Mark the stats JSON of an interrupted run (the file stays complete JSON)."""
+        from ..report import write_json_atomic
+
+        if self.stats is not None:
+            self.stats["status"] = what
+            self.stats["warnings"] = _warnings()
+            write_json_atomic(self.out["stats"], self.stats)
+
+
+def _warnings() -> list:
+    from ._common import warnings_seen
+
+    return warnings_seen()
+
 
 def main(args) -> int:
-    from ..io import read_model, write_model
     from ..device import resolve_device
+    from ..io import looks_like_map, read_map, read_model, write_model
     from ..io.atomic import write_text_atomic
-    from ..refine import dump_config, fit, load_config
-    from ..report import report_html, write_json_atomic
-    from ._common import log_device, start_file_log
+    from ..refine import dump_config, fit
+    from ..report import write_json_atomic
+    from ..report.html import report_html
+    from . import _common
 
-    out = _outputs(args)
-    cfg = load_config(_overrides(args), path=args.config)
+    if args.map is not None:
+        _common.check_order(args.model, args.map, "map or reflection",
+                            "densrefine fit MODEL MAP -o PREFIX")
+    out = _common.plan_outputs(outputs(args), _inputs(args))
+    cfg = _load_config(args)
+    model = read_model(args.model)  # inputs before the device: refusals need no torch
+    _check_ligands(args.ligand, model)
+    data = args.map          # X-ray data (or nothing beside half maps) are read by fit
+    if data is not None and looks_like_map(data):
+        data = read_map(data)
+    halves = None if not args.half_maps else tuple(read_map(h) for h in args.half_maps)
     dev = resolve_device(args.device)
-    start_file_log(out["log"])
-    log_device(dev)
-    write_text_atomic(out["config"], dump_config(cfg))
-    model = read_model(args.model)
-    res = fit(model, args.map, args.resolution, config=cfg, select=args.select, device=dev,
-              seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),
-              unknown=args.unknown_residues, callback=_Progress(out["stats"], _n_calls(cfg, model)),
-              labin=args.labin, xray_map=args.xray_map, half_maps=args.half_maps,
-              half_map_work=args.half_map_work)
-    write_model(res.model, out["model"], inputs=(args.model,))
+    _common.log_device(dev)
+    progress = _Progress(out, dump_config(cfg), _n_calls(cfg, model))
+    try:
+        res = fit(model, data, args.resolution, config=cfg, select=args.select, device=dev,
+                  seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),
+                  unknown=args.unknown_residues, callback=progress, labin=args.labin,
+                  xray_map=args.xray_map, half_maps=halves, half_map_work=args.half_map_work)
+    except KeyboardInterrupt as exc:
+        progress.interrupted("terminated (SIGTERM)" if isinstance(exc, _common.Terminated)
+                             else "interrupted")
+        raise
+    _common.commit(out["log"])
+    unk = res.stats.get("input", {}).get("unknown_residues") or []
+    if unk:
+        log.warning("%s: residue(s) %s have no restraint dictionary and were restrained to "
+                    "their own input geometry; give --ligand DICT.cif for real restraints",
+                    args.model, ", ".join(unk))
+    write_model(res.model, out["model"], inputs=_inputs(args))
     res.stats["outputs"] = {k: os.path.abspath(v) for k, v in out.items()}
+    res.stats["warnings"] = res.stats.get("warnings", []) + _warnings()
     write_json_atomic(out["stats"], res.stats)
     write_text_atomic(out["report"], report_html(res.stats))
     for key in ("stats", "config", "report", "log"):

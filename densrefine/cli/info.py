@@ -4,11 +4,14 @@ For a map (.mrc, .map, .ccp4, .mrcs, optionally .gz, or any file carrying the MR
 'MAP ' word): grid, voxel size, origin (the log line on stderr says which header
 words it came from), axis order, start, cell, value statistics. For a model
 (PDB/mmCIF, optionally .gz): chains, residues, atoms, hydrogens, waters, ligands,
-B range, occupancy, altlocs, cell and space group.
+B range, occupancy, altlocs, cell and space group. For reflections (MTZ, mmCIF
+structure factors): cell, space group, columns, resolution range, number of
+reflections, the observations densrefine would use and the free-R flags.
 
 Examples:
   densrefine info emd_3488.mrc
   densrefine info 5ni1.cif.gz --json
+  densrefine info 3io0-sf.mtz
 """
 from __future__ import annotations
 
@@ -20,21 +23,61 @@ log = logging.getLogger("densrefine")
 
 
 def add_args(p) -> None:
-    p.add_argument("file", metavar="FILE", help="map (.mrc/.map/.ccp4) or model (.pdb/.cif)")
+    p.add_argument("file", metavar="FILE", help="map (.mrc/.map/.ccp4), model (.pdb/.cif) or "
+                   "reflections (.mtz, r*sf.ent)")
     p.add_argument("--json", action="store_true", help="print the facts as one JSON object")
 
 
 def main(args) -> int:
+    from ..errors import check_readable
     from ..io import looks_like_map, map_summary, model_summary, read_map, read_model
+    from ..io.reflections import reflections_summary
+    from . import _common
 
-    if looks_like_map(args.file):
-        info = {"kind": "map", **map_summary(read_map(args.file))}
+    path = check_readable(args.file, "a map, model or reflection file",
+                          "give an .mrc/.map, .pdb/.cif or .mtz file")
+    if looks_like_map(path):
+        info = {"kind": "map", **map_summary(read_map(path))}
         text = format_map(info)
+    elif _common._looks_like_reflections(path):
+        info = {"kind": "reflections", **reflections_summary(path)}
+        text = format_reflections(info)
     else:
-        info = {"kind": "model", **model_summary(read_model(args.file))}
+        info = {"kind": "model", **model_summary(read_model(path))}
         text = format_model(info)
+    _common.commit()
     sys.stdout.write(json.dumps(info) + "\n" if args.json else text)
     return 0
+
+
+def format_reflections(s: dict) -> str:
+    """Readable table of a `densrefine.io.reflections.reflections_summary` dict."""
+    cols = "  ".join(f"{k}({v})" for k, v in s["columns"].items()
+                     if k not in ("H", "K", "L", "index_h", "index_k", "index_l"))
+    obs = s.get("observations")
+    ff = s.get("free_flags") or {}
+    if obs is None:
+        obs_txt = f"none usable ({s.get('observations_problem', '?')})"
+    else:
+        obs_txt = f"{', '.join(obs.values())}  ({s['n_obs']} reflections after cleaning)"
+    if not ff:
+        free = "n/a"
+    elif ff.get("problem"):
+        free = f"unusable ({ff['problem']})"
+    else:
+        free = (f"{ff.get('column')}: {ff.get('convention')}; {ff.get('n_free')} test, "
+                f"{ff.get('n_work')} work")
+    res = ("n/a" if s["d_min"] is None else f"{s['d_max']:.2f} – {s['d_min']:.2f} Å")
+    return "".join([
+        f"reflections {s['path']} ({s['file_type']})\n",
+        _row("cell", _nums(s["cell"], "{:.3f}")),
+        _row("space group", s["space_group"]),
+        _row("reflections", s["n_reflections"]),
+        _row("resolution", res),
+        _row("columns", cols),
+        _row("observations", obs_txt),
+        _row("free-R flags", free),
+    ])
 
 
 def _row(name, value) -> str:

@@ -42,33 +42,37 @@ def add_args(p):
                    help="flag value of the test set (default: detected)")
 
 
+def outputs(args) -> dict:
+    """Every file ``densrefine rfactor`` writes, by role (checked before anything runs)."""
+    if not args.json:
+        return {}
+    return {"json": args.json, "log": os.path.splitext(args.json)[0] + ".log"}
+
+
 def main(args):
+    from ..errors import input_error
     from ..io import read_model
-    from ..io.atomic import check_output_path
     from ..report import write_json_atomic
     from ..xtal import rfactor
     from . import _common
-
-    from ..errors import input_error
 
     for name, v in (("--d-min", args.d_min), ("--d-max", args.d_max)):
         if v is not None and not v > 0:
             raise input_error(name, f"{v} is not a positive resolution in Å",
                               f"give {name} in Å, e.g. 2.5")
-    if args.json:
-        log_path = os.path.splitext(args.json)[0] + ".log"
-        for path in (args.json, log_path):
-            check_output_path(path, inputs=[args.model, args.data])
-        _common.start_file_log(log_path)
+    _common.check_order(args.model, args.data, "reflection", "densrefine rfactor MODEL DATA")
+    out = _common.plan_outputs(outputs(args), [args.model, args.data])
     model = read_model(args.model)
     rep = rfactor(model, args.data, labin=args.labin, d_min=args.d_min, d_max=args.d_max,
                   free_flag=args.free_flag, density=args.density)
-    print(format_report(rep, args.model, args.data))
+    _common.commit(out.get("log"))
+    seen = _common.warnings_seen()
+    print(format_report(rep, args.model, args.data, warnings=seen))
     if args.json:
-        out = {"model": os.path.abspath(args.model), "data": os.path.abspath(args.data),
-               **rep.to_dict()}
-        write_json_atomic(args.json, out)
-        log.info("Wrote %s", args.json)
+        doc = {"model": os.path.abspath(args.model), "data": os.path.abspath(args.data),
+               **rep.to_dict(), "warnings": seen}
+        write_json_atomic(out["json"], doc)
+        log.info("Wrote %s", out["json"])
     return 0
 
 
@@ -76,8 +80,9 @@ def _f(x, fmt="{:.4f}") -> str:
     return "n/a" if x is None or x != x else fmt.format(x)
 
 
-def format_report(rep, model="", data="") -> str:
-    """Readable summary of an `RfactorReport` (what ``densrefine rfactor`` prints)."""
+def format_report(rep, model="", data="", warnings=()) -> str:
+    """Readable summary of an `RfactorReport` (what ``densrefine rfactor`` prints);
+    ``warnings`` end it."""
     cols = rep.reflections.get("columns", {})
     lines = [f"model {model}  data {data}",
              f"data: {rep.reflections.get('source', '?')} ({', '.join(cols.values())}), "
@@ -98,4 +103,6 @@ def format_report(rep, model="", data="") -> str:
     for s in rep.shells:
         lines.append(f"    {s['d_max']:7.2f} {s['d_min']:7.2f}  {s['n_work']:7d} {s['n_free']:7d}"
                      f"  {_f(s['r_work'])}  {_f(s['r_free'])}  {s['k_mask']:.3f}")
+    if warnings:
+        lines += ["", f"  {len(warnings)} warning(s):"] + [f"    - {w}" for w in warnings]
     return "\n".join(lines)

@@ -24,10 +24,10 @@ def add_args(p):
     p.add_argument("map", help="map (.mrc/.map/.ccp4) in the model's frame")
     g = p.add_argument_group("the flags most users need")
     g.add_argument("-d", "--resolution", type=float,
-                   help="map resolution in Å (the model map keeps d > this; default: "
+                   help="map resolution in Å, 0.5–50 (the model map keeps d > this; default: "
                         "estimated from the map and model as d_model, said in the output)")
     g.add_argument("--json", metavar="FILE",
-                   help="write all scores (incl. FSC curve, per-residue CC) to FILE; "
+                   help="write all scores (incl. FSC curve, per-residue CC, warnings) to FILE; "
                         "the log goes to FILE's stem + .log")
     p.add_argument("--table", choices=["electron", "xray"], default="electron",
                    help="scattering table of the model map (default: %(default)s)")
@@ -36,42 +36,58 @@ def add_args(p):
                         "learned deformation density (default: %(default)s)")
     p.add_argument("--no-residues", action="store_true",
                    help="skip the per-residue CC list (main/side-chain CC are kept)")
+    p.add_argument("--worst-with-waters", action="store_true",
+                   help="let waters and single-atom ions into the printed worst-residue list "
+                        "(default: polymer residues and ligands only)")
+
+
+def outputs(args) -> dict:
+    """Every file ``densrefine score`` writes, by role (checked before anything runs)."""
+    if not args.json:
+        return {}
+    return {"json": args.json, "log": os.path.splitext(args.json)[0] + ".log"}
 
 
 def main(args):
     from ..io import read_map, read_model
     from ..device import resolve_device
-    from ..io.atomic import check_output_path
     from ..report import write_json_atomic
     from ..scoring import score
+    from ..scoring.api import check_resolution
     from . import _common
 
-    if args.json:
-        check_output_path(args.json, inputs=[args.model, args.map])
-        _common.start_file_log(os.path.splitext(args.json)[0] + ".log")
+    _common.check_order(args.model, args.map, "map", "densrefine score MODEL MAP -d D")
+    out = _common.plan_outputs(outputs(args), [args.model, args.map])
+    if args.resolution is not None:
+        check_resolution(args.resolution)
+    model = read_model(args.model)  # inputs before the device: refusals need no torch
+    emap = read_map(args.map)
     device = resolve_device(args.device)
     _common.log_device(device)
-    model = read_model(args.model)
-    emap = read_map(args.map)
-    d, estimate = args.resolution, None
+    d, estimate, said = args.resolution, None, None
     if d is None:
         from ..scoring import check_inputs, estimate_resolution
 
         check_inputs(model, emap, 2.0 * float(max(emap.voxel_size)))
         estimate = estimate_resolution(model, emap, table=args.table, device=device)
         d = estimate.d_model
-        print(f"resolution not given: estimated d_model = {d:.3g} Å (masked model-map CC "
-              f"{estimate.cc_max:.3f}); pass -d to override")
+        said = (f"resolution not given: estimated d_model = {d:.3g} Å (masked model-map CC "
+                f"{estimate.cc_max:.3f}); pass -d to override")
     rep = score(model, emap, d, table=args.table, device=device,
                 per_residue=not args.no_residues, density=args.density)
-    print(format_report(rep, model=args.model, emap=args.map))
+    _common.commit(out.get("log"))
+    if said:
+        print(said)
+    seen = _common.warnings_seen()
+    print(format_report(rep, model=args.model, emap=args.map, warnings=seen,
+                        with_waters=args.worst_with_waters))
     if args.json:
-        out = {"model": os.path.abspath(args.model), "map": os.path.abspath(args.map),
-               **rep.to_dict()}
+        doc = {"model": os.path.abspath(args.model), "map": os.path.abspath(args.map),
+               **rep.to_dict(), "warnings": seen}
         if estimate is not None:
-            out["resolution_estimate"] = estimate.to_dict()
-        write_json_atomic(args.json, out)
-        log.info("Wrote %s", args.json)
+            doc["resolution_estimate"] = estimate.to_dict()
+        write_json_atomic(out["json"], doc)
+        log.info("Wrote %s", out["json"])
     return 0
 
 
@@ -79,8 +95,16 @@ def _f(x, fmt="{:.4f}") -> str:
     return "n/a" if x is None or x != x else fmt.format(x)
 
 
-def format_report(rep, model="", emap="", n_worst: int = 10) -> str:
-    """Readable summary of a `ScoreReport` (what ``densrefine score`` prints)."""
+def format_report(rep, model="", emap="", n_worst: int = 10, warnings=None,
+                  with_waters: bool = False) -> str:
+    """Readable summary of a `ScoreReport` (what ``densrefine score`` prints).
+
+    The worst-residue list leaves out waters and single-atom ions unless
+    ``with_waters`` (`densrefine.report.stats.worst_residues`); ``warnings`` (default:
+    the report's own) end the summary.
+    """
+    from ..report.stats import worst_residues
+
     lines = [f"model {model}  map {emap}",
              f"resolution {rep.resolution:g} Å, {rep.table} table, model map: {rep.method}, "
              f"{rep.n_atoms} atoms ({100 * rep.fraction_inside:.1f} % inside the box)", "",
@@ -92,13 +116,16 @@ def format_report(rep, model="", emap="", n_worst: int = 10) -> str:
              f"   (atom radius {rep.atom_radius:.2f} Å)",
              f"  RSR        {_f(rep.rsr)}   (over the mask, after LSQ scaling)",
              f"  d(FSC=0.5) {_f(rep.d_fsc05, '{:.2f} Å')}   (unmasked map-model FSC)"]
-    scored = [r for r in rep.residues if r["cc"] is not None]
-    if scored:
-        worst = sorted(scored, key=lambda r: r["cc"])[:n_worst]
-        lines += ["", f"  worst {len(worst)} of {len(scored)} residues by CC:",
+    worst, n_scored, n_left = worst_residues(rep.residues, n_worst, with_waters=with_waters)
+    if worst:
+        left = f", {n_left} waters/ions left out" if n_left else ""
+        lines += ["", f"  worst {len(worst)} of {n_scored} residues by CC{left}:",
                   "    chain  residue      CC    CC_main  CC_side"]
         for r in worst:
             rid = f"{r['res_name']} {r['res_seq']}{r['icode']}"
             lines.append(f"    {r['chain']:<5}  {rid:<10} {_f(r['cc'], '{:6.3f}')}   "
                          f"{_f(r['cc_main'], '{:6.3f}'):>6}   {_f(r['cc_side'], '{:6.3f}'):>6}")
+    notes = list(rep.warnings) if warnings is None else list(warnings)
+    if notes:
+        lines += ["", f"  {len(notes)} warning(s):"] + [f"    - {w}" for w in notes]
     return "\n".join(lines)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 
+import numpy as np
+
 log = logging.getLogger("densrefine")
 
 
@@ -61,42 +63,72 @@ def _log_path(output: str) -> str:
 def _check_args(args) -> None:
     from ..errors import input_error
 
-    if args.like and (args.box or args.spacing):
+    if args.like and (args.box or args.spacing is not None):
         raise input_error("--like", "--like cannot be combined with --box/--spacing",
                           "use either --like MAP or --box/--spacing")
-    if not (args.like or args.box or args.spacing):
+    if args.spacing is not None and not args.spacing > 0:
+        raise input_error("--spacing", f"{args.spacing} Å is not positive", "give e.g. 1.0")
+    if not (args.like or args.box or args.spacing is not None):
         raise input_error("--like", "no output grid given",
                           "use --like MAP, or --spacing S (optionally with --box NX NY NZ)")
     if args.box and min(args.box) < 2:
         raise input_error("--box", f"{args.box} has a size below 2 voxels",
                           "give three sizes ≥ 2, e.g. --box 96 96 96")
-    if args.spacing is not None and not args.spacing > 0:
-        raise input_error("--spacing", f"{args.spacing} Å is not positive", "give e.g. 1.0")
-    if args.margin < 0:
+    if not args.margin >= 0:
         raise input_error("--margin", f"{args.margin} Å is negative", "give e.g. 5")
+    if args.box:
+        _check_size(args.box, "--box", args.method)
+
+
+def _check_size(shape, what, method) -> None:
+    from ..io.limits import check_grid_size
+
+    check_grid_size(shape, what, "give a smaller --box or a coarser --spacing",
+                    copies=3.0 if method == "fourier" else 2.0)
+
+
+def outputs(args) -> dict:
+    """Every file ``densrefine simulate`` writes, by role (checked before anything runs)."""
+    return {"map": args.output, "log": _log_path(args.output)}
 
 
 def main(args) -> int:
     from ..io import read_map, read_model, write_map
     from ..device import resolve_device
-    from ..io.atomic import check_output_path
+    from ..errors import input_error
+    from ..io.mrc import is_map_path
     from ..simulate import simulate
     from ..simulate.api import check_params
-    from ._common import log_device, start_file_log
+    from . import _common
 
     _check_args(args)
     check_params(args.resolution, args.table, args.method, args.blur, args.cutoff)
-    out = check_output_path(args.output, (args.model, args.like))
-    dev = resolve_device(args.device)
-    start_file_log(_log_path(out))
-    log_device(dev)
-    model = read_model(args.model)
+    if not is_map_path(args.output):
+        raise input_error(args.output, "unknown map suffix", "name the output .mrc or .map")
+    out = _common.plan_outputs(outputs(args), [args.model, args.like])
+    model = read_model(args.model)  # inputs before the device: refusals need no torch
     like = read_map(args.like) if args.like else None
+    if like is None and not args.box:
+        spacing = args.spacing if args.spacing is not None else args.resolution / 3.0
+        xyz = model.atoms.xyz
+        ext = xyz.max(0) - xyz.min(0) + 2 * args.margin
+        _check_size(np.ceil(ext / spacing) + 1, "--spacing", args.method)
+        spacing_used = spacing
+    else:
+        spacing_used = (float(max(like.voxel_size)) if like is not None
+                        else args.spacing if args.spacing is not None else args.resolution / 3)
+    if args.resolution < 2 * spacing_used * (1 - 1e-6):
+        log.warning("-d %g Å is finer than the grid's Nyquist limit %.3g Å (2 × voxel %.3g "
+                    "Å): detail beyond it cannot be represented; use a finer --spacing",
+                    args.resolution, 2 * spacing_used, spacing_used)
+    dev = resolve_device(args.device)
+    _common.log_device(dev)
     sim = simulate(model, like, resolution=args.resolution, table=args.table,
                    method=args.method, blur=args.blur, cutoff=args.cutoff, density=args.density,
                    device=dev, box=args.box, spacing=args.spacing, margin=args.margin)
-    write_map(sim, out, inputs=(args.model, args.like))
+    _common.commit(out["log"])
+    write_map(sim, out["map"], inputs=(args.model, args.like))
     v = sim.values
-    log.info("Wrote %s: grid %d×%d×%d, min %.4g, max %.4g, mean %.4g", out, *sim.shape_xyz,
-             float(v.min()), float(v.max()), float(v.mean()))
+    log.info("Wrote %s: grid %d×%d×%d, min %.4g, max %.4g, mean %.4g", out["map"],
+             *sim.shape_xyz, float(v.min()), float(v.max()), float(v.mean()))
     return 0

@@ -99,12 +99,14 @@ def read_model(path) -> Model:
     path = _check_readable(path)
     st = _read_structure(path)
     if len(st) == 0 or st[0].count_atom_sites() == 0:
+        _explain_no_atoms(path)
         raise input_error(path, "no atoms found (no ATOM/HETATM records or _atom_site rows)",
                           "give a model file that contains coordinates")
     if len(st) > 1:
         log.warning("%s has %d models; using the first (model %s)", path, len(st), st[0].num)
     st.setup_entities()
     atoms = atoms_from_gemmi(st[0])
+    _check_finite(atoms, path)
     cell = UnitCell(*st.cell.parameters) if st.cell.is_crystal() else None
     sg = st.spacegroup_hm.strip() or "P 1"
     n_h = int(atoms.is_hydrogen.sum())
@@ -112,6 +114,48 @@ def read_model(path) -> Model:
              path, len(atoms), n_h, int(atoms.res_index[-1]) + 1,
              len(set(atoms.chain.tolist())), _cell_str(cell), sg)
     return Model(atoms=atoms, cell=cell, space_group=sg, path=path, handle=st)
+
+
+_XYZ_TAGS = ("_atom_site.Cartn_x", "_atom_site.Cartn_y", "_atom_site.Cartn_z")
+
+
+def _explain_no_atoms(path) -> None:
+    """Say why an mmCIF gave no atoms (no _atom_site loop, or a missing Cartn column)."""
+    import gemmi
+
+    low = path.lower().removesuffix(".gz")
+    if not low.endswith((".cif", ".mmcif")):
+        return
+    try:
+        doc = gemmi.cif.read(path)
+    except (RuntimeError, ValueError, OSError):
+        return
+    for block in doc:
+        rows = block.find_mmcif_category("_atom_site.")
+        if rows is None or not len(rows.tags):
+            continue
+        missing = [t for t in _XYZ_TAGS if t not in rows.tags]
+        if missing:
+            raise input_error(path, f"the _atom_site loop of block {block.name} has no "
+                              f"{', '.join(m.split('.')[1] for m in missing)} column",
+                              "give a complete model file (Cartn_x, Cartn_y, Cartn_z)")
+    if all(b.find_mmcif_category("_atom_site.") is None
+           or not len(b.find_mmcif_category("_atom_site.").tags) for b in doc):
+        if any(len(b.find_mmcif_category("_refln.").tags) for b in doc):
+            raise input_error(path, "is a structure-factor file (_refln), not a model",
+                              "give the model (.pdb/.cif) here and the reflections as DATA")
+
+
+def _check_finite(atoms, path) -> None:
+    """Refuse undefined coordinates (mmCIF '?' or '.') instead of scoring NaN."""
+    bad = ~np.isfinite(atoms.xyz).all(1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise input_error(path, f"{int(bad.sum())} of {len(atoms)} atoms have undefined "
+                          f"coordinates (first: {atoms.chain[i]}/{atoms.res_name[i]} "
+                          f"{int(atoms.res_seq[i])}/{str(atoms.atom_name[i]).strip()}; "
+                          "'?' or '.' in Cartn_x/y/z)",
+                          "give coordinates for every atom or remove those atoms")
 
 
 def _cell_str(cell) -> str:

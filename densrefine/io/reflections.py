@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DensrefineWarning, format_error, input_error
+from ..errors import DensrefineWarning, InputError, check_readable, format_error, input_error
 
 log = logging.getLogger("densrefine")
 
@@ -139,16 +139,12 @@ _format_error = format_error
 
 
 def _sniff(path) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise input_error(path, "file not found", "check the path")
-    if os.path.isdir(path):
-        raise input_error(path, "is a directory", "give an MTZ or mmCIF reflection file")
+    path = check_readable(path, "a reflection file", "give an MTZ or mmCIF reflection file")
     opener = gzip.open if path.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
             head = fh.read(4096)
-    except OSError as exc:
+    except (OSError, EOFError) as exc:
         raise _format_error(path, f"cannot be read ({exc})", "check that the file is intact")
     if head[:4] == b"MTZ ":
         return "mtz"
@@ -588,13 +584,17 @@ def read_map_coefficients(path, kind="2fofc", *, labin=None):
 
 
 def _cell_parameters(cell):
+    """Six cell parameters, or None for no cell or a dummy one (edges of 1 Å or less,
+    as gemmi gives a model without CRYST1 and PDB writes for cryo-EM entries)."""
     if cell is None:
         return None
     if hasattr(cell, "parameters"):
-        return tuple(float(x) for x in cell.parameters)
-    if hasattr(cell, "alpha"):
-        return (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma)
-    return tuple(float(x) for x in cell)
+        p = tuple(float(x) for x in cell.parameters)
+    elif hasattr(cell, "alpha"):
+        p = (cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma)
+    else:
+        p = tuple(float(x) for x in cell)
+    return None if max(p[:3]) <= 1.0 else p
 
 
 def check_model_compatible(refl, model_cell, model_sg_name, model_path) -> None:
@@ -605,9 +605,11 @@ def check_model_compatible(refl, model_cell, model_sg_name, model_path) -> None:
     refl : Reflections
         The data.
     model_cell : gemmi.UnitCell, densrefine.types.UnitCell, sequence of 6 floats, or None
-        Model cell (Å, degrees). None (no CRYST1) is accepted with a warning.
+        Model cell (Å, degrees). None, or a dummy cell with edges of 1 Å (no CRYST1,
+        or a cryo-EM CRYST1), is accepted with a warning: the data's cell is used.
     model_sg_name : str or None
-        Model space group (Hermann–Mauguin). Empty/None is accepted with a warning.
+        Model space group (Hermann–Mauguin). Empty/None, or "P 1" together with no
+        cell (what a file without CRYST1 reads as), is accepted with a warning.
     model_path : str
         Model file, named in the message.
 
@@ -622,14 +624,16 @@ def check_model_compatible(refl, model_cell, model_sg_name, model_path) -> None:
     model = _cell_parameters(model_cell)
     fmt = lambda p: " ".join(f"{x:.2f}" for x in p)  # noqa: E731
     if model is None:
-        warnings.warn(f"{model_path}: model has no unit cell; using the data's ({fmt(data)})",
+        warnings.warn(f"{model_path}: model has no unit cell (no CRYST1 / _cell); using the "
+                      f"cell of {refl.path} ({fmt(data)})",
                       DensrefineWarning, stacklevel=2)
     elif (any(abs(m - d) > 0.01 * d for m, d in zip(model[:3], data[:3]))
           or any(abs(m - d) > 1.0 for m, d in zip(model[3:], data[3:]))):
         raise input_error(model_path, f"model cell ({fmt(model)}) differs from the cell of "
                           f"{refl.path} ({fmt(data)})",
                           "use the model refined against these data (or fix CRYST1)")
-    if not model_sg_name or not model_sg_name.strip():
+    if not model_sg_name or not model_sg_name.strip() or (
+            model is None and model_sg_name.replace(" ", "").upper() == "P1"):
         warnings.warn(f"{model_path}: model has no space group; using the data's "
                       f"({refl.spacegroup.hm})", DensrefineWarning, stacklevel=2)
         return
@@ -641,3 +645,53 @@ def check_model_compatible(refl, model_cell, model_sg_name, model_path) -> None:
         raise input_error(model_path, f"model space group {model_sg_name!r} differs from "
                           f"{refl.spacegroup.hm!r} of {refl.path}",
                           "use the model refined against these data (or fix CRYST1)")
+
+
+def reflections_summary(path) -> dict:
+    """What a reflection file holds (used by ``densrefine info``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        MTZ or mmCIF structure factors (optionally gzipped).
+
+    Returns
+    -------
+    dict
+        ``path``, ``file_type`` ("mtz" or "mmcif"), ``cell`` (6 numbers),
+        ``space_group``, ``columns`` ({label: type}), ``n_reflections`` (rows),
+        ``d_max``/``d_min`` (Å, over all rows), ``observations`` (the columns densrefine
+        would use, role → label, or None with ``observations_problem``), ``n_obs``,
+        ``free_flags`` (column, convention, ``n_free``, ``n_work``, or the problem).
+
+    Raises
+    ------
+    InputError, FormatError
+        Not a readable reflection file.
+    """
+    table = _open_table(path)
+    cell = _cell_parameters(table.cell) or tuple(float(x) for x in table.cell.parameters)
+    d = resolution(table.cell, table.hkl) if len(table.hkl) else np.zeros(0)
+    d = d[np.isfinite(d)]
+    out = {"path": os.fspath(path), "file_type": table.file_type,
+           "cell": [round(x, 4) for x in cell], "space_group": table.spacegroup.hm,
+           "columns": {lab: t for lab, t in table.types.items()},
+           "n_reflections": int(len(table.hkl)),
+           "d_max": round(float(d.max()), 3) if len(d) else None,
+           "d_min": round(float(d.min()), 3) if len(d) else None,
+           "observations": None, "n_obs": None, "free_flags": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            refl = read_reflections(path)
+        except InputError as exc:
+            out["observations_problem"] = str(exc)
+            return out
+    info = refl.info
+    out["observations"] = dict(info.get("columns") or {})
+    out["n_obs"] = int(len(refl))
+    out["free_flags"] = {"column": info.get("free_flag_column"),
+                         "convention": info.get("convention"),
+                         "n_free": info.get("n_free"), "n_work": info.get("n_work"),
+                         "problem": info.get("free_problem")}
+    return out

@@ -50,6 +50,18 @@ def _object_and_selection(selection, _self):
     return obj, ex.selection_for_residues(space["pairs"])
 
 
+def _check_map(map_name, _self):
+    """Refuse a map name that is not a loaded map object (it used to do nothing, silently)."""
+    names = _self.get_names("objects") or []
+    maps = [n for n in names if _self.get_type(n) == "object:map"]
+    if map_name not in names:
+        raise CmdException(f"densrefine: there is no object '{map_name}'; load the map first "
+                           f"(map objects: {', '.join(maps) or 'none'})")
+    if map_name not in maps:
+        raise CmdException(f"densrefine: '{map_name}' is a {_self.get_type(map_name)}, not a "
+                           f"map; give a map object (map objects: {', '.join(maps) or 'none'})")
+
+
 def _read_back(obj, path, _self):
     """Coordinates and B of ``path`` into ``obj`` (atoms matched by identifiers)."""
     _self.load(path, TMP_OBJECT)
@@ -63,13 +75,15 @@ def _read_back(obj, path, _self):
         _self.delete(TMP_OBJECT)
 
 
-def _show_residues(obj, rows, _self, title):
-    """Per-atom property p.densrefine_cc, selection densrefine_worst, printed table."""
-    cc = {(r["chain"], str(r["res_seq"]) + r["icode"]): r["cc"] for r in rows}
-    try:
-        _self.alter(obj, "p.densrefine_cc = cc.get((chain, resi), -1.0)", space={"cc": cc})
-    except Exception:  # noqa: BLE001 - properties need PyMOL >= 2.1; the table still helps
-        pass
+def _show_residues(obj, rows, _self, title, every=None):
+    """Per-atom property p.densrefine_cc, selection densrefine_worst, printed table.
+
+    ``every``: per-residue dicts of the whole model (each atom gets its residue's CC,
+    −1.0 only where the CC is undefined); ``rows``: the worst-first table.
+    """
+    cc = {(r["chain"], str(r["res_seq"]) + (r.get("icode") or "").strip()): r["cc"]
+          for r in (every if every is not None else rows) if r.get("cc") is not None}
+    _self.alter(obj, "p.densrefine_cc = cc.get((chain, resi), -1.0)", space={"cc": cc})
     worst = rows[:10]
     if worst:
         sel = " or ".join(f"(chain {r['chain']} and resi {r['res_seq']}{r['icode']})"
@@ -84,6 +98,7 @@ def densrefine_fit(selection, map_name, resolution, stages="", cycles="", weight
                    quiet=0, _self=cmd):
     """Refine SELECTION's object against MAP (see the module docstring)."""
     obj, select = _object_and_selection(selection, _self)
+    _check_map(map_name, _self)
     with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
         workdir = os.path.join(tmp, "run")
         try:
@@ -95,16 +110,18 @@ def densrefine_fit(selection, map_name, resolution, stages="", cycles="", weight
             raise CmdException(str(err)) from None
         _read_back(obj, res.model_path, _self)
         rows = res.worst()
+        every = res.residues("after")
         summary = res.summary()
     print(" " + summary)
     if not int(quiet):
-        _show_residues(obj, rows, _self, f"per-residue CC ({select or 'all'})")
+        _show_residues(obj, rows, _self, f"per-residue CC ({select or 'all'})", every)
     return {"summary": summary, "select": select, "worst": rows}
 
 
 def densrefine_score(selection, map_name, resolution, quiet=0, _self=cmd):
     """Per-residue CC of SELECTION's object against MAP; the model is not changed."""
     obj, _ = _object_and_selection(selection, _self)
+    _check_map(map_name, _self)
     with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
         try:
             stats = ex.run_score(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
@@ -114,7 +131,7 @@ def densrefine_score(selection, map_name, resolution, quiet=0, _self=cmd):
     rows = ex.worst_residues(stats)
     print(" " + ex.summary_line(stats))
     if not int(quiet):
-        _show_residues(obj, rows, _self, "per-residue CC")
+        _show_residues(obj, rows, _self, "per-residue CC", ex.residue_scores(stats))
     return {"summary": ex.summary_line(stats), "worst": rows}
 
 

@@ -60,18 +60,21 @@ def main():
     idx = []
     cmd.iterate("mol", "idx.append(8 <= resv <= 14)", space={"idx": idx})
     sel[:] = idx
+    # no try/except: a missing property must fail the run, not leave an empty list
     props = []
-    try:
-        cmd.iterate("mol and name CA", "props.append(p.densrefine_cc)", space={"props": props})
-    except Exception:  # noqa: BLE001
-        props = []
+    cmd.iterate("mol and name CA", "props.append(p.densrefine_cc)", space={"props": props})
+    if len(props) < 14:
+        raise RuntimeError(f"p.densrefine_cc read for {len(props)} CA atoms only")
     do_and_wait(cmd, "densrefine_fit mol, emmap, -1", "_done_bad")
+    do_and_wait(cmd, "densrefine_fit mol, nosuchmap, 3.0", "_done_nomap")
+    do_and_wait(cmd, "densrefine_fit mol, mol, 3.0", "_done_molmap")
     after_bad = cmd.get_coords("mol")
     print("RESULT " + json.dumps({
         "n_atoms": len(start), "n_selected": int(sel.sum()), "n_inside": len(inside),
         "max_moved_selected": float(moved[sel].max()),
         "max_moved_unselected": float(moved[~sel].max()),
         "worst_count": cmd.count_atoms("densrefine_worst and name CA"),
+        "n_cc_props": len(props),
         "cc_props": [round(float(x), 3) for x in props[7:14]],
         "bad_changed": float(np.abs(after_bad - after).max())}))
 

@@ -31,7 +31,10 @@ def test_pymol_fit_range_and_bad_input(tmp_path):
     assert res["n_selected"] == res["n_inside"] == 58  # A/8-14 mapped from the PyMOL selection
     assert res["max_moved_selected"] > 0.1 and res["max_moved_unselected"] == 0.0
     assert res["worst_count"] == 7
-    assert all(0.5 < cc <= 1.0 for cc in res["cc_props"])  # p.densrefine_cc set per atom
+    # p.densrefine_cc set per atom: one value per CA of the 22 residues, and the seven
+    # refined residues' values are real CCs (an empty list must not pass)
+    assert res["n_cc_props"] == 22 and len(res["cc_props"]) == 7
+    assert all(0.5 < cc <= 1.0 for cc in res["cc_props"])
     # worst-first table printed, then the failing run: one line, model unchanged
     table = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("A ")]
     ccs = [float(ln.split("CC ")[1].split()[0]) for ln in table]
@@ -40,3 +43,7 @@ def test_pymol_fit_range_and_bad_input(tmp_path):
     assert len(errors) == 1 and errors[0].strip().startswith("Error: densrefine fit: error: "
                                                              "resolution")
     assert "Traceback" not in out and res["bad_changed"] == 0.0
+    # a map name that does not exist, or a molecule given as the map: one error each
+    # (both used to print nothing and do nothing)
+    assert sum("there is no object 'nosuchmap'" in ln for ln in out.splitlines()) == 1, out
+    assert sum("'mol' is a" in ln and "not a map" in ln for ln in out.splitlines()) == 1, out

@@ -53,7 +53,10 @@ def test_b_stage_real_map_raises_cc_with_realistic_b_spread(inputs, tmp_path):
     dr.write_model(res.model, out)
     cc0, cc1 = _cctbx_cc(model_path, map_path), _cctbx_cc(out, map_path)
     assert cc1 > cc0 + 0.01, (cc0, cc1)
-    assert 4.0 < _bonded_rms_db(res.model) < 8.0
+    # independent reference: the deposited model's own bonded RMS ΔB (6.4 Å², refined by
+    # its authors), computed here from the file; ours within 25 % of it (measured 5.2)
+    dep = _bonded_rms_db(model)
+    assert 0.75 * dep < _bonded_rms_db(res.model) < 1.25 * dep, dep
 
 
 def test_b_overall_keeps_the_input_b_scale(inputs):

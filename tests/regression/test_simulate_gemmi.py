@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import EM_PAIRS, require_data
 
-gemmi = pytest.importorskip("gemmi")
+import gemmi  # noqa: E402 - a hard dependency: a broken install must fail, not skip
 
 import densrefine as dr
 from densrefine.simulate import box_around, refmac_blur, simulate

@@ -1,12 +1,11 @@
 """Stage-2 (s,p,d,f) deformation-density basis and e3nn network: normalisation, analytic blur,
 Cartesian conversion, grid splat, equivariance and exact charge."""
+import e3nn  # noqa: F401 - a hard dependency (pyproject): a broken install must fail, not skip
 import numpy as np
 import pytest
+import torch
 
 from densrefine.density import ml_basis
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("e3nn")
 
 EL = ["C", "O", "N", "H", "H", "C", "H", "H", "H"]
 XYZ = np.array([[0, 0, 0], [1.23, 0, 0], [-0.7, 1.2, 0], [-1.7, 1.2, 0.1], [-0.2, 2.1, 0],

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-gemmi = pytest.importorskip("gemmi")
+import gemmi  # noqa: E402 - a hard dependency: a broken install must fail, not skip
 
 from densrefine import Atoms, DensrefineWarning, InputError, Model
 from densrefine.density import available, get_density_model, iam

@@ -188,3 +188,69 @@ def test_interval_masks_equal_the_brute_force_on_real_data():
         ref_mask[v_ref] = True
         assert np.array_equal(masks.sites_mask(xyz, grid, r, periodic=periodic).ravel(),
                               ref_mask)
+
+
+# ----------------------------- non-orthogonal cells: the general path vs the brute force
+NON_ORTHOGONAL = [UnitCell(20.0, 20.0, 20.0, 90.0, 90.0, 120.0),   # hexagonal
+                  UnitCell(18.0, 22.0, 25.0, 90.0, 104.0, 90.0),    # monoclinic
+                  UnitCell(17.0, 19.0, 23.0, 72.0, 83.0, 101.0)]    # triclinic
+
+
+def brute_mask(xyz, grid, radius, periodic):
+    """Every voxel of the grid (every periodic image when ``periodic``) against every
+    site; returns (mask, ambiguous) where ambiguous voxels lie within 1e-9 Å² of the
+    sphere (rounding may put them on either side)."""
+    n = np.asarray(grid.shape_xyz)
+    k, j, i = np.meshgrid(*(np.arange(m) for m in grid.shape), indexing="ij")
+    ijk = np.stack([i.ravel(), j.ravel(), k.ravel()], -1)
+    shifts = ([np.zeros(3, int)] if not periodic else
+              [np.array(s) * n for s in np.ndindex(3, 3, 3)] and
+              [(np.array(s) - 1) * n for s in np.ndindex(3, 3, 3)])
+    mask = np.zeros(len(ijk), bool)
+    amb = np.zeros(len(ijk), bool)
+    rr = radius * radius
+    for s in shifts:
+        pos = grid.index_to_xyz(ijk + s)
+        for x in np.asarray(xyz, float):
+            dd = ((pos - x) ** 2).sum(1)
+            mask |= dd <= rr
+            amb |= np.abs(dd - rr) < 1e-9
+    return mask.reshape(grid.shape), amb.reshape(grid.shape)
+
+
+@pytest.mark.parametrize("cell", NON_ORTHOGONAL, ids=["hexagonal", "monoclinic", "triclinic"])
+@pytest.mark.parametrize("periodic", [False, True])
+def test_non_orthogonal_sites_mask_equals_the_brute_force(cell, periodic, rng):
+    shape = (14, 12, 10)  # z, y, x
+    grid = Grid(values=np.zeros(shape, np.float32), voxel_size=[2.0, 2.0, 2.0],
+                origin=[1.5, -2.0, 0.5], cell=cell, full_shape=np.array(shape[::-1]) * 2)
+    assert not masks._is_diagonal(grid.frame.steps)
+    centre = grid.index_to_xyz(np.array([5, 6, 7]))
+    covered = 0
+    for trial in range(6):
+        xyz = centre + rng.uniform(-9, 9, (int(rng.integers(1, 6)), 3))
+        r = float(rng.uniform(1.0, 4.5))
+        want, amb = brute_mask(xyz, grid, r, periodic)
+        got = masks.sites_mask(xyz, grid, r, periodic=periodic)
+        covered += int(want.sum())
+        assert np.array_equal(got[~amb], want[~amb]), (trial, int((got != want).sum()))
+        _, vox = masks.site_voxels(xyz, grid, r, periodic=periodic)
+        assert set(vox.tolist()) == set(np.flatnonzero(got).tolist())
+    assert covered > 50
+
+
+@pytest.mark.parametrize("cell", NON_ORTHOGONAL, ids=["hexagonal", "monoclinic", "triclinic"])
+def test_non_orthogonal_voxel_exactly_at_the_radius_is_inside(cell):
+    """cctbx's test is distance <= radius: a voxel exactly one step along a from a site on
+    a voxel centre belongs to it. The site is the grid origin (fractional index exactly 0)
+    and a runs along x (orth column (a, 0, 0)), so that distance is exactly a/MX."""
+    shape = (6, 6, 6)
+    grid = Grid(values=np.zeros(shape, np.float32), voxel_size=[1.0, 1.0, 1.0],
+                origin=[0.0, 0.0, 0.0], cell=cell, full_shape=np.array([20, 20, 20]))
+    step_a = cell.parameters[0] / 20
+    assert np.array_equal(grid.frame.steps[:, 0], [step_a, 0.0, 0.0])
+    m = masks.sites_mask([[0.0, 0.0, 0.0]], grid, step_a)
+    assert m[0, 0, 0] and m[0, 0, 1]          # the site's voxel and the one at exactly r
+    assert not m[0, 0, 2]
+    mp = masks.sites_mask([[0.0, 0.0, 0.0]], grid, step_a, periodic=True)
+    assert mp[0, 0, 1] and mp[0, 0, 5]        # and its periodic image on the far side
