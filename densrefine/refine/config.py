@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..errors import input_error
+from ..errors import InputError, input_error
 
 STAGES = ("rigid", "sse", "chi1", "xyz", "b")
 
@@ -241,6 +241,10 @@ def load_config(data=None, path=None) -> FitConfig:
             raise input_error(path, f"cannot read the YAML config ({exc})".replace("\n", " "),
                               "fix the file or drop --config") from None
         _merge(cfg, loaded, str(path))
+        try:
+            validate(cfg)
+        except InputError as exc:               # a bad value in the file: name the file
+            raise InputError(f"{path}: {exc}") from None
     if isinstance(data, FitConfig):
         data = data.to_dict()
     if data:

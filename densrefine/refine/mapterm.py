@@ -185,8 +185,8 @@ class MapTerm:
                          "terms to 1/(2·spacing) kept), %d×%d×%d voxels", v0.max(),
                          self.grid.voxel_size.max(), spd, *self.grid.shape_xyz)
         if self.grid.values.size < np.asarray(emap.values).size:
-            log.info("Map term: map cut to %d×%d×%d voxels around the refined atoms (+%.1f Å "
-                     "margin) out of %d×%d×%d", *self.grid.shape_xyz, cfg.margin + 2.0,
+            log.info("Map term: map cut to %d×%d×%d voxels around the refined atoms (margin "
+                     "%.1f Å + 2 Å pad) out of %d×%d×%d", *self.grid.shape_xyz, cfg.margin,
                      *emap.shape_xyz)
         self.frame = GridFrame.from_grid(self.grid, periodic=False)
         near = inside(xyz, self.frame, pad=8.0 / float(self.frame.voxel_size.min()))
