@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Radius of convergence of `densrefine fit`: perturb a real model, refine, compare to truth.
 
-usage: python benchmarks/fit_recovery.py [--cases 5ni1,helix] [--rms 0.5,1.0,1.5]
-                                         [--maps real,sim] [--seed 0] [--workdir DIR]
+usage: python benchmarks/fit_recovery.py [--cases 5ni1,helix,6vyb,3j6b,6yyt,actin]
+                                         [--rms 0.5,1.0,1.5] [--maps real,sim,uneven,seg]
+                                         [--seed 0] [--workdir DIR]
                                          [--fit-args "..."] [--peers] [--dry-run]
                                          [--force] [--json FILE]
 
@@ -47,7 +48,20 @@ CASES = {   # name: (truth model, real map, resolution Å)
              os.path.join(DATA, "emd-3488_5ni1", "emd_3488.mrc"), 3.2),
     "helix": (os.path.join(ROOT, "example_maps", "helix_true.pdb"),
               os.path.join(ROOT, "example_maps", "helix_3A.mrc"), 3.0),
+    "6vyb": (os.path.join(DATA, "emd-21457_6vyb-ntd", "6vyb_Ndom.pdb.gz"),
+             os.path.join(DATA, "emd-21457_6vyb-ntd", "emd_21457_seg.mrc"), 3.2),
+    "3j6b": (os.path.join(DATA, "emd-2566_3j6b-chain9", "3J6B_9.pdb.gz"),
+             os.path.join(DATA, "emd-2566_3j6b-chain9", "2566_3J6B_9.mrc"), 3.2),
+    "6yyt": (os.path.join(DATA, "emd-11007_6yyt-rna", "6yyt_rna.pdb.gz"),
+             os.path.join(DATA, "emd-11007_6yyt-rna", "emd_11007_rna_box.map"), 2.9),
+    "actin": (os.path.join(DATA, "emd-5168_actin-lowres", "3mfp_modeller.pdb.gz"),
+              os.path.join(DATA, "emd-5168_actin-lowres", "emd_5168.map"), 6.6),
 }
+UNEVEN_RES = 6.0   # Å, the poorly resolved part of the "uneven" maps
+"""Map kinds: "real" (the deposited map), "sim" (the truth's 3.2 Å map + noise), "uneven"
+(the same with the half of the model at larger x blurred to UNEVEN_RES and noisier, a
+smooth 6 Å transition: a flexible domain) and "seg" (the real map multiplied by a soft
+mask 4 Å around the truth: an EMDB segmented map)."""
 SIM_RES = 3.2      # Å, resolution of the simulated maps (brief: 3.2 Å with noise)
 
 
@@ -80,6 +94,48 @@ def simulated_map(truth_path, like_path, out_path, d_min=SIM_RES, snr=2.0, seed=
     return out_path
 
 
+def uneven_map(truth_path, like_path, out_path, seed=0):
+    """The truth's map at SIM_RES where x < median(x) of the atoms, at UNEVEN_RES (and twice
+    the noise) beyond, blended over 6 Å; noise band-limited as in `simulated_map`."""
+    import densrefine as dr
+    from densrefine.simulate import simulate
+
+    model, like = dr.read_model(truth_path), dr.read_map(like_path)
+    maps = [simulate(model, like=like, resolution=r, method="fourier").values.astype(np.float64)
+            for r in (SIM_RES, UNEVEN_RES)]
+    cut = float(np.median(model.atoms.xyz[:, 0]))
+    nz, ny, nx = like.shape
+    x = like.origin[0] + np.arange(nx) * like.voxel_size[0]
+    w = np.clip((x - cut) / 6.0 + 0.5, 0.0, 1.0)[None, None, :]      # 0: sharp, 1: blurred
+    sig = maps[0] * (1 - w) + maps[1] * w
+    inside = sig > 0.1 * sig.max()
+    rng = np.random.default_rng(seed)
+    noise = band_limited_noise(sig.shape, like.voxel_size, SIM_RES, rng) * (1 + w)
+    noisy = sig + noise * sig[inside].std() / 2.0
+    noisy = (noisy - noisy.mean()) / noisy.std()
+    dr.write_map(like.with_values(noisy.astype(np.float32)), out_path)
+    return out_path
+
+
+def segmented_map(truth_path, like_path, out_path, radius=4.0):
+    """The real map times a soft mask ``radius`` Å around the truth's atoms (zero beyond,
+    cosine edge of 2 Å): what an EMDB segmented map looks like."""
+    from scipy import ndimage
+
+    import densrefine as dr
+
+    model, like = dr.read_model(truth_path), dr.read_map(like_path)
+    ijk = np.rint(like.xyz_to_index(model.atoms.xyz)).astype(int)
+    ok = np.all((ijk >= 0) & (ijk < np.array(like.shape_xyz)), axis=1)
+    seed = np.zeros(like.shape, bool)
+    seed[ijk[ok, 2], ijk[ok, 1], ijk[ok, 0]] = True
+    dist = ndimage.distance_transform_edt(~seed, sampling=like.voxel_size[::-1])
+    w = np.clip((radius + 2.0 - dist) / 2.0, 0.0, 1.0)
+    w = 0.5 - 0.5 * np.cos(np.pi * w)
+    dr.write_map(like.with_values((np.asarray(like.values) * w).astype(np.float32)), out_path)
+    return out_path
+
+
 def perturbed_model(truth_path, rms, seed, out_path):
     """Write ``perturb(truth, rms=rms, seed=seed)`` as PDB; return out_path."""
     import warnings
@@ -89,7 +145,8 @@ def perturbed_model(truth_path, rms, seed, out_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = perturb(dr.read_model(truth_path), rms=rms, seed=seed)
+        truth = dr.read_model(truth_path)
+        start = truth if rms == 0 else perturb(truth, rms=rms, seed=seed)   # 0: the deposited
     dr.write_model(start, out_path)
     return out_path
 
@@ -174,11 +231,16 @@ def peer_scores(model, map_path, d, when):
 
 def one_case(name, kind, rms, a, workdir):
     truth, real_map, d = CASES[name]
-    if kind == "sim":
-        map_path = os.path.join(workdir, f"{name}_sim{SIM_RES:g}_s{a.seed}.mrc")
+    if kind in ("sim", "uneven"):
+        map_path = os.path.join(workdir, f"{name}_{kind}{SIM_RES:g}_s{a.seed}.mrc")
         if not os.path.exists(map_path):
-            simulated_map(truth, real_map, map_path, seed=a.seed)
+            (simulated_map if kind == "sim" else uneven_map)(truth, real_map, map_path,
+                                                             seed=a.seed)
         d = SIM_RES
+    elif kind == "seg":
+        map_path = os.path.join(workdir, f"{name}_seg.mrc")
+        if not os.path.exists(map_path):
+            segmented_map(truth, real_map, map_path)
     else:
         map_path = real_map
     start = perturbed_model(truth, rms, a.seed, os.path.join(workdir, f"{name}_rms{rms:g}_s{a.seed}.pdb"))
@@ -199,6 +261,10 @@ def one_case(name, kind, rms, a, workdir):
     row.update(seconds=secs, command=cmd, fit_args=a.fit_args, rmsd_after=rmsd_to(truth, out),
                cc_mask_after=our_score(out, map_path, d))
     row["bond_after"], row["angle_after"] = _geom_from_stats(stats)
+    for key in ("validation",):           # Ramachandran, rotamers, clashscore when fit has them
+        if isinstance(stats.get("after"), dict) and key in stats["after"]:
+            row[f"{key}_after"] = stats["after"][key]
+            row[f"{key}_before"] = (stats.get("before") or {}).get(key)
     if a.peers:
         row.update(peer_scores(out, map_path, d, "after"))
     with open(cache, "w") as f:
@@ -215,7 +281,7 @@ def markdown(rows):
             "| cctbx CC_mask start → fit | bond Å / angle ° after (cctbx) | wall s |")
     lines = [head, "|---" * 9 + "|"]
     for r in rows:
-        ratio = r["rmsd_after"] / r["rmsd_before"] if "rmsd_after" in r else None
+        ratio = r["rmsd_after"] / r["rmsd_before"] if "rmsd_after" in r and r["rmsd_before"] else None
         lines.append(
             f"| {r['case']} | {r['map']} | {r['d']:g} | {fmt(r['rmsd_before'])} → "
             f"{fmt(r.get('rmsd_after'))} | {fmt(ratio, 2)} | {fmt(r['cc_mask_before'])} → "
@@ -232,7 +298,7 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="5ni1,helix")
     ap.add_argument("--rms", default="0.5,1.0,1.5")
-    ap.add_argument("--maps", default="real,sim")
+    ap.add_argument("--maps", default="real,sim", help="real, sim, uneven, seg")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default="/tmp/densrefine_fit_recovery")
     ap.add_argument("--fit-args", default="", help="extra arguments for densrefine fit")

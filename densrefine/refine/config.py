@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from ..errors import InputError, input_error
 
 STAGES = ("rigid", "sse", "chi1", "xyz", "b")
+AUTO_REFERENCE_SIGMA = 0.2
+"""Å: σ of ``reference_sigma: auto`` at low resolution (benchmarks/RESULTS.md, "fit on
+imperfect maps")."""
 
 
 @dataclass
@@ -75,6 +78,12 @@ class WeightConfig:
         Degrees. The automatic weight is lowered while angle RMSD exceeds it.
     scale : float
         Multiplies the initial gradient-norm ratio.
+    likelihood_cap : float or None
+        The automatic weight never exceeds this multiple of the Gaussian-likelihood weight
+        of the map, N_ind/(1 − CC²) (N_ind = mask volume · 4π/(3 d³) independent map
+        values, CC at the final blur; `densrefine.refine.geometry.b_data_weight`), so a
+        noisier or coarser map (lower CC, fewer independent values) gets less weight
+        than the bond-RMSD target alone would give it. None: no cap.
     polish_cycles : int
         With the automatic weight, at most this many extra finest-blur cycles after the
         last macro cycle while angle RMSD > ``max_angle_rmsd`` (+ 2 %) or bond RMSD
@@ -87,6 +96,7 @@ class WeightConfig:
     max_angle_rmsd: float = 1.5
     scale: float = 1.0
     polish_cycles: int = 2
+    likelihood_cap: float | None = 100.0
 
 
 @dataclass
@@ -122,11 +132,22 @@ class FitConfig:
         L-BFGS iterations per blur factor of the ``sse`` stage.
     sse_blur_factors : list of float
         Blur factors (× 4 d²) of the ``sse`` passes, coarse to fine.
-    reference_sigma : float or None
-        Å. Reference-model restraints for low resolution: Σ |x − x_ref|²/σ² over the
-        refined atoms is added to the target in the ``xyz`` stage, with x_ref the
-        coordinates at the start of that stage (the input after the rigid-body and χ1
-        stages, so whole-element moves stay free). None (default): off.
+    reference_sigma : float or "auto" or None
+        Å. Reference-model restraints: Σ |x − x_ref|²/σ² over the refined atoms is added
+        to the target in the ``xyz`` stage, with x_ref the coordinates at the start of that
+        stage (the input after the rigid-body stages, so whole-element moves stay free).
+        "auto" (default): `AUTO_REFERENCE_SIGMA` when the resolution the map supports is
+        ``low_resolution`` or worse, else off. None: off.
+    resolution_check : bool
+        With a given resolution, also estimate what the map supports (d_model,
+        `densrefine.scoring.estimate_resolution`) and refine at d_model when it is more
+        than 10 % worse than the stated one (the stated resolution is an upper bound; a
+        flexible or noisy map supports less).
+    low_resolution : float
+        Å. At this resolution (as the map supports it) or worse, the χ1 scan and the
+        secondary-structure rigid bodies are skipped (side chains and small elements are
+        not resolved; they moved the deposited models of the shared low-resolution and
+        noisy maps away from their positions) and ``reference_sigma: auto`` switches on.
     ss_restraints : {"auto", "on", "off"}
         Secondary-structure O…N H-bond restraints (`densrefine.restraints.ss`: the
         model's HELIX/SHEET annotation, else DSSP-like detection) in every stage.
@@ -181,7 +202,9 @@ class FitConfig:
     rotamer_chi2: bool = False
     sse_iterations: int = 20
     sse_blur_factors: list = field(default_factory=lambda: [1.0])
-    reference_sigma: float | None = None
+    reference_sigma: float | str | None = "auto"
+    resolution_check: bool = True
+    low_resolution: float = 3.5
     ss_restraints: str = "auto"
     ss_sigma: float = 0.05
     rama_restraints: str = "auto"
@@ -300,10 +323,12 @@ def validate(cfg: FitConfig) -> FitConfig:
         raise input_error("sse_blur_factors", f"{cfg.sse_blur_factors} must be positive",
                           "use e.g. [2.0, 1.0]")
     cfg.sse_blur_factors = [float(f) for f in cfg.sse_blur_factors]
-    if cfg.reference_sigma is not None:
-        if isinstance(cfg.reference_sigma, bool) or not float(cfg.reference_sigma) > 0:
-            raise input_error("reference-restraints", f"σ = {cfg.reference_sigma} Å must be "
-                              "positive", "give e.g. 0.2 (Å), or leave it unset")
+    if cfg.reference_sigma is not None and cfg.reference_sigma != "auto":
+        if isinstance(cfg.reference_sigma, bool) or not isinstance(cfg.reference_sigma,
+                                                                   (int, float)) \
+                or not float(cfg.reference_sigma) > 0:
+            raise input_error("reference-restraints", f"σ = {cfg.reference_sigma!r} Å must be "
+                              "a positive number, auto or null", "give e.g. 0.2 (Å)")
         cfg.reference_sigma = float(cfg.reference_sigma)
     for name in ("ss_restraints", "rama_restraints"):
         setattr(cfg, name, _mode(getattr(cfg, name), name.replace("_", "-")))
@@ -321,6 +346,20 @@ def validate(cfg: FitConfig) -> FitConfig:
             raise input_error("max_bond_z", f"{cfg.max_bond_z!r} must be a positive number or "
                               "null", "give e.g. 4 (σ), or null to switch the guard off")
         cfg.max_bond_z = float(cfg.max_bond_z)
+    for key in ("resolution_check",):
+        if not isinstance(getattr(cfg, key), bool):
+            raise input_error(key, f"{getattr(cfg, key)!r} is not true/false",
+                              f"write {key}: true (or false)")
+    if isinstance(cfg.low_resolution, bool) or not isinstance(cfg.low_resolution, (int, float)) \
+            or not cfg.low_resolution > 0:
+        raise input_error("low_resolution", f"{cfg.low_resolution!r} must be a positive number",
+                          "give e.g. 3.5 (Å)")
+    cfg.low_resolution = float(cfg.low_resolution)
+    cap = cfg.weights.likelihood_cap
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
+                            or not cap > 0):
+        raise input_error("likelihood_cap", f"{cap!r} must be a positive number or null",
+                          "give e.g. 100, or null for no cap")
     if isinstance(cfg.guard_cycles, bool) or not isinstance(cfg.guard_cycles, int) \
             or not 0 <= cfg.guard_cycles <= 10:
         raise input_error("guard_cycles", f"{cfg.guard_cycles!r} is not an integer in [0, 10]",

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import input_error
+from ..errors import InputError, input_error
 from ..grid import rebox_periodic
 from ..io.mrc import looks_like_map, read_map
 from ..scoring import check_inputs, estimate_resolution, fsc_curve
@@ -68,7 +68,9 @@ class DataSpec:
     xray : dict
         X-ray set-up (`densrefine.refine.xray.read_xray`).
     estimate : object or None
-        `densrefine.scoring.ResolutionEstimate` when the resolution was estimated.
+        `densrefine.scoring.ResolutionEstimate` when the resolution was estimated or checked.
+    d_stated : float or None
+        The resolution the caller gave (Å), when ``d`` differs from it or was checked.
     """
 
     kind: str
@@ -79,10 +81,21 @@ class DataSpec:
     xray: dict = field(default_factory=dict)
     estimate: Any = None
     work: str = "half1"
+    d_stated: float | None = None
 
 
-def _resolution(model, emap, resolution, device):
-    """Validated d (Å) and, when ``resolution`` is None, the d_model estimate used."""
+SUPPORTED_RATIO = 1.1
+"""A given resolution is replaced by d_model when d_model exceeds it by more than this factor
+(`read_data`, ``check``)."""
+
+
+def _resolution(model, emap, resolution, device, check: bool = False):
+    """Validated d (Å) and the d_model estimate used, if any.
+
+    No ``resolution``: refine at d_model. With ``check``, a given resolution is compared
+    with d_model (what the map supports) and replaced by it when d_model is more than
+    `SUPPORTED_RATIO` worse; an estimate that cannot be made is logged and ignored.
+    """
     if resolution is None:
         check_inputs(model, emap, 2.0 * float(np.max(emap.voxel_size)))
         est = estimate_resolution(model, emap, device=device)
@@ -91,7 +104,21 @@ def _resolution(model, emap, resolution, device):
         return est.d_model, est
     d = check_params(resolution)
     check_inputs(model, emap, d)
-    return d, None
+    if not check:
+        return d, None
+    try:
+        est = estimate_resolution(model, emap, device=device)
+    except InputError as exc:
+        log.info("Resolution check skipped: %s", exc)
+        return d, None
+    if est.d_model > SUPPORTED_RATIO * d:
+        log.warning("The map supports d_model = %.3g Å, worse than the stated %.3g Å (a "
+                    "noisy, flexible or over-sharpened map): refining at %.3g Å "
+                    "(resolution_check: false keeps %.3g Å)", est.d_model, d, est.d_model, d)
+        return est.d_model, est
+    log.info("Resolution check: d_model %.3g Å agrees with the stated %.3g Å (within %d %%)",
+             est.d_model, d, round(100 * (SUPPORTED_RATIO - 1)))
+    return d, est
 
 
 def _read_map(path):
@@ -139,7 +166,7 @@ def read_half_maps(model, half_maps, full=None):
 
 
 def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1", labin=None,
-              xray_map="auto", device="cpu") -> DataSpec:
+              xray_map="auto", device="cpu", check: bool = False) -> DataSpec:
     """Read and check what ``fit`` refines against.
 
     Parameters
@@ -158,6 +185,8 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
         "compute"; `densrefine.xtal.maps.map_from_data`).
     device : torch.device
         For the resolution estimate.
+    check : bool
+        Maps: compare a given resolution with what the map supports (`_resolution`).
 
     Raises
     ------
@@ -172,7 +201,7 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
         h1, h2 = read_half_maps(model, half_maps, full)
         work = h1 if half_map_work == "half1" else h1.with_values(
             0.5 * (np.asarray(h1.values, np.float64) + np.asarray(h2.values, np.float64)))
-        d, est = _resolution(model, work, resolution, device)
+        d, est = _resolution(model, work, resolution, device, check)
         log.info("Half maps: refining against %s, cross-validating with %s",
                  "half map 1" if half_map_work == "half1" else "their average",
                  h2.path or "half map 2")
@@ -186,8 +215,9 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
     emap = _read_map(data)
     if resolution is not None and np.isfinite(resolution) and resolution > 0:
         emap = rebox_periodic(model, emap, float(resolution))  # a crystal map, model elsewhere
-    d, est = _resolution(model, emap, resolution, device)
-    return DataSpec("map", emap, d, estimate=est)
+    d, est = _resolution(model, emap, resolution, device, check)
+    return DataSpec("map", emap, d, estimate=est, d_stated=None if resolution is None
+                    else float(resolution))
 
 
 def make_term(spec: DataSpec, model, terms, moving, in_map, map_cfg, device, dtype):

@@ -82,6 +82,7 @@ class Run:
         self.moving = moving
         self.mv = torch.as_tensor(np.flatnonzero(moving), device=device)
         self.w = 1.0
+        self.w_cap = None  # the likelihood cap of the automatic weight (stages.weight_init)
         self.fourier = False
         self.ref = None    # (N, 3) reference positions, and 1/σ² (Å⁻²), when restrained
         self.ref_k = 0.0
@@ -194,7 +195,7 @@ def fit(model: Model, data=None, resolution=None, *, config=None, select=None, d
     cfg = config if isinstance(config, FitConfig) else load_config(config)
     dev = resolve_device(device)
     spec = read_data(model, data, resolution, half_maps=half_maps, half_map_work=half_map_work,
-                     labin=labin, xray_map=xray_map, device=dev)
+                     labin=labin, xray_map=xray_map, device=dev, check=cfg.resolution_check)
     if spec.table is not None and spec.table != cfg.map.table:
         log.info("%s data: the model map uses the %s scattering table", spec.kind, spec.table)
         cfg = dataclasses.replace(cfg, map=dataclasses.replace(cfg.map, table=spec.table))
@@ -302,6 +303,8 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     stats["input"]["data"] = spec.kind
     if spec.estimate is not None:
         stats["input"]["resolution_estimate"] = spec.estimate.to_dict()
+    if spec.d_stated is not None:
+        stats["input"]["resolution_stated"] = spec.d_stated
     stats["timings"]["setup_s"] = time.perf_counter() - t0
     run = Run(model, term, geom, moving, cfg, dev, dtype, stats, callback, monitor)
     if (not cfg.rigid_side_chains and "xyz" in cfg.stages

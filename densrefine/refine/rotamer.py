@@ -42,6 +42,9 @@ CHI2 = {  # residue: (γ atom of the χ2 axis Cβ→Cγ, rotations of the atoms 
     "ASN": ("CG", (np.pi, _Q, -_Q)),
 }
 """χ2 rotations tried per residue type (see the module docstring)."""
+MIN_SCORE = 0.0
+"""A new rotamer must also reach this mean map value (σ over the molecular mask) at its
+heavy atoms beyond Cβ: a side chain without density is left as it is."""
 MARGIN_ATOMS = 6
 """The margin applies to side chains of this many heavy atoms beyond Cβ; for n atoms it is
 scaled by sqrt(MARGIN_ATOMS / n), as the noise of a mean over n map values (Ser, n = 1:
@@ -120,7 +123,7 @@ def _closest_contact(tree, heavy_idx, res, own, pts) -> float:
 
 
 def scan_chi1(model, xyz, moving, values, frame, mask=None, margin: float | None = None,
-              chi2: bool = False):
+              chi2: bool = False, min_score: float | None = None):
     """Best staggered χ1 (and χ2) per side chain by the map; returns new coordinates.
 
     Parameters
@@ -185,7 +188,7 @@ def scan_chi1(model, xyz, moving, values, frame, mask=None, margin: float | None
                 continue
             if contact < limit:
                 continue
-            if score > best_score:
+            if score > best_score and score >= (MIN_SCORE if min_score is None else min_score):
                 best, best_score = cand, score
         if best is not None:
             out[rot] = best

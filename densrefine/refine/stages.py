@@ -17,6 +17,7 @@ import numpy as np
 from ..restraints.stats import bond_z
 from ..scoring.residues import side_chain_beyond_cb
 from . import geometry as _geometry
+from .config import AUTO_REFERENCE_SIGMA
 from .optim import minimise
 from .rigid import RigidGroups
 from .rotamer import scan_chi1
@@ -45,6 +46,25 @@ def weight_init(run):
     log.info("Map weight w = %.4g (automatic: gradient-norm ratio, geometry at bond RMSD "
              "%.3g Å vs map term at the final blur; adjusted between macro cycles)", run.w,
              wc.target_bond_rmsd)
+    if wc.likelihood_cap is not None:
+        with torch.no_grad():
+            cc = -float(run.term.target(run.xyz, run.b, run.occ, kind="cc"))
+        run.w_cap = likelihood_cap(run, cc)
+        if run.w > run.w_cap:
+            log.info("Map weight capped at %.4g = %.3g × the Gaussian-likelihood weight "
+                     "N_ind/(1 − CC²) (CC %.3f over %.0f Å³ at %.3g Å): the map supports "
+                     "less than the bond-RMSD target asks", run.w_cap, wc.likelihood_cap, cc,
+                     run.term.mask_volume(), run.term.d)
+            run.w = run.w_cap
+
+
+def likelihood_cap(run, cc: float) -> float:
+    """``likelihood_cap`` × N_ind/(1 − CC²): the most the map weight may be (`WeightConfig`).
+
+    2 × `densrefine.refine.geometry.b_data_weight` (the geometry energy is χ², not χ²/2).
+    """
+    return float(run.cfg.weights.likelihood_cap) * 2.0 * _geometry.b_data_weight(
+        run.term.mask_volume(), run.term.d, 1.0 - cc * cc)
 
 
 def _median_bond_sigma(rs) -> float:
@@ -73,6 +93,8 @@ def _adjust_weight(run, rec):
         k = min(k, wc.max_angle_rmsd / angle)
     k = float(np.clip(np.sqrt(k), 0.5, 2.0))  # damped: RMSDs respond ~linearly to w
     run.w *= k
+    if run.w_cap is not None:
+        run.w = min(run.w, run.w_cap)
     log.debug("weight ×%.3g → %.4g (bond %.4f Å, angle %.3f°)", k, run.w, bond, angle or 0)
 
 
@@ -126,8 +148,20 @@ def _rigid_pass(run, groups, factor, iterations, stage, name):
             run.term.restrict(None)
 
 
+def _supported(run, stage: str) -> bool:
+    """False (logged) when the map's resolution is too low for ``stage`` (`low_resolution`)."""
+    if run.term.d < run.cfg.low_resolution:
+        return True
+    log.info("%s skipped: the map supports %.3g Å, at or beyond low_resolution %.3g Å (%s "
+             "are not resolved there)", stage, run.term.d, run.cfg.low_resolution,
+             "side chains" if stage.startswith("χ1") else "small elements")
+    return False
+
+
 def sse_stage(run):
     cfg = run.cfg
+    if not _supported(run, "Secondary-structure rigid body"):
+        return
     groups, labels = sse_groups(run.model, run.moving)
     if not groups:
         log.info("Secondary-structure rigid body: no groups among the refined atoms; skipped")
@@ -145,6 +179,8 @@ def sse_stage(run):
 def chi1_stage(run):
     import torch
 
+    if not _supported(run, "χ1 rotamer scan"):
+        return
     t0 = time.perf_counter()
     run.term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
     chi2 = bool(run.cfg.rotamer_chi2)
@@ -163,10 +199,13 @@ def chi1_stage(run):
 # ------------------------------------------------------------------------- coordinates
 def xyz_stage(run):
     cfg = run.cfg
-    if cfg.reference_sigma:
-        run.ref, run.ref_k = run.xyz.detach().clone(), 1.0 / cfg.reference_sigma ** 2
+    sigma = reference_sigma(cfg, run.term.d)
+    if sigma:
+        run.ref, run.ref_k = run.xyz.detach().clone(), 1.0 / sigma ** 2
         log.info("Reference-model restraints: every refined atom to its position at the "
-                 "start of the coordinate stage, σ = %.3g Å", cfg.reference_sigma)
+                 "start of the coordinate stage, σ = %.3g Å%s", sigma,
+                 " (auto: the map supports %.3g Å)" % run.term.d
+                 if cfg.reference_sigma == "auto" else "")
     log.info("Coordinates: all-atom L-BFGS (strong Wolfe), %d iterations × %d macro cycles, "
              "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
     rec = None
@@ -180,6 +219,13 @@ def xyz_stage(run):
         rec = _polish(run, rec) or rec
     if cfg.max_bond_z is not None and cfg.cycles:
         _bond_guard(run)
+
+
+def reference_sigma(cfg, d: float):
+    """σ (Å) of the reference-model restraints for resolution ``d``, or None (off)."""
+    if cfg.reference_sigma == "auto":
+        return AUTO_REFERENCE_SIGMA if d >= cfg.low_resolution else None
+    return cfg.reference_sigma
 
 
 def _xyz_cycle(run, blur_factor) -> float:
