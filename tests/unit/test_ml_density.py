@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-import densrefine as dr
 from densrefine.build import ideal_peptide
 from densrefine.density import charges, ml, ml_basis
 from densrefine.errors import InputError

@@ -8,7 +8,7 @@ import pytest
 
 import gemmi  # noqa: E402 - a hard dependency: a broken install must fail, not skip
 
-from densrefine import Atoms, DensrefineWarning, InputError, Model
+from densrefine import Atoms, DensrefineWarning, InputError
 from densrefine.density import available, get_density_model, iam
 from densrefine.scattering import coefficients, unknown_elements
 from densrefine.scattering.tables import has_ion
