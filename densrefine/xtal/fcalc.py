@@ -311,8 +311,11 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
                  "%d atoms x %d operators x %d reflections", len(at.xyz),
                  len(spacegroup.operations()), len(hkl))
         u = t(at.u_aniso) if at.u_aniso is not None else None
-        f = fcalc_direct_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).coefficients(at, "xray"),
-                                cell, spacegroup, hkl, u_aniso=u)
+        # the Gaussians alone (u_aniso=None: the density model would log "ANISOU treated
+        # isotropically", which is not what this path does)
+        coeffs = get_density_model(density).coefficients(at.replace(u_aniso=None), "xray")
+        f = fcalc_direct_tensor(t(at.xyz), t(at.b_iso), t(at.occ), coeffs, cell, spacegroup,
+                                hkl, u_aniso=u)
         return f.detach().cpu().numpy().astype(np.complex128)
     b_min = float(np.min(at.b_iso)) if len(at.b_iso) else 0.0
     plan = FcalcPlan.make(cell, spacegroup, hkl, d_min, b_min=b_min, rate=rate)

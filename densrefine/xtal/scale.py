@@ -5,7 +5,8 @@ revisited"; the flat-solvent model of Fokine & Urzhumtsev 2002, Acta Cryst. D58,
 
     F_model(h) = k_iso(s) · k_aniso(h) · [F_calc(h) + k_mask(s) · F_mask(h)]
     k_aniso(h) = exp(−2π² s_hᵀ U s_h)        (U symmetric, Cartesian Å², constrained by
-                                             the point group: U = ⟨R U Rᵀ⟩ over operators)
+                                             the point group: U = R U Rᵀ for every
+                                             operator; fitted in the basis `u_basis`)
     k_mask(s)  = k_sol · exp(−B_sol s²/4)
 
 Procedure (all on the work reflections only; the free set never enters a fit):
@@ -60,6 +61,36 @@ def _cart_rotations(cell, spacegroup):
 def _sym_u(p, rots):
     u = np.array([[p[0], p[3], p[4]], [p[3], p[1], p[5]], [p[4], p[5], p[2]]])
     return np.mean([r @ u @ r.T for r in rots], axis=0)
+
+
+def u_basis(cell, spacegroup, tol: float = 1e-8) -> np.ndarray:
+    """Orthonormal basis of the symmetric Cartesian tensors U allowed by the point group.
+
+    U must satisfy U = R U Rᵀ for every Cartesian rotation R = O R_frac O⁻¹ of the space
+    group; the allowed tensors are the image of the symmetrising projector
+    U ↦ ⟨R U Rᵀ⟩. Its rank is 6 (triclinic), 4 (monoclinic), 3 (orthorhombic), 2
+    (tetragonal, trigonal, hexagonal) or 1 (cubic). Fitting the overall anisotropic
+    scale in this basis has no free null directions (cctbx ``adp_constraints`` does the
+    same): with all six raw components, the directions the symmetry removes have a zero
+    Jacobian, drift to ~1e15 during least squares and their rounding noise
+    (1e15 × 1e-16) became a spurious U of ~0.1 Å² in hexagonal cells.
+
+    Returns
+    -------
+    ndarray, shape (r, 3, 3), float64
+        r symmetric tensors, orthonormal under the Frobenius product.
+
+    Examples
+    --------
+    >>> import gemmi
+    >>> u_basis(gemmi.UnitCell(50, 50, 80, 90, 90, 120), gemmi.SpaceGroup("P 65")).shape
+    (2, 3, 3)
+    """
+    rots = _cart_rotations(cell, spacegroup)
+    proj = np.array([_sym_u(e, rots) for e in np.eye(6)]).reshape(6, 9)
+    _, sv, vt = np.linalg.svd(proj)
+    rank = int((sv > tol * sv[0]).sum())
+    return vt[:rank].reshape(rank, 3, 3)
 
 
 @dataclass
@@ -132,10 +163,10 @@ def fit_scales(fo, fc, fm, hkl, cell, spacegroup, work, *, bins=None) -> ScaleRe
         full[:] = np.minimum(np.searchsorted(edges, s2, side="left"), len(edges) - 1)
         bins = full
     bk = _bin_kmask(fo, fc, fm, bins, work)
-    rots = _cart_rotations(cell, spacegroup)
     w = work
-    basis = np.array([_sym_u(e, rots) for e in np.eye(6)])       # (6, 3, 3) dU/dp
-    q = -2 * math.pi ** 2 * np.einsum("ni,pij,nj->np", sc[w], basis, sc[w])   # (n, 6)
+    basis = u_basis(cell, spacegroup)                            # (r, 3, 3) dU/dp
+    nu = len(basis)
+    q = -2 * math.pi ** 2 * np.einsum("ni,pij,nj->np", sc[w], basis, sc[w])   # (n, r)
     o, c, m, ss = fo[w], fc[w], fm[w], s2[w]
     scale = np.mean(o)
 
@@ -143,7 +174,7 @@ def fit_scales(fo, fc, fm, hkl, cell, spacegroup, work, *, bins=None) -> ScaleRe
         km = p[1] * np.exp(-p[2] * ss / 4)
         f = c + km * m
         a = np.abs(f)
-        pre = np.exp(p[0] + q @ p[3:9])
+        pre = np.exp(p[0] + q @ p[3:])
         return km, f, a, pre
 
     def resid(p):
@@ -155,26 +186,26 @@ def fit_scales(fo, fc, fm, hkl, cell, spacegroup, work, *, bins=None) -> ScaleRe
         mod = pre * a
         da_dkm = (f.real * m.real + f.imag * m.imag) / np.maximum(a, 1e-30)
         e = np.exp(-p[2] * ss / 4)
-        j = np.empty((len(o), 9))
+        j = np.empty((len(o), 3 + nu))
         j[:, 0] = mod
         j[:, 1] = pre * da_dkm * e
         j[:, 2] = pre * da_dkm * km * (-ss / 4)
         j[:, 3:] = mod[:, None] * q
         return -j / scale
 
-    bounds = ([-np.inf, 0.0, 0.0] + [-np.inf] * 6, [np.inf, 1.0, 300.0] + [np.inf] * 6)
+    bounds = ([-np.inf, 0.0, 0.0] + [-np.inf] * nu, [np.inf, 1.0, 300.0] + [np.inf] * nu)
     best = None
     for ks0, bs0 in _start_points(bk, bins, s2, work):
         a0 = np.abs(c + ks0 * np.exp(-bs0 * ss / 4) * m)
         k0 = (o * a0).sum() / max((a0 * a0).sum(), 1e-30)
-        p0 = np.array([math.log(k0), ks0, bs0, 0, 0, 0, 0, 0, 0])
+        p0 = np.array([math.log(k0), ks0, bs0] + [0.0] * nu)
         # lsmr: no SVD of the (n, 9) Jacobian per step (0.07 s each for 3IO0 here); same
         # minimum (cost equal to 1e-9 relative on 3IO0)
         res = least_squares(resid, p0, jac=jac, bounds=bounds, x_scale="jac", tr_solver="lsmr")
         if best is None or res.cost < best.cost:
             best = res
     p = best.x
-    u = _sym_u(p[3:9], rots)
+    u = np.einsum("p,pij->ij", p[3:], basis)
     km = p[1] * np.exp(-p[2] * s2 / 4)
     base = ScaleResult(float(np.exp(p[0])), float(p[1]), float(p[2]), u, np.ones(len(fo)), km,
                        bins, bk)
