@@ -7,7 +7,11 @@ per-shell isotropic scale fitted on the work set (Afonine et al. 2013). R factor
 mmtbx.f_model computes them. Columns are chosen automatically (amplitudes, else
 intensities via French–Wilson, else merged anomalous pairs); the free-R convention
 (CCP4 test = 0, phenix test = 1) is detected and reported; broken flags give
-R-free = n/a with the reason.
+R-free = n/a with the reason. Twinning (--twin auto, the default): candidate twin laws
+from the lattice (gemmi), Padilla–Yeates L-test and Yeates H-test; when they indicate a
+twin, |F_model|² = (1−α)|F(h)|² + α|F(Th)|² with α refined with the scales, and R is
+reported with and without it. --peaks N / --map-out PREFIX: σA-weighted mFo−DFc peaks
+next to the model and the 2mFo−DFc / mFo−DFc maps (CCP4 format, one unit cell).
 
 examples:
   densrefine rfactor model.pdb data.mtz
@@ -40,6 +44,11 @@ def add_args(p):
                         "deformation density (default: %(default)s)")
     p.add_argument("--free-flag", type=int, metavar="N",
                    help="flag value of the test set (default: detected)")
+    g.add_argument("--twin", default="auto", metavar="auto|off|on|LAW",
+                   help="twinning: auto = detect (L-test, H-test on the candidate twin laws) "
+                        "and model the twin when indicated, refining the twin fraction; off; "
+                        "on = the best candidate law; or a law such as -h,k,-l "
+                        "(default: %(default)s)")
 
 
 def main(args):
@@ -62,7 +71,7 @@ def main(args):
         _common.start_file_log(log_path)
     model = read_model(args.model)
     rep = rfactor(model, args.data, labin=args.labin, d_min=args.d_min, d_max=args.d_max,
-                  free_flag=args.free_flag, density=args.density)
+                  free_flag=args.free_flag, density=args.density, twin=args.twin)
     print(format_report(rep, args.model, args.data))
     if args.json:
         out = {"model": os.path.abspath(args.model), "data": os.path.abspath(args.data),
@@ -93,9 +102,29 @@ def format_report(rep, model="", data="") -> str:
              "  B_aniso  " + " ".join(f"{b:.2f}" for b in rep.b_aniso)
              + "  Å² (B11 B22 B33 B12 B13 B23)",
              f"  F_calc   {rep.fcalc_method}",
+             *_twin_lines(rep.twin),
              "",
              "      d_max   d_min   n_work  n_free  R-work  R-free  k_mask"]
     for s in rep.shells:
         lines.append(f"    {s['d_max']:7.2f} {s['d_min']:7.2f}  {s['n_work']:7d} {s['n_free']:7d}"
                      f"  {_f(s['r_work'])}  {_f(s['r_free'])}  {s['k_mask']:.3f}")
     return "\n".join(lines)
+
+
+def _twin_lines(tw) -> list[str]:
+    if tw is None:
+        return ["  twin     not tested (--twin off)"]
+    lines = [f"  twin     {tw['reason']}"]
+    a = tw.get("analysis") or {}
+    lt = a.get("l_test") or {}
+    if lt.get("mean_abs_l") is not None:
+        lines.append(f"           L-test <|L|> {lt['mean_abs_l']:.3f}, <L^2> {lt['mean_l2']:.3f} "
+                     f"({lt['n_pairs']} pairs; untwinned 0.500/0.333, perfect twin 0.375/0.200)")
+    for h in a.get("h_tests") or []:
+        lines.append(f"           H-test {h['law']}: alpha_H {_f(h['alpha'], '{:.3f}')} "
+                     f"({h['n_pairs']} pairs)")
+    if tw.get("applied"):
+        u = tw["untwinned"]
+        lines.append(f"           without the twin model: R-work {_f(u['r_work'])}, "
+                     f"R-free {_f(u['r_free'])}")
+    return lines

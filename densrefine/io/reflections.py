@@ -81,6 +81,11 @@ class Reflections:
         Space group.
     d : ndarray, shape (n,), float64
         Resolution of each reflection, Å.
+    i, sigi : ndarray, shape (n,), float64, or None
+        Merged intensities and their σ: the observations when the amplitudes came from
+        them (French–Wilson), or an intensity column beside the amplitudes (MTZ type J,
+        e.g. IOBS next to FOBS; NaN where missing). Twinning statistics
+        (`densrefine.xtal.twin`) use them; None when the file has none.
     info : dict
         What was read: ``file_type``, ``columns`` (role → label), ``source``,
         ``free_flag_column``, ``convention``, ``n_free``, ``n_work``, ``free_problem``,
@@ -96,6 +101,8 @@ class Reflections:
     spacegroup: object
     d: np.ndarray
     info: dict
+    i: np.ndarray | None = None
+    sigi: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.f)
@@ -114,8 +121,10 @@ class Reflections:
                     d_min=float(d.min()) if len(d) else None,
                     d_max=float(d.max()) if len(d) else None)
         info["n_work"] = len(d) - info["n_free"]
+        sub = (lambda a: None if a is None else a[idx])  # noqa: E731
         return dataclasses.replace(self, hkl=self.hkl[idx], f=self.f[idx],
-                                   sigf=self.sigf[idx], free=free, d=d, info=info)
+                                   sigf=self.sigf[idx], free=free, d=d, info=info,
+                                   i=sub(self.i), sigi=sub(self.sigi))
 
 
 @dataclass
@@ -386,6 +395,20 @@ def _free_set(table, label, rows, free_flag):
     return free, info
 
 
+def _companion_intensities(table, rows):
+    """Intensities (type J with a sigma) stored beside the chosen amplitudes, at ``rows``."""
+    labs = sorted((lab for lab, t in table.types.items()
+                   if t == "J" and lab in table.sigma_of and not _CALC_LIKE.match(lab)),
+                  key=_rank)
+    if not labs:
+        return None, None
+    i, s = table.col(labs[0])[rows], table.col(table.sigma_of[labs[0]])[rows]
+    if not np.isfinite(i).any():
+        return None, None
+    log.debug("Intensities %s kept beside the amplitudes (twinning statistics)", labs[0])
+    return np.asarray(i, np.float64), np.asarray(s, np.float64)
+
+
 def resolution(cell, hkl) -> np.ndarray:
     """Resolution d = 1/|h·B| of Miller indices, Å (float64; B = gemmi ``cell.frac.mat``).
 
@@ -505,15 +528,22 @@ def read_reflections(path, *, labin=None, d_min=None, d_max=None, free_flag=None
         first = np.sort(first)
         rows, hkl = rows[first], hkl[first]
     f, sigf = v[rows], s[rows]
+    i_obs = sig_i = None
     if kind == "I":
         from .french_wilson import amplitudes_from_intensities  # scipy only when needed
+        i_obs, sig_i = f, sigf
         f, sigf, ok = amplitudes_from_intensities(f, sigf, hkl, table.cell, table.spacegroup)
         if (~ok).any():
             rejected["French-Wilson outlier (x < -4)"] = int((~ok).sum())
             rows, hkl, f, sigf = rows[ok], hkl[ok], f[ok], sigf[ok]
+            i_obs, sig_i = i_obs[ok], sig_i[ok]
+    if kind == "F":
+        i_obs, sig_i = _companion_intensities(table, rows)
     d = resolution(table.cell, hkl)
     sel = _check_range(table.path, d, d_min, d_max)
     rows, hkl, f, sigf, d = rows[sel], hkl[sel], f[sel], sigf[sel], d[sel]
+    if i_obs is not None:
+        i_obs, sig_i = i_obs[sel].astype(np.float64), sig_i[sel].astype(np.float64)
     free, finfo = _free_set(table, free_label, rows, free_flag)
     n_rej = sum(rejected.values())
     if n_rej:
@@ -537,7 +567,7 @@ def read_reflections(path, *, labin=None, d_min=None, d_max=None, free_flag=None
              f"{free_label} {finfo['convention']}, {n_free} test" if free is not None
              else f"none - {finfo['free_problem']}")
     return Reflections(table.path, hkl, f.astype(np.float64), sigf.astype(np.float64), free,
-                       table.cell, table.spacegroup, d, info)
+                       table.cell, table.spacegroup, d, info, i_obs, sig_i)
 
 
 def read_map_coefficients(path, kind="2fofc", *, labin=None):
