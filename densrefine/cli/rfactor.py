@@ -44,18 +44,29 @@ def add_args(p):
                         "deformation density (default: %(default)s)")
     p.add_argument("--free-flag", type=int, metavar="N",
                    help="flag value of the test set (default: detected)")
+    g.add_argument("--peaks", type=int, default=0, metavar="N",
+                   help="list the N highest positive and negative mFo-DFc peaks (sigma, "
+                        "position next to the model, nearest atom); in --json too")
+    g.add_argument("--map-out", metavar="PREFIX",
+                   help="write the sigmaA-weighted maps PREFIX_2fofc.ccp4 and PREFIX_fofc.ccp4 "
+                        "(one unit cell)")
+    p.add_argument("--peak-threshold", type=float, default=3.0, metavar="SIGMA",
+                   help="lowest peak height for --peaks, in map rms (default: %(default)s)")
     g.add_argument("--twin", default="auto", metavar="auto|off|on|LAW",
                    help="twinning: auto = detect (L-test, H-test on the candidate twin laws) "
                         "and model the twin when indicated, refining the twin fraction; off; "
-                        "on = the best candidate law; or a law such as -h,k,-l "
+                        "on = the best candidate law; or a law, e.g. --twin=-h,k,-l "
                         "(default: %(default)s)")
 
 
 def main(args):
+    import time
+
     from .. import read_model
     from ..io.atomic import check_output_path
     from ..report import write_json_atomic
-    from ..xtal import rfactor
+    from ..xtal.api import make_fmodel
+    from ..xtal.peaks import cell_maps, difference_peaks, write_cell_maps
     from . import _common
 
     from ..errors import input_error
@@ -69,9 +80,25 @@ def main(args):
         for path in (args.json, log_path):
             check_output_path(path, inputs=[args.model, args.data])
         _common.start_file_log(log_path)
+    if args.peaks < 0:
+        raise input_error("--peaks", f"{args.peaks} is negative", "give a count, e.g. 20")
+    if args.map_out:
+        for kind in ("2fofc", "fofc"):
+            check_output_path(f"{args.map_out}_{kind}.ccp4", inputs=[args.model, args.data])
     model = read_model(args.model)
-    rep = rfactor(model, args.data, labin=args.labin, d_min=args.d_min, d_max=args.d_max,
-                  free_flag=args.free_flag, density=args.density, twin=args.twin)
+    t0 = time.perf_counter()
+    fmod = make_fmodel(model, args.data, labin=args.labin, d_min=args.d_min,
+                       d_max=args.d_max, free_flag=args.free_flag, density=args.density,
+                       twin=args.twin)
+    rep = fmod.report()
+    if args.peaks or args.map_out:
+        maps = cell_maps(fmod, ("2fofc", "fofc") if args.map_out else ("fofc",))
+        if args.peaks:
+            rep.peaks = difference_peaks(fmod, model, n=args.peaks,
+                                         threshold=args.peak_threshold, maps=maps)
+        if args.map_out:
+            write_cell_maps(maps, fmod, args.map_out, inputs=[args.model, args.data])
+    rep.timings["total_s"] = time.perf_counter() - t0 + rep.timings.get("read_s", 0.0)
     print(format_report(rep, args.model, args.data))
     if args.json:
         out = {"model": os.path.abspath(args.model), "data": os.path.abspath(args.data),
@@ -108,6 +135,13 @@ def format_report(rep, model="", data="") -> str:
     for s in rep.shells:
         lines.append(f"    {s['d_max']:7.2f} {s['d_min']:7.2f}  {s['n_work']:7d} {s['n_free']:7d}"
                      f"  {_f(s['r_work'])}  {_f(s['r_free'])}  {s['k_mask']:.3f}")
+    if rep.peaks is not None:
+        lines += ["", f"mFo-DFc peaks ({rep.peaks['method']}):",
+                  "      sigma        x        y        z  nearest atom          distance Å"]
+        for p in rep.peaks["positive"] + rep.peaks["negative"]:
+            x, y, z = p["xyz"]
+            lines.append(f"    {p['height_sigma']:7.1f} {x:8.2f} {y:8.2f} {z:8.2f}  "
+                         f"{p['nearest_atom']:<20s}  {p['distance']:.2f}")
     return "\n".join(lines)
 
 

@@ -37,7 +37,8 @@ class RfactorReport:
     solvent_fraction, timings (s), twin (dict: ``mode``, ``analysis`` (laws, L-test,
     H-tests, see `densrefine.xtal.twin.TwinAnalysis`), ``applied``, ``law``,
     ``fraction`` (refined α), ``untwinned`` (R-work/R-free without the twin model),
-    ``reason``; None with ``twin="off"``).
+    ``reason``; None with ``twin="off"``), peaks (mFo−DFc peaks,
+    `densrefine.xtal.peaks.difference_peaks`, when asked for).
     """
 
     r_work: float
@@ -57,6 +58,7 @@ class RfactorReport:
     solvent_fraction: float = 0.0
     timings: dict = field(default_factory=dict)
     twin: dict | None = None
+    peaks: dict | None = None
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -291,6 +293,26 @@ def prepare(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None):
     return refl
 
 
+def make_fmodel(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None,
+                density: str = "iam", twin: str = "auto") -> FModel:
+    """Read ``data`` (path or `Reflections`), check it against ``model`` and build the
+    scaled `FModel` (what `rfactor` reports; maps and peaks start from it).
+
+    Parameters are those of `rfactor`; ``fmodel.timings["read_s"]`` is the reading time.
+    """
+    from ..errors import input_error
+
+    if twin not in TWIN_MODES and not (isinstance(twin, str) and "h" in twin):
+        raise input_error("twin", f"{twin!r} is not a twin mode",
+                          f"use one of {', '.join(TWIN_MODES)} or a law such as -h,k,-l")
+    t0 = time.perf_counter()
+    refl = prepare(model, data, labin=labin, d_min=d_min, d_max=d_max, free_flag=free_flag)
+    t1 = time.perf_counter()
+    fmod = FModel(model, refl, density=density, twin=twin)
+    fmod.timings["read_s"] = t1 - t0
+    return fmod
+
+
 def rfactor(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None,
             density: str = "iam", twin: str = "auto") -> RfactorReport:
     """R-work and R-free of ``model`` against reflection ``data`` (path or `Reflections`).
@@ -306,18 +328,11 @@ def rfactor(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None,
     >>> import densrefine as dr                                  # doctest: +SKIP
     >>> rep = dr.rfactor(dr.read_model("1l2h.cif.gz"), "1l2h.mtz.gz")   # doctest: +SKIP
     >>> rep.twin["law"], round(rep.twin["fraction"], 2)         # doctest: +SKIP
-    ('-h,k,-l', 0.35)
+    ('-h,k,-l', 0.37)
     """
-    from ..errors import input_error
-
-    if twin not in TWIN_MODES and not (isinstance(twin, str) and "h" in twin):
-        raise input_error("twin", f"{twin!r} is not a twin mode",
-                          f"use one of {', '.join(TWIN_MODES)} or a law such as -h,k,-l")
     t0 = time.perf_counter()
-    refl = prepare(model, data, labin=labin, d_min=d_min, d_max=d_max, free_flag=free_flag)
-    t1 = time.perf_counter()
-    fmod = FModel(model, refl, density=density, twin=twin)
+    fmod = make_fmodel(model, data, labin=labin, d_min=d_min, d_max=d_max,
+                       free_flag=free_flag, density=density, twin=twin)
     rep = fmod.report()
-    rep.timings["read_s"] = t1 - t0
     rep.timings["total_s"] = time.perf_counter() - t0
     return rep
