@@ -84,5 +84,6 @@ def fmask(structure, cell, spacegroup, hkl, d_min: float) -> tuple[np.ndarray, f
     frac = float(mask.mean())
     nz, ny, nx = mask.shape
     log.info("Bulk solvent: flat mask (cctbx radii, probe 1.1 Å, shrink 0.9 Å; gemmi "
-             "SolventMasker), grid %dx%dx%d (spacing ≤ %.1f Å), solvent fraction %.3f", nx, ny, nz, MASK_SPACING, frac)
+             "SolventMasker), grid %dx%dx%d (spacing ≤ %.1f Å), solvent fraction %.3f",
+             nx, ny, nz, MASK_SPACING, frac)
     return f, frac

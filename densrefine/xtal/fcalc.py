@@ -329,5 +329,6 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
     plan = FcalcPlan.make(cell, spacegroup, hkl, d_min, b_min=b_min, rate=rate)
     log.info("Fcalc: FFT of IT92 X-ray density, %s%s", plan.describe(),
              "; ANISOU used as B_eq" if _has_aniso(at) else "")
-    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).coefficients(at, "xray"), plan)
+    coeffs = get_density_model(density).coefficients(at, "xray")
+    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), coeffs, plan)
     return f.detach().cpu().numpy().astype(np.complex128)

@@ -60,7 +60,8 @@ def twinned_case():
     model, cell = synthetic(name, cp, seq="AKLVEFGSAKLVEFGSAKLVEFGSAKLVEFGSAKLVEFGS", b=15.0)
     rng = np.random.default_rng(7)
     orth = np.array(cell.orth.mat.tolist())
-    model = model.with_atoms(model.atoms.replace(xyz=(orth @ rng.random((len(model.atoms), 3)).T).T))
+    xyz = (orth @ rng.random((len(model.atoms), 3)).T).T
+    model = model.with_atoms(model.atoms.replace(xyz=xyz))
     sg = gemmi.SpaceGroup(name)
     hkl = millers(cell, sg, 2.2)
     op = twin_laws(cell, sg)[0]
