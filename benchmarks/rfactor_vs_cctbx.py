@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""densrefine `rfactor` vs cctbx mmtbx.model_vs_data on the shared X-ray entries: R-work,
-R-free (ours / cctbx / deposited header) and time; prints a markdown table.
+"""densrefine `rfactor` vs cctbx mmtbx.model_vs_data on every shared X-ray entry: R-work,
+R-free (ours / cctbx / deposited header) and time; then the twinned entries with the twin
+model (ours with twin="auto" / cctbx with the twin law / servalcat sigmaa --twin, stored);
+prints markdown tables.
 
-usage: python3 benchmarks/rfactor_vs_cctbx.py [--repeat 3] [--append]   (from the repo root)
+usage: python3 benchmarks/rfactor_vs_cctbx.py [--repeat 3] [--cases 3io0,5e5z] [--append]
+       (from the repo root)
 
 Ours: in-process, time.perf_counter around read_model + rfactor (reading the data
-included), best of --repeat runs (the first, cold run is shown too). cctbx: the peer
-script cctbx_model_vs_data.py in the peer venv (subprocess); its own "seconds"
-(model_vs_data.run: reading + scaling) and the wall time of the whole command
-(interpreter start and imports included). Ratio = cctbx seconds / ours best.
---append adds the table, date, machine and load to benchmarks/RESULTS.md under
+included), twin model off (as cctbx's default), best of --repeat runs (the first, cold
+run is shown too). cctbx: the peer script cctbx_model_vs_data.py in the peer venv
+(subprocess); its own "seconds" (model_vs_data.run: reading + scaling) and the wall time
+of the whole command (interpreter start and imports included). Ratio = cctbx seconds /
+ours best. Twin table: ours with twin="auto" (law found, fraction refined), cctbx live
+with ``twin_law=LAW``, servalcat's numbers stored in tests/regression/test_xtal_real.py.
+--append adds the tables, date, machine and load to benchmarks/RESULTS.md under
 "## rfactor vs cctbx model_vs_data".
 Needs the peer venv (/tmp/peers/venv or $PEERS_VENV) and ../shared/data.
 """
@@ -29,11 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.regression import test_xtal_real as T  # noqa: E402
 
-CASES = ["3io0", "5e5z", "5a3h_mtz"]
+CASES = list(T.CASES)
 SECTION = "## rfactor vs cctbx model_vs_data"
 
 
-def ours(case, repeat):
+def ours(case, repeat, twin="off"):
     import torch
 
     from densrefine import read_model
@@ -46,9 +51,29 @@ def ours(case, repeat):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rep = rfactor(read_model(mpath), dpath)
+            rep = rfactor(read_model(mpath), dpath, twin=twin)
         times.append(time.perf_counter() - t0)
     return rep, times, torch.get_num_threads()
+
+
+def twin_table(cases):
+    lines = ["| entry | law | ours (twin=\"auto\") R-work / R-free / fraction | "
+             "cctbx twin_law R-work / R-free / fraction | servalcat --twin (stored) | "
+             "header | ours without twin model |", "|---|---|---|---|---|---|---|"]
+    for case in cases:
+        law, _, (s_w, s_f, s_a) = T.TWIN[case]
+        rep, _, _ = ours(case, 1, twin="auto")
+        ref = T.run_cctbx(case, [f"twin_law={law}"])
+        tw = rep.twin
+        c_alpha = T.TWIN[case][1][2]
+        *_, h_work, h_free = T.CASES[case]
+        lines.append(
+            f"| {case} | {tw['law']} | {fmt(rep.r_work)} / {fmt(rep.r_free)} / "
+            f"{fmt(tw['fraction'], '{:.3f}')} | {fmt(ref['r_work'])} / {fmt(ref['r_free'])} / "
+            f"{c_alpha:.2f} | {s_w:.4f} / {s_f:.4f} / {s_a:.3f} | {h_work:.3f} / {h_free:.3f} | "
+            f"{fmt(tw['untwinned']['r_work'])} / {fmt(tw['untwinned']['r_free'])} |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 def cctbx(case):
@@ -79,6 +104,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="comma-separated subset of %(default)s")
     ap.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
     a = ap.parse_args()
     env = machine()
@@ -87,7 +114,8 @@ def main():
              "ratio cctbx/ours | ours split: read / F_calc / mask / scale s |",
              "|---|---|---|---|---|---|---|---|"]
     threads = None
-    for case in CASES:
+    cases = [c for c in a.cases.split(",") if c]
+    for case in cases:
         ref, wall = cctbx(case)
         rep, times, threads = ours(case, a.repeat)
         *_, h_work, h_free = T.CASES[case]
@@ -102,11 +130,13 @@ def main():
             f"{best:.2f}; {times[0]:.2f} | {ref['seconds']:.2f}; {wall:.1f} | "
             f"{ref['seconds'] / best:.1f}× | {split} |")
         print(lines[-1], flush=True)
+    twins = twin_table([c for c in T.TWIN if c in cases])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     head = (f"\n### {stamp}: `python3 benchmarks/rfactor_vs_cctbx.py --repeat {a.repeat}`\n\n"
             f"Machine: {env}; torch threads {threads}. {T.CASES['5a3h_mtz'][2]} has no "
-            "usable free set (R-free n/a in both).\n\n")
-    text = head + "\n".join(lines) + "\n"
+            "usable free set (R-free n/a in both). Ours without a twin model in the first "
+            "table (cctbx's default).\n\n")
+    text = head + "\n".join(lines) + "\n\n" + "\n".join(twins) + "\n"
     print(text)
     if a.append:
         res = ROOT / "benchmarks" / "RESULTS.md"

@@ -188,6 +188,7 @@ def amplitudes_from_intensities(i_obs, sig_i, hkl, cell, spacegroup):
     s2 = 1.0 / np.asarray(cell.calculate_d_array(hkl), dtype=np.float64) ** 2
     sigma = wilson_mean_intensity(i_obs, sig_i, s2, eps)
     f, sf, ok = french_wilson(i_obs, sig_i, sigma, centric)
-    log.debug("French-Wilson: %d reflections (%d centric), %d rejected with x < %g",
-              len(f), int(centric.sum()), int((~ok).sum()), X_REJECT)
+    log.info("French-Wilson (1978): amplitudes as posterior means from %d intensities "
+             "(%d centric; Wilson prior in resolution shells), %d rejected with x < %g",
+             len(f), int(centric.sum()), int((~ok).sum()), X_REJECT)
     return f, sf, ok

@@ -17,7 +17,8 @@ Rules
   in ``info["rejected"]``.
 * Indices are reduced to gemmi's reciprocal ASU (``ReciprocalAsu.to_asu``).
 * Free-R flags (``FreeR_flag``, ``FREE``, ``R-free-flags``, ...; mmCIF ``status`` 'f'
-  or ``pdbx_r_free_flag``): values 0..N with N ≥ 2 → test = 0 (CCP4); only {0, 1} →
+  or ``pdbx_r_free_flag``): values 0..N with N ≥ 2 in near-equal shares → test = 0
+  (CCP4); only {0, 1} →
   test = the minority value (phenix: test = 1); {−1, 1} → test = −1 (SHELX).
   Flags that are not integers, a single value, or a test fraction outside 0.5–25 %
   make ``free = None`` with ``info["free_problem"]`` saying why. Fewer than 20 test
@@ -81,6 +82,11 @@ class Reflections:
         Space group.
     d : ndarray, shape (n,), float64
         Resolution of each reflection, Å.
+    i, sigi : ndarray, shape (n,), float64, or None
+        Merged intensities and their σ: the observations when the amplitudes came from
+        them (French–Wilson), or an intensity column beside the amplitudes (MTZ type J,
+        e.g. IOBS next to FOBS; NaN where missing). Twinning statistics
+        (`densrefine.xtal.twin`) use them; None when the file has none.
     info : dict
         What was read: ``file_type``, ``columns`` (role → label), ``source``,
         ``free_flag_column``, ``convention``, ``n_free``, ``n_work``, ``free_problem``,
@@ -96,6 +102,8 @@ class Reflections:
     spacegroup: object
     d: np.ndarray
     info: dict
+    i: np.ndarray | None = None
+    sigi: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.f)
@@ -114,8 +122,10 @@ class Reflections:
                     d_min=float(d.min()) if len(d) else None,
                     d_max=float(d.max()) if len(d) else None)
         info["n_work"] = len(d) - info["n_free"]
+        sub = (lambda a: None if a is None else a[idx])  # noqa: E731
         return dataclasses.replace(self, hkl=self.hkl[idx], f=self.f[idx],
-                                   sigf=self.sigf[idx], free=free, d=d, info=info)
+                                   sigf=self.sigf[idx], free=free, d=d, info=info,
+                                   i=sub(self.i), sigi=sub(self.sigi))
 
 
 @dataclass
@@ -229,18 +239,32 @@ def _rank(label):
     return _PREFERRED.index(up) if up in _PREFERRED else len(_PREFERRED)
 
 
+def _has_values(table, lab) -> bool:
+    v = table.col(lab)
+    return v.dtype.kind != "f" or bool(np.isfinite(v).any())
+
+
 def _auto_columns(table) -> dict:
-    """Choose observation columns: amplitudes > intensities > anomalous F > anomalous I."""
+    """Choose observation columns: amplitudes > intensities > anomalous F > anomalous I.
+
+    Columns without a single value (all NaN) are passed over, and that choice is logged
+    (an MTZ whose FP column is empty but IMEAN is not gives French–Wilson amplitudes).
+    """
     def with_sigma(typ):
         labs = [lab for lab, t in table.types.items() if t == typ and lab in table.sigma_of
                 and not _CALC_LIKE.match(lab)]
-        return sorted(labs, key=_rank)
+        empty = [lab for lab in labs if not _has_values(table, lab)]
+        if empty:
+            log.warning("%s: column(s) %s hold no values (all missing): not used",
+                        table.path, ", ".join(empty))
+        return sorted((lab for lab in labs if lab not in empty), key=_rank)
     for typ, role in (("F", "F"), ("J", "I")):
         labs = with_sigma(typ)
         if labs:
             return {role: labs[0], "SIG" + role: table.sigma_of[labs[0]]}
     for typ, role in (("G", "F"), ("K", "I")):
-        labs = [lab for lab, t in table.types.items() if t == typ and lab in table.sigma_of]
+        labs = [lab for lab, t in table.types.items() if t == typ and lab in table.sigma_of
+                and _has_values(table, lab)]
         if len(labs) >= 2:
             return {role + "(+)": labs[0], "SIG" + role + "(+)": table.sigma_of[labs[0]],
                     role + "(-)": labs[1], "SIG" + role + "(-)": table.sigma_of[labs[1]]}
@@ -333,9 +357,42 @@ def _flag_convention(vals, free_flag):
         return test, ("phenix: test = 1" if test == 1 else "ccp4: test = 0 (0/1 flags, minority)")
     if set(uniq) == {-1.0, 1.0}:
         return -1.0, "shelx: test = -1"
-    if uniq.min() >= 0:
+    if _ccp4_partition(uniq, counts):
         return 0.0, f"ccp4: test = 0 (flags 0..{uniq.max():g})"
-    return None, f"unrecognised flag values {uniq[:6].tolist()}"
+    shown = ", ".join(f"{u:g}: {c}" for u, c in list(zip(uniq, counts))[:6])
+    return None, (f"{len(uniq)} flag values ({shown}{', ...' if len(uniq) > 6 else ''}) "
+                  "follow no known convention (CCP4 0..N in near-equal parts, phenix 0/1, "
+                  "SHELX -1/1); give the test-set value with --free-flag")
+
+
+def _from_bit_patterns(raw):
+    """Flags written as int32 bit patterns into a float32 column (values ~1e-44).
+
+    Returns (flags as float64, note) when the re-read integers form a known convention
+    (CCP4 partition or 0/1), else (None, note saying what they are).
+    """
+    if np.mean(np.abs(raw[np.isfinite(raw)]) < 1e-30) < 0.99:
+        return None, ""
+    ints = np.asarray(raw, np.float32).view(np.int32).astype(np.float64)
+    uniq, counts = np.unique(ints, return_counts=True)
+    if _ccp4_partition(uniq, counts) or set(uniq) <= {0.0, 1.0}:
+        return ints, f"values {uniq.min():g}..{uniq.max():g}"
+    return None, (f" re-read as int32 they are {len(uniq)} values {uniq.min():g}.."
+                  f"{uniq.max():g} in unequal shares ({int(counts[0])} of value "
+                  f"{uniq[0]:g}), no free-set partition: not recoverable")
+
+
+def _ccp4_partition(uniq, counts) -> bool:
+    """CCP4 flags (uniqueify/freerflag): the values 0..N, each a near-equal share.
+
+    Allows shares within a factor 3 of the median (random assignment of a few thousand
+    reflections); 5A3H's column re-read as integers (0..38 with counts 16..1580 plus
+    three values > 5000) is no partition and fails here.
+    """
+    if uniq.min() != 0 or len(uniq) < 3 or uniq.max() != len(uniq) - 1:
+        return False
+    med = np.median(counts)
+    return bool(counts.max() <= 3 * med and counts.min() >= med / 3)
 
 
 def _free_set(table, label, rows, free_flag):
@@ -358,9 +415,16 @@ def _free_set(table, label, rows, free_flag):
     vals = raw[finite]
     bad = vals[vals != np.round(vals)]
     if bad.size:
-        info["free_problem"] = (f"free-R flags in {label} are not integers (e.g. {bad[0]:.3g}; "
-                                "integer bit patterns stored in a float column?)")
-        return None, info
+        raw, why = _from_bit_patterns(raw)
+        if raw is None:
+            info["free_problem"] = (f"free-R flags in {label} are not integers (e.g. "
+                                    f"{bad[0]:.3g}; integer bit patterns stored in a float "
+                                    f"column?{why})")
+            return None, info
+        log.warning("%s: free-R flags in %s are integers stored as float bit patterns; "
+                    "re-read as int32 (%s)", table.path, label, why)
+        finite = np.isfinite(raw)
+        vals = raw[finite]
     test, conv = _flag_convention(vals, free_flag)
     if test is None:
         info["free_problem"] = f"free-R flags in {label}: {conv}"
@@ -380,6 +444,20 @@ def _free_set(table, label, rows, free_flag):
         warnings.warn(f"{table.path}: only {int(free.sum())} free reflections; R-free will be "
                       "noisy", DensrefineWarning, stacklevel=3)
     return free, info
+
+
+def _companion_intensities(table, rows):
+    """Intensities (type J with a sigma) stored beside the chosen amplitudes, at ``rows``."""
+    labs = sorted((lab for lab, t in table.types.items()
+                   if t == "J" and lab in table.sigma_of and not _CALC_LIKE.match(lab)),
+                  key=_rank)
+    if not labs:
+        return None, None
+    i, s = table.col(labs[0])[rows], table.col(table.sigma_of[labs[0]])[rows]
+    if not np.isfinite(i).any():
+        return None, None
+    log.debug("Intensities %s kept beside the amplitudes (twinning statistics)", labs[0])
+    return np.asarray(i, np.float64), np.asarray(s, np.float64)
 
 
 def resolution(cell, hkl) -> np.ndarray:
@@ -415,12 +493,13 @@ def _to_asu(hkl, spacegroup):
     return np.asarray(out, dtype=np.int32).reshape(-1, 3)
 
 
-def _clean(table, v, s, kind):
+def _clean(table, v, s, kind, labels=()):
     """Rows to keep (before ASU merging) and the rejection counts."""
     rejected = {}
     keep = np.isfinite(v)
     if not keep.any():
-        raise input_error(table.path, "the chosen observation columns hold no values",
+        raise input_error(table.path, f"the chosen observation column(s) "
+                          f"{', '.join(labels)} hold no values (all missing/NaN)",
                           f"choose other columns with --labin (columns: {_columns_listing(table)})")
     keep = _reject(keep, ~np.isfinite(s) | (s <= 0), "sigma <= 0 or NaN", rejected)
     if not keep.any():
@@ -492,7 +571,7 @@ def read_reflections(path, *, labin=None, d_min=None, d_max=None, free_flag=None
     roles = _parse_labin(table, labin) if labin else _auto_columns(table)
     free_label = roles.pop("FREE", None) or _find_free_column(table)
     v, s, kind, source = _observations(table, roles)
-    keep, rejected = _clean(table, v, s, kind)
+    keep, rejected = _clean(table, v, s, kind, list(roles.values()))
     rows = np.nonzero(keep)[0]
     hkl = _to_asu(table.hkl[rows], table.spacegroup)
     _, first = np.unique(hkl, axis=0, return_index=True)
@@ -501,15 +580,22 @@ def read_reflections(path, *, labin=None, d_min=None, d_max=None, free_flag=None
         first = np.sort(first)
         rows, hkl = rows[first], hkl[first]
     f, sigf = v[rows], s[rows]
+    i_obs = sig_i = None
     if kind == "I":
         from .french_wilson import amplitudes_from_intensities  # scipy only when needed
+        i_obs, sig_i = f, sigf
         f, sigf, ok = amplitudes_from_intensities(f, sigf, hkl, table.cell, table.spacegroup)
         if (~ok).any():
             rejected["French-Wilson outlier (x < -4)"] = int((~ok).sum())
             rows, hkl, f, sigf = rows[ok], hkl[ok], f[ok], sigf[ok]
+            i_obs, sig_i = i_obs[ok], sig_i[ok]
+    if kind == "F":
+        i_obs, sig_i = _companion_intensities(table, rows)
     d = resolution(table.cell, hkl)
     sel = _check_range(table.path, d, d_min, d_max)
     rows, hkl, f, sigf, d = rows[sel], hkl[sel], f[sel], sigf[sel], d[sel]
+    if i_obs is not None:
+        i_obs, sig_i = i_obs[sel].astype(np.float64), sig_i[sel].astype(np.float64)
     free, finfo = _free_set(table, free_label, rows, free_flag)
     n_rej = sum(rejected.values())
     if n_rej:
@@ -533,7 +619,7 @@ def read_reflections(path, *, labin=None, d_min=None, d_max=None, free_flag=None
              f"{free_label} {finfo['convention']}, {n_free} test" if free is not None
              else f"none - {finfo['free_problem']}")
     return Reflections(table.path, hkl, f.astype(np.float64), sigf.astype(np.float64), free,
-                       table.cell, table.spacegroup, d, info)
+                       table.cell, table.spacegroup, d, info, i_obs, sig_i)
 
 
 def read_map_coefficients(path, kind="2fofc", *, labin=None):

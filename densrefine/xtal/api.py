@@ -16,7 +16,11 @@ import numpy as np
 
 from .bulk import fmask
 from .fcalc import fcalc
-from .scale import fit_scales, f_model, r_factor, resolution_bins
+from .scale import f_model, f_model_abs, fit_scales, r_factor, resolution_bins
+
+TWIN_MODES = ("auto", "off", "on")
+"""``twin``: "auto" (model the twin when the data indicate it, `densrefine.xtal.twin`),
+"off", "on" (the best candidate law even when not indicated), or a law such as "-h,k,-l"."""
 
 log = logging.getLogger("densrefine")
 
@@ -30,7 +34,11 @@ class RfactorReport:
     k_overall, n_work, n_free, d_min, d_max (Å), shells (list of dicts per resolution
     shell: d_max, d_min, n_work, n_free, r_work, r_free, k_mask), reflections
     (what was read: columns, conventions, rejections), free_problem, fcalc_method,
-    solvent_fraction, timings (s).
+    solvent_fraction, timings (s), twin (dict: ``mode``, ``analysis`` (laws, L-test,
+    H-tests, see `densrefine.xtal.twin.TwinAnalysis`), ``applied``, ``law``,
+    ``fraction`` (refined α), ``untwinned`` (R-work/R-free without the twin model),
+    ``reason``; None with ``twin="off"``), peaks (mFo−DFc peaks,
+    `densrefine.xtal.peaks.difference_peaks`, when asked for).
     """
 
     r_work: float
@@ -49,6 +57,8 @@ class RfactorReport:
     fcalc_method: str = "fft"
     solvent_fraction: float = 0.0
     timings: dict = field(default_factory=dict)
+    twin: dict | None = None
+    peaks: dict | None = None
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -63,9 +73,16 @@ class FModel:
     ----------
     model : densrefine.Model
     refl : densrefine.io.reflections.Reflections
+    density : str
+        Density model of F_calc ("iam" or "ml").
+    twin : str
+        One of `TWIN_MODES` or a twin law ("-h,k,-l"); default "off" (``rfactor``
+        defaults to "auto"). With a twin law, |F_model|² = (1−α)|F(h)|² + α|F(Th)|² and
+        α is refined with the scales; ``fmodel`` stays the single-domain complex F_model
+        (its phases serve the maps), ``fmodel_abs`` is what R compares with F_obs.
     """
 
-    def __init__(self, model, refl, density: str = "iam"):
+    def __init__(self, model, refl, density: str = "iam", twin: str = "off"):
         self.refl, self.density = refl, density
         self.hkl = np.asarray(refl.hkl, np.int64)
         self.fo = np.asarray(refl.f, np.float64)
@@ -77,46 +94,129 @@ class FModel:
         self.d_min = float(refl.d.min())
         self.bins = resolution_bins(self.s2[self.work])
         self.timings = {}
+        self.twin_mode, self.twin_op, self.twin_analysis = twin, None, None
+        self.twin_info = None
+        if twin != "off":
+            self._choose_twin(twin)
         self.update(model)
+
+    def _choose_twin(self, twin: str) -> None:
+        from ..errors import input_error
+        from .twin import analyse_twinning, law_name, twin_laws
+
+        self.twin_analysis, op = analyse_twinning(self.refl)
+        if twin == "auto":
+            self.twin_op = op
+            return
+        ops = twin_laws(self.refl.cell, self.refl.spacegroup)
+        if twin == "on":
+            if not ops:
+                raise input_error(self.refl.path, f"--twin on: no twin law for "
+                                  f"{self.refl.spacegroup.hm} in this cell",
+                                  "use --twin auto or off")
+            alphas = [h["alpha"] or 0.0 for h in self.twin_analysis.h_tests]
+            self.twin_op = ops[int(np.argmax(alphas))]
+            return
+        want = twin.replace(" ", "").lower()
+        match = [op for op in ops if law_name(op) == want]
+        if not match:
+            raise input_error(self.refl.path, f"twin law {twin!r} is not a twin law of this "
+                              f"lattice (candidates: {', '.join(map(law_name, ops)) or 'none'})",
+                              "give one of the candidates, or --twin auto")
+        self.twin_op = match[0]
+
+    def _alpha0(self) -> float:
+        from .twin import law_name
+
+        name = law_name(self.twin_op)
+        for h in (self.twin_analysis.h_tests if self.twin_analysis else []):
+            if h["law"] == name and h["alpha"] is not None:
+                return max(h["alpha"], 0.05)
+        return 0.25
 
     def update(self, model) -> None:
         """Recompute F_calc, F_mask and all scales for ``model``'s coordinates."""
+        from ..io.model import to_gemmi
         from .fcalc import choose_method
+        from .twin import ALPHA_MIN, apply_law, law_name
 
         r = self.refl
+        n = len(self.hkl)
+        hkl = self.hkl
+        if self.twin_op is not None:
+            hkl = np.concatenate([self.hkl, apply_law(self.twin_op, self.hkl)])
         t0 = time.perf_counter()
-        self.method = choose_method(model.atoms, len(r.spacegroup.operations()), len(self.hkl))
-        self.fc = fcalc(model, self.hkl, r.cell, r.spacegroup, self.d_min, method=self.method,
-                        density=self.density)
+        self.method = choose_method(model.atoms, len(r.spacegroup.operations()), len(hkl))
+        fc = fcalc(model, hkl, r.cell, r.spacegroup, self.d_min, method=self.method,
+                   density=self.density)
         t1 = time.perf_counter()
-        from ..io.model import to_gemmi
-
-        self.fm, self.solvent_fraction = fmask(to_gemmi(model), r.cell, r.spacegroup, self.hkl,
-                                               self.d_min)
+        fm, self.solvent_fraction = fmask(to_gemmi(model), r.cell, r.spacegroup, hkl,
+                                          self.d_min)
         t2 = time.perf_counter()
+        self.fc, self.fm = fc[:n], fm[:n]
         self.scales = fit_scales(self.fo, self.fc, self.fm, self.hkl, r.cell, r.spacegroup,
                                  self.work, bins=self.bins)
+        self.twin_f = None
+        untwinned = {"r_work": self._r(self.work), "r_free": self._r(self.free)}
+        if self.twin_op is not None:
+            twin = (fc[n:], fm[n:], self._alpha0())
+            sc_t = fit_scales(self.fo, self.fc, self.fm, self.hkl, r.cell, r.spacegroup,
+                              self.work, bins=self.bins, twin=twin)
+            keep = self.twin_mode != "auto" or sc_t.twin_fraction >= ALPHA_MIN
+            log.info("Twin model %s (|F|^2 = (1-a)|F(h)|^2 + a|F(Th)|^2, a refined with the "
+                     "scales by least squares): twin fraction %.3f%s", law_name(self.twin_op),
+                     sc_t.twin_fraction, "" if keep else f" < {ALPHA_MIN}: not applied")
+            if keep:
+                self.scales, self.twin_f = sc_t, twin[:2]
         t3 = time.perf_counter()
         self.fmodel = f_model(self.fc, self.fm, self.sc, self.s2, self.scales)
+        self.fmodel_abs = f_model_abs(self.fc, self.fm, self.sc, self.s2, self.scales,
+                                      self.twin_f)
         self.timings = {"fcalc_s": t1 - t0, "mask_s": t2 - t1, "scale_s": t3 - t2}
-        log.info("Scaling: k_sol %.3f, B_sol %.1f Å², B_aniso %s Å²; R-work %.4f, R-free %s",
+        self.twin_info = self._twin_info(untwinned)
+        log.info("Scaling: k_sol %.3f, B_sol %.1f Å², B_aniso %s Å²%s; R-work %.4f, R-free %s",
                  self.scales.k_sol, self.scales.b_sol,
-                 " ".join(f"{b:.2f}" for b in self.scales.b_cart), self.r_work,
-                 "n/a" if self.r_free is None else f"{self.r_free:.4f}")
+                 " ".join(f"{b:.2f}" for b in self.scales.b_cart),
+                 "" if self.twin_f is None else
+                 f", twin {law_name(self.twin_op)} fraction {self.scales.twin_fraction:.3f}",
+                 self.r_work, "n/a" if self.r_free is None else f"{self.r_free:.4f}")
+
+    def _r(self, sel):
+        return r_factor(self.fo, np.abs(f_model(self.fc, self.fm, self.sc, self.s2,
+                                                self.scales)), sel)
+
+    def _twin_info(self, untwinned) -> dict | None:
+        from .twin import law_name
+
+        if self.twin_mode == "off":
+            return None
+        a = self.twin_analysis
+        applied = self.twin_f is not None
+        if applied:
+            reason = (f"twin law {law_name(self.twin_op)} applied, refined twin fraction "
+                      f"{self.scales.twin_fraction:.3f}")
+        elif self.twin_op is not None:
+            reason = f"twin law {law_name(self.twin_op)} tested, twin fraction too small"
+        else:
+            reason = a.reason if a is not None else "not tested"
+        return {"mode": self.twin_mode, "analysis": None if a is None else a.to_dict(),
+                "applied": applied, "law": law_name(self.twin_op) if applied else None,
+                "fraction": self.scales.twin_fraction if applied else None,
+                "untwinned": untwinned, "reason": reason}
 
     @property
     def r_work(self) -> float:
-        return r_factor(self.fo, np.abs(self.fmodel), self.work)
+        return r_factor(self.fo, self.fmodel_abs, self.work)
 
     @property
     def r_free(self) -> float | None:
-        return r_factor(self.fo, np.abs(self.fmodel), self.free)
+        return r_factor(self.fo, self.fmodel_abs, self.free)
 
     def shells(self) -> list[dict]:
         """R factors per resolution shell (the scaling bins), low to high resolution."""
         out = []
         d = 1.0 / np.sqrt(self.s2)
-        fa = np.abs(self.fmodel)
+        fa = self.fmodel_abs
         for b in range(int(self.scales.bins.max()) + 1):
             sel = self.scales.bins == b
             w = sel & self.work
@@ -138,7 +238,8 @@ class FModel:
             n_free=0 if self.free is None else int(self.free.sum()),
             d_min=self.d_min, d_max=float(r.d.max()), shells=self.shells(), reflections=info,
             free_problem=info.get("free_problem"), fcalc_method=self.method,
-            solvent_fraction=self.solvent_fraction, timings=dict(self.timings))
+            solvent_fraction=self.solvent_fraction, timings=dict(self.timings),
+            twin=self.twin_info)
 
 
 class RefineMonitor:
@@ -192,18 +293,46 @@ def prepare(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None):
     return refl
 
 
+def make_fmodel(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None,
+                density: str = "iam", twin: str = "auto") -> FModel:
+    """Read ``data`` (path or `Reflections`), check it against ``model`` and build the
+    scaled `FModel` (what `rfactor` reports; maps and peaks start from it).
+
+    Parameters are those of `rfactor`; ``fmodel.timings["read_s"]`` is the reading time.
+    """
+    from ..errors import input_error
+
+    if twin not in TWIN_MODES and not (isinstance(twin, str) and "h" in twin):
+        raise input_error("twin", f"{twin!r} is not a twin mode",
+                          f"use one of {', '.join(TWIN_MODES)} or a law such as -h,k,-l")
+    t0 = time.perf_counter()
+    refl = prepare(model, data, labin=labin, d_min=d_min, d_max=d_max, free_flag=free_flag)
+    t1 = time.perf_counter()
+    fmod = FModel(model, refl, density=density, twin=twin)
+    fmod.timings["read_s"] = t1 - t0
+    return fmod
+
+
 def rfactor(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None,
-            density: str = "iam") -> RfactorReport:
+            density: str = "iam", twin: str = "auto") -> RfactorReport:
     """R-work and R-free of ``model`` against reflection ``data`` (path or `Reflections`).
 
     The model's cell and space group must agree with the data's (InputError naming
     both otherwise). See `FModel` and `densrefine.xtal.scale` for the method.
+    ``twin``: "auto" (default: model a twin when the L-/H-tests indicate one and the
+    refined fraction is ≥ 0.05, `densrefine.xtal.twin`), "off", "on" or a law
+    ("-h,k,-l"); the report's ``twin`` dict says what was found and done.
+
+    Examples
+    --------
+    >>> import densrefine as dr                                  # doctest: +SKIP
+    >>> rep = dr.rfactor(dr.read_model("1l2h.cif.gz"), "1l2h.mtz.gz")   # doctest: +SKIP
+    >>> rep.twin["law"], round(rep.twin["fraction"], 2)         # doctest: +SKIP
+    ('-h,k,-l', 0.37)
     """
     t0 = time.perf_counter()
-    refl = prepare(model, data, labin=labin, d_min=d_min, d_max=d_max, free_flag=free_flag)
-    t1 = time.perf_counter()
-    fmod = FModel(model, refl, density=density)
+    fmod = make_fmodel(model, data, labin=labin, d_min=d_min, d_max=d_max,
+                       free_flag=free_flag, density=density, twin=twin)
     rep = fmod.report()
-    rep.timings["read_s"] = t1 - t0
     rep.timings["total_s"] = time.perf_counter() - t0
     return rep

@@ -235,21 +235,29 @@ def fcalc_direct_tensor(xyz, b_iso, occ, coeffs, cell, spacegroup, hkl, *, u_ani
                             ua[:, 4], ua[:, 5], ua[:, 2]], 1).reshape(-1, 3, 3)
         u = torch.where(ok[:, None, None], torch.nan_to_num(full), u)
     s2 = torch.as_tensor(cell.calculate_1_d2_array(hkl.astype(np.int32)), dtype=dt, device=dev)
-    fj = occ[:, None, None] * a[:, :, None] * torch.exp(-b[:, :, None] * s2 / 4)  # (N,K,n)
-    fj = fj.sum(1)                                                                 # (N, n)
+    # f_j(s) once per distinct scattering type (a few), then gathered per atom: (N, n)
+    types, inv = torch.unique(torch.cat([a, b], 1), dim=0, return_inverse=True)
+    nk = a.shape[1]
+    ft = (types[:, :nk, None] * torch.exp(-types[:, nk:, None] * s2 / 4)).sum(1)   # (T, n)
+    fj = occ[:, None] * ft[inv]
     out = torch.zeros(len(hkl), dtype=torch.complex128 if dt == torch.float64
                       else torch.complex64, device=dev)
+    # sᵀUs = q(s)·u6 with q = (s1², s2², s3², s1s2, s1s3, s2s3): one matmul per chunk
+    u6 = -2 * math.pi ** 2 * torch.stack([u[:, 0, 0], u[:, 1, 1], u[:, 2, 2], 2 * u[:, 0, 1],
+                                          2 * u[:, 0, 2], 2 * u[:, 1, 2]], 1)   # (N, 6)
     step = max(1, chunk // max(1, len(xyz)))
     kall, pall = symmetry_images(spacegroup, hkl)
     for k, shift in zip(kall.astype(np.float64), pall):
         for lo in range(0, len(hkl), step):
             kk = torch.as_tensor(k[lo:lo + step], dtype=dt, device=dev)
             sc = kk @ frac                                   # Cartesian s (n, 3)
-            dw = torch.exp(-2 * math.pi ** 2 * torch.einsum("ni,aij,nj->an", sc, u, sc))
-            ph = 2 * math.pi * (xf @ kk.T) + torch.as_tensor(shift[lo:lo + step], dtype=dt,
-                                                             device=dev)
-            amp = fj[:, lo:lo + step] * dw
-            out[lo:lo + step] += torch.complex(amp * torch.cos(ph), amp * torch.sin(ph)).sum(0)
+            q = torch.stack([sc[:, 0] ** 2, sc[:, 1] ** 2, sc[:, 2] ** 2, sc[:, 0] * sc[:, 1],
+                             sc[:, 0] * sc[:, 2], sc[:, 1] * sc[:, 2]], 1)
+            amp = fj[:, lo:lo + step] * torch.exp(u6 @ q.T)  # f_j(s) T_j(k), (N, n)
+            sh = torch.as_tensor(shift[lo:lo + step], dtype=dt, device=dev)
+            ph = torch.addmm(sh[None, :], xf, kk.T, alpha=2 * math.pi)
+            re, im = (amp * torch.cos(ph)).sum(0), (amp * torch.sin(ph)).sum(0)
+            out[lo:lo + step] += torch.complex(re, im)
     return out
 
 
@@ -295,7 +303,9 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
                  "%d atoms x %d operators x %d reflections", len(at.xyz),
                  len(spacegroup.operations()), len(hkl))
         u = t(at.u_aniso) if at.u_aniso is not None else None
-        terms = get_density_model(density).terms(at, "xray")
+        # the Gaussians alone (u_aniso=None: the density model would log "ANISOU treated
+        # isotropically", which is not what this path does)
+        terms = get_density_model(density).terms(at.replace(u_aniso=None), "xray")
         f = fcalc_direct_tensor(t(at.xyz), t(at.b_iso), t(at.occ), (terms.a, terms.b),
                                 cell, spacegroup, hkl, u_aniso=u)
         return f.detach().cpu().numpy().astype(np.complex128)
@@ -303,6 +313,6 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
     plan = FcalcPlan.make(cell, spacegroup, hkl, d_min, b_min=b_min, rate=rate)
     log.info("Fcalc: FFT of IT92 X-ray density, %s%s", plan.describe(),
              "; ANISOU used as B_eq" if _has_aniso(at) else "")
-    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), get_density_model(density).terms(at, "xray"),
-                     plan)
+    terms = get_density_model(density).terms(at, "xray")
+    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), terms, plan)
     return f.detach().cpu().numpy().astype(np.complex128)

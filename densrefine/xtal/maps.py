@@ -84,9 +84,12 @@ def sigmaa(fo, fc_abs, hkl, spacegroup, bins):
 def map_coefficients(fmodel, kind: str = "2fofc") -> np.ndarray:
     """σA-weighted map coefficients (complex, n) of an `FModel` at its reflections."""
     fmod = fmodel.fmodel
-    fa = np.abs(fmod)
+    # |F_model| as R sees it: with a twin model, √((1−α)|F(h)|² + α|F(Th)|²) (the map is
+    # not detwinned; the phases are those of the single-domain F_model)
+    fa = getattr(fmodel, "fmodel_abs", None)
+    fa = np.abs(fmod) if fa is None else fa
     sa, m, d = sigmaa(fmodel.fo, fa, fmodel.hkl, fmodel.refl.spacegroup, fmodel.scales.bins)
-    phase = fmod / np.maximum(fa, 1e-30)
+    phase = fmod / np.maximum(np.abs(fmod), 1e-30)
     centric = fmodel.refl.spacegroup.operations().centric_flag_array(
         np.asarray(fmodel.hkl, np.int32)).astype(bool)
     if kind == "2fofc":

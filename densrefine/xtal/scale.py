@@ -5,7 +5,8 @@ revisited"; the flat-solvent model of Fokine & Urzhumtsev 2002, Acta Cryst. D58,
 
     F_model(h) = k_iso(s) · k_aniso(h) · [F_calc(h) + k_mask(s) · F_mask(h)]
     k_aniso(h) = exp(−2π² s_hᵀ U s_h)        (U symmetric, Cartesian Å², constrained by
-                                             the point group: U = ⟨R U Rᵀ⟩ over operators)
+                                             the point group: U = R U Rᵀ for every
+                                             operator; fitted in the basis `u_basis`)
     k_mask(s)  = k_sol · exp(−B_sol s²/4)
 
 Procedure (all on the work reflections only; the free set never enters a fit):
@@ -62,6 +63,36 @@ def _sym_u(p, rots):
     return np.mean([r @ u @ r.T for r in rots], axis=0)
 
 
+def u_basis(cell, spacegroup, tol: float = 1e-8) -> np.ndarray:
+    """Orthonormal basis of the symmetric Cartesian tensors U allowed by the point group.
+
+    U must satisfy U = R U Rᵀ for every Cartesian rotation R = O R_frac O⁻¹ of the space
+    group; the allowed tensors are the image of the symmetrising projector
+    U ↦ ⟨R U Rᵀ⟩. Its rank is 6 (triclinic), 4 (monoclinic), 3 (orthorhombic), 2
+    (tetragonal, trigonal, hexagonal) or 1 (cubic). Fitting the overall anisotropic
+    scale in this basis has no free null directions (cctbx ``adp_constraints`` does the
+    same): with all six raw components, the directions the symmetry removes have a zero
+    Jacobian, drift to ~1e15 during least squares and their rounding noise
+    (1e15 × 1e-16) became a spurious U of ~0.1 Å² in hexagonal cells.
+
+    Returns
+    -------
+    ndarray, shape (r, 3, 3), float64
+        r symmetric tensors, orthonormal under the Frobenius product.
+
+    Examples
+    --------
+    >>> import gemmi
+    >>> u_basis(gemmi.UnitCell(50, 50, 80, 90, 90, 120), gemmi.SpaceGroup("P 65")).shape
+    (2, 3, 3)
+    """
+    rots = _cart_rotations(cell, spacegroup)
+    proj = np.array([_sym_u(e, rots) for e in np.eye(6)]).reshape(6, 9)
+    _, sv, vt = np.linalg.svd(proj)
+    rank = int((sv > tol * sv[0]).sum())
+    return vt[:rank].reshape(rank, 3, 3)
+
+
 @dataclass
 class ScaleResult:
     """Scales that turn F_calc, F_mask into F_model (see module docstring)."""
@@ -74,6 +105,7 @@ class ScaleResult:
     k_mask: np.ndarray                          # (n,) k_mask(s) used
     bins: np.ndarray = field(repr=False)        # (n,) bin index
     bin_k_mask: np.ndarray = field(repr=False)  # (n_bins,) binned k_mask of step 1
+    twin_fraction: float | None = None          # α of the twin model, None without one
 
     @property
     def b_cart(self) -> np.ndarray:
@@ -83,20 +115,52 @@ class ScaleResult:
 
 
 def f_model(fc, fm, sc, s2, res: ScaleResult):
-    """Complex F_model for Cartesian reciprocal vectors ``sc`` (n, 3) and |s|² ``s2``."""
+    """Complex F_model for Cartesian reciprocal vectors ``sc`` (n, 3) and |s|² ``s2``.
+
+    The single-domain model (no twin); `f_model_abs` gives the twinned amplitude.
+    """
     dw = np.exp(-2 * math.pi ** 2 * np.einsum("ni,ij,nj->n", sc, res.u_aniso, sc))
     return res.k_overall * res.k_iso * dw * (fc + res.k_mask * fm)
 
 
-def _bin_kmask(fo, fc, fm, bins, work, grid=np.linspace(0.0, 1.0, 101)):
-    """Per-bin k_mask ∈ ``grid`` minimising Σ(F_obs − k|F_calc + k_mask F_mask|)², k analytic."""
+def twin_amplitude(f, f_twin, alpha):
+    """|F| of a two-domain twin, √((1−α)|F(h)|² + α|F(Th)|²) (complex inputs, any shape).
+
+    ``f_twin`` None or ``alpha`` 0 gives |F(h)|.
+    """
+    if f_twin is None or not alpha:
+        return np.abs(f)
+    return np.sqrt((1.0 - alpha) * (f.real ** 2 + f.imag ** 2)
+                   + alpha * (f_twin.real ** 2 + f_twin.imag ** 2))
+
+
+def f_model_abs(fc, fm, sc, s2, res: ScaleResult, twin=None):
+    """|F_model| (n,): the scaled single-domain amplitude, or with ``twin = (fc_t, fm_t)``
+    (F_calc, F_mask at the twin mates Th) and ``res.twin_fraction`` = α,
+    k_total(h)·√((1−α)|F(h)|² + α|F(Th)|²), F = F_calc + k_mask(s) F_mask (|s| is the same
+    for h and Th, so k_mask and k_iso are; k_aniso is that of the observed index h)."""
+    if twin is None or res.twin_fraction is None:
+        return np.abs(f_model(fc, fm, sc, s2, res))
+    dw = np.exp(-2 * math.pi ** 2 * np.einsum("ni,ij,nj->n", sc, res.u_aniso, sc))
+    amp = twin_amplitude(fc + res.k_mask * fm, twin[0] + res.k_mask * twin[1],
+                         res.twin_fraction)
+    return res.k_overall * res.k_iso * dw * amp
+
+
+def _bin_kmask(fo, fc, fm, bins, work, grid=np.linspace(0.0, 1.0, 101), twin=None):
+    """Per-bin k_mask ∈ ``grid`` minimising Σ(F_obs − k|F_calc + k_mask F_mask|)², k analytic.
+
+    ``twin = (fc_t, fm_t, alpha)`` uses the twinned amplitude (`twin_amplitude`).
+    """
     nb = int(bins.max()) + 1
     b, o, c, m = bins[work], fo[work], fc[work], fm[work]
+    ct, mt, alpha = (None, None, 0.0) if twin is None else (twin[0][work], twin[1][work],
+                                                             twin[2])
     oo = np.bincount(b, o * o, nb)
     best = np.full(nb, np.inf)
     out = np.zeros(nb)
     for km in grid:
-        a = np.abs(c + km * m)
+        a = twin_amplitude(c + km * m, None if ct is None else ct + km * mt, alpha)
         num = np.bincount(b, o * a, nb)
         den = np.maximum(np.bincount(b, a * a, nb), 1e-30)
         r = oo - num * num / den                   # residual at the optimal k
@@ -105,7 +169,59 @@ def _bin_kmask(fo, fc, fm, bins, work, grid=np.linspace(0.0, 1.0, 101)):
     return out
 
 
-def fit_scales(fo, fc, fm, hkl, cell, spacegroup, work, *, bins=None) -> ScaleResult:
+class _ScaleProblem:
+    """Residuals and Jacobian of the smooth scale model on the work set (see `fit_scales`).
+
+    Parameters p: [ln k_overall, k_sol, B_sol, U coordinates in `u_basis` (r)] and, for a
+    twin, α last. Residual (F_obs − k_total·|F|)/⟨F_obs⟩.
+    """
+
+    def __init__(self, o, c, m, ss, q, twin):
+        self.o, self.c, self.m, self.ss, self.q = o, c, m, ss, q
+        self.ct, self.mt = (None, None) if twin is None else twin
+        self.nu, self.scale = q.shape[1], np.mean(o)
+
+    def parts(self, p):
+        km = p[1] * np.exp(-p[2] * self.ss / 4)
+        f = self.c + km * self.m
+        ft = None if self.ct is None else self.ct + km * self.mt
+        alpha = 0.0 if ft is None else p[-1]
+        a = twin_amplitude(f, ft, alpha)
+        pre = np.exp(p[0] + self.q @ p[3:3 + self.nu])
+        return km, f, ft, alpha, a, pre
+
+    def resid(self, p):
+        *_, a, pre = self.parts(p)
+        return (self.o - pre * a) / self.scale
+
+    def jac(self, p):
+        km, f, ft, alpha, a, pre = self.parts(p)
+        mod, inv = pre * a, 1.0 / np.maximum(a, 1e-30)
+        re = lambda x, y: x.real * y.real + x.imag * y.imag  # noqa: E731
+        da_dkm = (1 - alpha) * re(f, self.m) * inv
+        if ft is not None:
+            da_dkm = da_dkm + alpha * re(ft, self.mt) * inv
+        e = np.exp(-p[2] * self.ss / 4)
+        j = np.empty((len(self.o), len(p)))
+        j[:, 0] = mod
+        j[:, 1] = pre * da_dkm * e
+        j[:, 2] = pre * da_dkm * km * (-self.ss / 4)
+        j[:, 3:3 + self.nu] = mod[:, None] * self.q
+        if ft is not None:
+            j[:, -1] = pre * (re(ft, ft) - re(f, f)) * 0.5 * inv
+        return -j / self.scale
+
+
+def _full_bins(bins, s2, work, n):
+    """Bin index for all n reflections from bins given for the work set only."""
+    if len(bins) == n:
+        return bins
+    edges = np.array([s2[work][bins == b].max() for b in range(bins.max() + 1)])
+    return np.minimum(np.searchsorted(edges, s2, side="left"), len(edges) - 1)
+
+
+def fit_scales(fo, fc, fm, hkl, cell, spacegroup, work, *, bins=None,
+               twin=None) -> ScaleResult:
     """Fit k_overall, k_sol, B_sol, anisotropic U and k_iso(s) on the work set.
 
     Parameters
@@ -118,67 +234,47 @@ def fit_scales(fo, fc, fm, hkl, cell, spacegroup, work, *, bins=None) -> ScaleRe
     cell, spacegroup : gemmi objects
     work : ndarray (n,), bool
         Reflections the scales are fitted to.
+    bins : ndarray (n,) or (n_work,), int, optional
+        Resolution bins (default `resolution_bins` of the work set).
+    twin : tuple (fc_t, fm_t, alpha0), optional
+        F_calc and F_mask (n,) at the twin mates Th and a starting twin fraction. The
+        twin fraction α ∈ [0, 0.5] is then refined by least squares together with the
+        scales, with |F_model|² = (1−α)|F(h)|² + α|F(Th)|² (`f_model_abs`).
     """
     from scipy.optimize import least_squares
 
     hkl = np.asarray(hkl, np.float64)
-    frac = np.array(cell.frac.mat.tolist())
-    sc = hkl @ frac
+    sc = hkl @ np.array(cell.frac.mat.tolist())
     s2 = (sc * sc).sum(1)
-    bins = resolution_bins(s2[work]) if bins is None else bins
-    if len(bins) != len(fo):
-        full = np.zeros(len(fo), np.int64)
-        edges = np.array([s2[work][bins == b].max() for b in range(bins.max() + 1)])
-        full[:] = np.minimum(np.searchsorted(edges, s2, side="left"), len(edges) - 1)
-        bins = full
-    bk = _bin_kmask(fo, fc, fm, bins, work)
-    rots = _cart_rotations(cell, spacegroup)
+    bins = _full_bins(resolution_bins(s2[work]) if bins is None else bins, s2, work, len(fo))
+    bk = _bin_kmask(fo, fc, fm, bins, work, twin=twin)
     w = work
-    basis = np.array([_sym_u(e, rots) for e in np.eye(6)])       # (6, 3, 3) dU/dp
-    q = -2 * math.pi ** 2 * np.einsum("ni,pij,nj->np", sc[w], basis, sc[w])   # (n, 6)
-    o, c, m, ss = fo[w], fc[w], fm[w], s2[w]
-    scale = np.mean(o)
-
-    def parts(p):
-        km = p[1] * np.exp(-p[2] * ss / 4)
-        f = c + km * m
-        a = np.abs(f)
-        pre = np.exp(p[0] + q @ p[3:9])
-        return km, f, a, pre
-
-    def resid(p):
-        _, _, a, pre = parts(p)
-        return (o - pre * a) / scale
-
-    def jac(p):
-        km, f, a, pre = parts(p)
-        mod = pre * a
-        da_dkm = (f.real * m.real + f.imag * m.imag) / np.maximum(a, 1e-30)
-        e = np.exp(-p[2] * ss / 4)
-        j = np.empty((len(o), 9))
-        j[:, 0] = mod
-        j[:, 1] = pre * da_dkm * e
-        j[:, 2] = pre * da_dkm * km * (-ss / 4)
-        j[:, 3:] = mod[:, None] * q
-        return -j / scale
-
-    bounds = ([-np.inf, 0.0, 0.0] + [-np.inf] * 6, [np.inf, 1.0, 300.0] + [np.inf] * 6)
+    basis = u_basis(cell, spacegroup)                            # (r, 3, 3) dU/dp
+    nu = len(basis)
+    q = -2 * math.pi ** 2 * np.einsum("ni,pij,nj->np", sc[w], basis, sc[w])   # (n, r)
+    prob = _ScaleProblem(fo[w], fc[w], fm[w], s2[w], q,
+                         None if twin is None else (twin[0][w], twin[1][w]))
+    extra = [] if twin is None else [float(np.clip(twin[2], 0.0, 0.5))]
+    lo, hi = [-np.inf, 0.0, 0.0] + [-np.inf] * nu, [np.inf, 1.0, 300.0] + [np.inf] * nu
+    bounds = (lo + [0.0] * len(extra), hi + [0.5] * len(extra))
     best = None
     for ks0, bs0 in _start_points(bk, bins, s2, work):
-        a0 = np.abs(c + ks0 * np.exp(-bs0 * ss / 4) * m)
-        k0 = (o * a0).sum() / max((a0 * a0).sum(), 1e-30)
-        p0 = np.array([math.log(k0), ks0, bs0, 0, 0, 0, 0, 0, 0])
+        p0 = np.array([0.0, ks0, bs0] + [0.0] * nu + extra)
+        a0 = prob.parts(p0)[4]
+        p0[0] = math.log(max((prob.o * a0).sum() / max((a0 * a0).sum(), 1e-30), 1e-30))
         # lsmr: no SVD of the (n, 9) Jacobian per step (0.07 s each for 3IO0 here); same
         # minimum (cost equal to 1e-9 relative on 3IO0)
-        res = least_squares(resid, p0, jac=jac, bounds=bounds, x_scale="jac", tr_solver="lsmr")
+        res = least_squares(prob.resid, p0, jac=prob.jac, bounds=bounds, x_scale="jac",
+                            tr_solver="lsmr")
         if best is None or res.cost < best.cost:
             best = res
     p = best.x
-    u = _sym_u(p[3:9], rots)
+    u = np.einsum("p,pij->ij", p[3:3 + nu], basis)
     km = p[1] * np.exp(-p[2] * s2 / 4)
     base = ScaleResult(float(np.exp(p[0])), float(p[1]), float(p[2]), u, np.ones(len(fo)), km,
-                       bins, bk)
-    base.k_iso = _bin_kiso(fo, np.abs(f_model(fc, fm, sc, s2, base)), bins, work)
+                       bins, bk, None if twin is None else float(p[-1]))
+    tw = None if twin is None else twin[:2]
+    base.k_iso = _bin_kiso(fo, f_model_abs(fc, fm, sc, s2, base, tw), bins, work)
     return base
 
 

@@ -125,3 +125,119 @@ def test_json_never_overwrites_an_input(tmp_path, e5z, which):
     assert copies[which].read_bytes() == before
     with gzip.open(copies[which]) as f:                   # still a valid gzip file
         assert f.read(10)
+
+
+# ---------------------------------------------------------------- bad input (issue 17)
+
+def _e5z_with(path, e5z, change):
+    """A copy of the 5E5Z MTZ with ``change(mtz)`` applied (data never written in place)."""
+    import gemmi
+
+    mtz = gemmi.read_mtz_file(str(e5z[1]))
+    change(mtz)
+    mtz.write_to_file(str(path))
+    return path
+
+
+def test_all_nan_amplitudes_fall_back_to_intensities(tmp_path, e5z):
+    """FP emptied: the CLI says so, uses I/SIGI through French–Wilson, and gets the R of
+    the intensities (5E5Z's FP is French–Wilson of the same I: R within 0.01)."""
+    def empty_fp(mtz):
+        data = np.array(mtz, copy=True)
+        for lab in ("FP", "SIGFP"):
+            data[:, mtz.column_labels().index(lab)] = np.nan
+        mtz.set_data(data)
+
+    bad = _e5z_with(tmp_path / "nofp.mtz", e5z, empty_fp)
+    out = tmp_path / "r.json"
+    p = run_cli("rfactor", e5z[0], bad, "--json", out)
+    assert p.returncode == 0, p.stderr
+    assert "FP" in p.stderr and "no values" in p.stderr and "French-Wilson" in p.stderr
+    d = json.loads(out.read_text())
+    assert d["reflections"]["columns"]["I"] == "I"
+    assert abs(d["r_work"] - 0.1745) < 0.01 and d["n_free"] == 18
+
+
+def test_all_nan_labin_columns_is_one_line(tmp_path, e5z):
+    def empty_all(mtz):
+        data = np.array(mtz, copy=True)
+        for lab in ("FP", "SIGFP", "I", "SIGI"):
+            data[:, mtz.column_labels().index(lab)] = np.nan
+        mtz.set_data(data)
+
+    bad = _e5z_with(tmp_path / "nan.mtz", e5z, empty_all)
+    p = run_cli("rfactor", e5z[0], bad)
+    assert_clean_error(p, "nan.mtz", "no amplitudes or intensities")
+    p = run_cli("rfactor", e5z[0], bad, "--labin", "FP,SIGFP")
+    assert_clean_error(p, "nan.mtz", "FP", "no values", "--labin")
+
+
+def test_intensities_only_say_french_wilson(e5z):
+    p = run_cli("rfactor", *e5z, "--labin", "I,SIGI,FREE", "--twin", "off")
+    assert p.returncode == 0, p.stderr
+    assert "French-Wilson (1978)" in p.stderr and "intensities (French-Wilson)" in p.stdout
+
+
+def test_flags_without_convention_give_rfree_na(tmp_path, e5z):
+    """Flags 0/3/7 in unequal shares: R-free n/a, the reason on stdout and in the JSON,
+    a warning on stderr; R-work still computed."""
+    def odd_flags(mtz):
+        data = np.array(mtz, copy=True)
+        col = mtz.column_labels().index("FREE")
+        rng = np.random.default_rng(0)
+        data[:, col] = rng.choice([0.0, 3.0, 7.0], size=len(data), p=[0.1, 0.5, 0.4])
+        mtz.set_data(data)
+
+    bad = _e5z_with(tmp_path / "flags.mtz", e5z, odd_flags)
+    out = tmp_path / "f.json"
+    p = run_cli("rfactor", e5z[0], bad, "--json", out)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["r_free"] is None and "no known convention" in d["free_problem"]
+    assert "--free-flag" in d["free_problem"] and "no usable free set" in p.stderr
+    assert 0.1 < d["r_work"] < 0.25
+
+
+def test_cell_slightly_off_is_refused(tmp_path, e5z):
+    """A 2 % longer c axis (beyond the 1 % tolerance): one line naming both cells."""
+    import gemmi
+
+    def stretch(mtz):
+        c = mtz.cell
+        mtz.set_cell_for_all(gemmi.UnitCell(c.a, c.b, c.c * 1.02, c.alpha, c.beta, c.gamma))
+
+    bad = _e5z_with(tmp_path / "cell.mtz", e5z, stretch)
+    p = run_cli("rfactor", e5z[0], bad)
+    assert_clean_error(p, "5e5z.pdb.gz", "cell", "cell.mtz")
+
+
+def test_bad_twin_option(e5z):
+    p = run_cli("rfactor", *e5z, "--twin=-h,k,-l")
+    assert_clean_error(p, "twin law", "not a twin law")
+    p = run_cli("rfactor", *e5z, "--twin", "maybe")
+    assert_clean_error(p, "twin", "maybe")
+
+
+def test_peaks_and_maps_5e5z(tmp_path, e5z):
+    """--peaks/--map-out: the JSON peak list, the printed table and two CCP4 maps whose
+    values at the top peak agree with its height."""
+    import gemmi
+
+    out = tmp_path / "p.json"
+    prefix = tmp_path / "m"
+    p = run_cli("rfactor", *e5z, "--peaks", "5", "--json", out, "--map-out", prefix)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    pos, neg = d["peaks"]["positive"], d["peaks"]["negative"]
+    assert 1 <= len(pos) <= 5 and len(neg) <= 5
+    assert all(a["height_sigma"] >= b["height_sigma"] for a, b in zip(pos, pos[1:]))
+    assert all(x["height_sigma"] >= 3.0 for x in pos) and all(x["height_sigma"] <= -3 for x in neg)
+    assert all(x["distance"] < 6.0 for x in pos)          # placed next to the model
+    assert "mFo-DFc peaks" in p.stdout
+    m = gemmi.read_ccp4_map(f"{prefix}_fofc.ccp4")
+    m.setup(float("nan"))
+    arr = np.array(m.grid, copy=False)
+    sigma = float(np.sqrt(np.mean((arr - arr.mean()) ** 2)))
+    v = m.grid.interpolate_value(gemmi.Position(*pos[0]["xyz"]))
+    assert v / sigma == pytest.approx(pos[0]["height_sigma"], rel=0.1)
+    assert (tmp_path / "m_2fofc.ccp4").stat().st_size > 1000

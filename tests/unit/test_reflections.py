@@ -138,7 +138,7 @@ def test_phenix_flags_and_user_override(tmp_path, rng):
 
 
 @pytest.mark.parametrize("flags, problem", [
-    (lambda n, rng: rng.random(n) * 1e-44, "not integers"),
+    (lambda n, rng: rng.random(n) * 0.9 + 0.05, "not integers"),
     (lambda n, rng: (rng.random(n) < 0.5).astype(float), "outside 0.5-25"),
     (lambda n, rng: np.zeros(n), "every reflection has flag 0"),
 ])
@@ -337,3 +337,92 @@ def test_check_model_compatible(tmp_path, rng):
         check_model_compatible(r, (30.0, 40.0, 50.0, 90, 90, 90), "P 1 21 1", "m.pdb")
     with pytest.warns(DensrefineWarning, match="no unit cell"):
         check_model_compatible(r, None, "P 21 21 21", "m.pdb")
+
+
+# ---------------------------------------------------------------- bad input (issue 17)
+
+
+@pytest.fixture
+def densrefine_log(caplog):
+    """caplog that also works after a CLI run set propagate=False on the densrefine logger."""
+    import logging
+
+    logger = logging.getLogger("densrefine")
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(old)
+
+
+def test_empty_amplitudes_fall_back_to_intensities(tmp_path, rng, densrefine_log):
+    """FP present but all NaN, IMEAN filled: the intensities are used (French–Wilson) and
+    the choice is logged, instead of a silent R from nothing or an error."""
+    n = len(miller())
+    j = rng.exponential(1000.0, n)
+    cols = [("FP", "F", np.full(n, np.nan)), ("SIGFP", "Q", np.full(n, np.nan)),
+            ("IMEAN", "J", j), ("SIGIMEAN", "Q", np.full(n, 20.0)),
+            ("FreeR_flag", "I", rng.integers(0, 20, n))]
+    path = write_mtz(tmp_path / "e.mtz", cols)
+    caplog = densrefine_log
+    r = read_reflections(path)
+    assert r.info["columns"]["I"] == "IMEAN" and r.info["source"].startswith("intensities")
+    assert len(r) == n and np.corrcoef(r.f, np.sqrt(j))[0, 1] > 0.99
+    text = caplog.text
+    assert "FP" in text and "no values" in text and "French-Wilson" in text
+    with pytest.raises(InputError, match=r"FP.*hold no values.*--labin"):
+        read_reflections(path, labin="FP,SIGFP")
+
+
+def test_all_nan_observations_are_an_error(tmp_path, rng):
+    n = len(miller())
+    path = write_mtz(tmp_path / "nan.mtz", [("FP", "F", np.full(n, np.nan)),
+                                            ("SIGFP", "Q", np.full(n, np.nan))])
+    with pytest.raises(InputError, match=r"nan.mtz.*no amplitudes or intensities.*FP\(F\)"):
+        read_reflections(path)
+
+
+@pytest.mark.parametrize("values,shares", [((0, 1, 2), (0.8, 0.1, 0.1)),
+                                           ((2, 5, 9), (0.05, 0.5, 0.45)),
+                                           ((-3, 0, 4), (0.1, 0.45, 0.45))])
+def test_flags_without_a_convention(tmp_path, rng, values, shares):
+    """More than two flag values and no known convention: R-free is n/a with a reason
+    that names the values and the fix (--free-flag); with --free-flag it is used."""
+    n = len(miller())
+    flags = rng.choice(np.array(values, float), size=n, p=shares)
+    path = write_mtz(tmp_path / "f.mtz", amplitude_columns(rng, n, flags))
+    with pytest.warns(DensrefineWarning, match="no usable free set"):
+        r = read_reflections(path)
+    assert r.free is None
+    assert "no known convention" in r.info["free_problem"]
+    assert "--free-flag" in r.info["free_problem"] and f"{values[0]:g}:" in r.info["free_problem"]
+    rare = values[int(np.argmin(shares))]
+    r2 = quiet(read_reflections, path, free_flag=rare)
+    assert r2.info["n_free"] == int((flags == rare).sum()) > 0
+
+
+def test_ccp4_flags_still_detected_with_uneven_shares(tmp_path, rng):
+    n = len(miller())
+    flags = rng.integers(0, 20, n)
+    path = write_mtz(tmp_path / "c.mtz", amplitude_columns(rng, n, flags))
+    r = read_reflections(path)
+    assert r.info["convention"] == "ccp4: test = 0 (flags 0..19)"
+
+
+@pytest.mark.parametrize("recoverable", [True, False])
+def test_flags_as_float_bit_patterns(tmp_path, rng, recoverable, densrefine_log):
+    """Integer flags written bit-for-bit into a float column (5A3H's MTZ): recovered
+    (logged) when the integers are a CCP4 partition, else diagnosed as unrecoverable."""
+    n = len(miller())
+    ints = (rng.integers(0, 20, n) if recoverable
+            else np.minimum(rng.geometric(0.08, n), 38)).astype(np.int32)
+    flags = ints.view(np.float32)
+    path = write_mtz(tmp_path / "bits.mtz", amplitude_columns(rng, n, flags, "FREE"))
+    if recoverable:
+        r = quiet(read_reflections, path)
+        assert r.info["n_free"] == int((ints == 0).sum()) > 0
+        assert "bit patterns" in densrefine_log.text
+    else:
+        r = quiet(read_reflections, path)
+        assert r.free is None and "not recoverable" in r.info["free_problem"]

@@ -17,7 +17,7 @@ from densrefine.types import Model, UnitCell
 from densrefine.xtal.bulk import fmask, gather_p1, solvent_mask
 from densrefine.xtal.fcalc import (FcalcPlan, cell_grid_shape, fcalc, fcalc_direct_tensor,
                                    fcalc_tensor, symmetry_images)
-from densrefine.xtal.scale import f_model, fit_scales, r_factor, resolution_bins
+from densrefine.xtal.scale import f_model, fit_scales, r_factor, resolution_bins, u_basis
 
 SPACE_GROUPS = ["P 1 21 1", "P 21 21 21", "I 21 3", "P 61 22", "C 1 2 1", "R 3 :H"]
 
@@ -124,6 +124,138 @@ def test_fcalc_direct_anisou_matches_gemmi(rng):
     assert nrms(ours, ref) <= 1e-4
     # ignoring the anisotropy (B_eq via FFT) must be measurably worse: the test has teeth
     assert nrms(fcalc(model, hkl, cell, sg, 1.5, method="fft"), ref) > 1e-3
+
+
+def _random_anisou(rng, n, iso_every=3):
+    """(n, 6) Cartesian U (Å²), positive definite; every ``iso_every``-th row NaN (isotropic)."""
+    u = np.zeros((n, 6))
+    for i in range(n):
+        a = rng.normal(size=(3, 3)) * 0.08
+        uu = a @ a.T + 0.1 * np.eye(3)
+        u[i] = [uu[0, 0], uu[1, 1], uu[2, 2], uu[0, 1], uu[0, 2], uu[1, 2]]
+    u[::iso_every] = np.nan
+    return u
+
+
+def _expand_p1(model, cell, sg, rot="cart"):
+    """Brute-force P1 copy of ``model``: every operator applied to x (fractional) and to U
+    as U_cart' = R_cart U R_cartᵀ with R_cart = O R_frac O⁻¹ (``rot="frac"``: the wrong
+    U' = R_frac U R_fracᵀ, for the negative control)."""
+    orth = np.array(cell.orth.mat.tolist())
+    frac = np.array(cell.frac.mat.tolist())
+    at = model.atoms
+    xs, us = [], []
+    for op in sg.operations():
+        r = np.array(op.rot, np.float64) / op.DEN
+        t = np.array(op.tran, np.float64) / op.DEN
+        xs.append((orth @ (r @ (frac @ at.xyz.T) + t[:, None])).T)
+        rc = orth @ r @ frac if rot == "cart" else r
+        rows = []
+        for u in at.u_aniso:
+            m = np.array([[u[0], u[3], u[4]], [u[3], u[1], u[5]], [u[4], u[5], u[2]]])
+            m = rc @ m @ rc.T
+            rows.append([m[0, 0], m[1, 1], m[2, 2], m[0, 1], m[0, 2], m[1, 2]])
+        us.append(np.array(rows))
+    idx = np.tile(np.arange(len(at.xyz)), len(xs))
+    return np.concatenate(xs), np.concatenate(us), idx
+
+
+@pytest.mark.parametrize("name,cellp", [("P 65", (30, 30, 44, 90, 90, 120)),
+                                        ("P 65 2 2", (30, 30, 44, 90, 90, 120)),
+                                        ("R 3 :H", (34, 34, 30, 90, 90, 120))])
+def test_fcalc_direct_anisou_hexagonal_vs_p1_expansion(name, cellp, rng):
+    """ANISOU through hexagonal operators: F(h) of the ASU with the space group equals F(h)
+    of the brute-force P1 expansion (U rotated with R_cart), and gemmi's exact summation."""
+    model, cell = synthetic(name, cellp, seq="AKLV")
+    n = len(model.atoms)
+    u = _random_anisou(rng, n)
+    iso = np.isnan(u[:, 0])
+    b = np.full(n, 20.0)
+    b[~iso] = 8 * math.pi ** 2 * u[~iso, :3].mean(1)
+    model = Model(atoms=model.atoms.replace(u_aniso=u, b_iso=b), cell=model.cell,
+                  space_group=name)
+    sg = gemmi.SpaceGroup(name)
+    hkl = millers(cell, sg, 2.0)
+    ours = fcalc(model, hkl, cell, sg, 2.0, method="direct")
+    t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+
+    def p1(rot):
+        # isotropic rows stay NaN (U = B/8π² I is rotation invariant)
+        xyz, uu, idx = _expand_p1(model.with_atoms(model.atoms.replace(
+            u_aniso=np.where(np.isnan(u), 0.0, u))), cell, sg, rot)
+        uu[iso[idx]] = np.nan
+        coeffs = iam.coefficients_from(np.asarray(model.atoms.element)[idx].tolist(), "xray")
+        return fcalc_direct_tensor(t(xyz), t(b[idx]), t(model.atoms.occ[idx]), coeffs, cell,
+                                   gemmi.SpaceGroup("P 1"), hkl, u_aniso=t(uu)).numpy()
+
+    assert nrms(ours, p1("cart")) <= 1e-10
+    assert nrms(ours, gemmi_exact(model, hkl)) <= 1e-4
+    # the teeth: U carried with the fractional rotation (U' = R_frac U R_fracᵀ) is wrong
+    assert nrms(p1("frac"), ours) > 1e-3
+
+
+@pytest.mark.parametrize("name,cellp,rank", [
+    ("P 1", (20, 22, 24, 80, 95, 110), 6), ("P 1 21 1", (20, 22, 24, 90, 104, 90), 4),
+    ("P 21 21 21", (20, 22, 24, 90, 90, 90), 3), ("P 43", (54, 54, 77, 90, 90, 90), 2),
+    ("P 65", (130.4, 130.4, 55.06, 90, 90, 120), 2), ("P 65 2 2", (71, 71, 104, 90, 90, 120), 2),
+    ("R 3 :H", (34, 34, 30, 90, 90, 120), 2), ("I 21 3", (173.4, 173.4, 173.4, 90, 90, 90), 1)])
+def test_u_basis_rank_and_invariance(name, cellp, rank):
+    from densrefine.xtal.scale import _cart_rotations
+
+    cell, sg = gemmi.UnitCell(*cellp), gemmi.SpaceGroup(name)
+    basis = u_basis(cell, sg)
+    assert basis.shape == (rank, 3, 3)
+    gram = np.einsum("pij,qij->pq", basis, basis)
+    np.testing.assert_allclose(gram, np.eye(rank), atol=1e-12)
+    for r in _cart_rotations(cell, sg):
+        for bb in basis:
+            np.testing.assert_allclose(r @ bb @ r.T, bb, atol=1e-12)
+            np.testing.assert_allclose(bb, bb.T, atol=1e-15)
+
+
+def test_fit_scales_hexagonal_u_is_symmetric():
+    """P 65 (hexagonal): the fitted overall U must obey the 6-fold (U11 = U22, U12 = U13 =
+    U23 = 0). The old 6-parameter fit let the unconstrained directions drift to ~1e15
+    and returned U12 ≈ 0.17 Å² from rounding noise (3NR7: R-work 0.2815 instead of 0.277)."""
+    name, cp = "P 65", (130.397, 130.397, 55.061, 90, 90, 120)      # 3NR7's cell
+    model, cell = synthetic(name, cp, seq="AKLVEFGSAKLVEFGSAKLV", b=20.0,
+                            centre=(0.3, 0.25, 0.5))
+    sg = gemmi.SpaceGroup(name)
+    hkl = millers(cell, sg, 3.7)
+    fc = fcalc(model, hkl, cell, sg, 3.7)
+    fm, _ = fmask(structure_from_model(model), cell, sg, hkl, 3.7)
+    sc = hkl @ np.array(cell.frac.mat.tolist())
+    s2 = (sc ** 2).sum(1)
+    u = np.diag([0.15, 0.15, -0.1])
+    exact = (2.5 * np.exp(-2 * math.pi ** 2 * np.einsum("ni,ij,nj->n", sc, u, sc))
+             * np.abs(fc + 0.35 * np.exp(-45 * s2 / 4) * fm))
+    # 20 % multiplicative noise: without it the old fit converged before drifting
+    fo = exact * np.abs(1 + 0.2 * np.random.default_rng(2).normal(size=len(exact)))
+    free = np.random.default_rng(1).random(len(fo)) < 0.05
+    res = fit_scales(fo, fc, fm, hkl, cell, sg, ~free)
+    b = res.b_cart
+    assert abs(b[0] - b[1]) < 1e-6 and np.all(np.abs(b[3:]) < 1e-6)   # old code: B12 -0.4 Å²
+    # the anisotropy (U11 − U33); the isotropic part trades off against the binned k_iso
+    assert res.u_aniso[0, 0] - res.u_aniso[2, 2] == pytest.approx(0.25, abs=0.02)
+    fa = np.abs(f_model(fc, fm, sc, s2, res))
+    r_true = r_factor(fo, exact, ~free)
+    assert r_factor(fo, fa, ~free) <= r_true + 0.002
+
+
+def test_mask_grid_is_cctbx_step_at_low_resolution():
+    """cctbx's mask step is 0.6 Å at every resolution (``use_resolution_based_gridding =
+    False``); the old d_min/4 grid (0.925 Å at 3.7 Å) changed the mask (3NR7: solvent
+    fraction 0.78 instead of 0.84, R-free 0.010 above cctbx)."""
+    from densrefine.xtal.bulk import mask_grid_shape
+
+    cell, sg = gemmi.UnitCell(130.397, 130.397, 55.061, 90, 90, 120), gemmi.SpaceGroup("P 65")
+    for d_min in (1.5, 3.7, 6.0):
+        nz, ny, nx = mask_grid_shape(cell, sg, d_min)
+        planes = 1 / np.linalg.norm(np.array(cell.frac.mat.tolist()), axis=1)
+        assert np.all(planes / np.array([nx, ny, nz]) <= 0.6 + 1e-9)
+        assert np.all(planes / np.array([nx, ny, nz]) > 0.45)
+    nz, ny, nx = mask_grid_shape(cell, sg, 1.0)                   # Nyquist: finer than 0.6
+    assert np.all(planes / np.array([nx, ny, nz]) <= 0.4 + 1e-9)
 
 
 def test_fcalc_plan_rejects_too_coarse_grid():
