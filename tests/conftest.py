@@ -86,3 +86,30 @@ ALL_MODELS = [
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def densrefine_log(caplog):
+    """caplog that also works after a CLI run set propagate=False on the densrefine logger."""
+    import logging
+
+    logger = logging.getLogger("densrefine")
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(old)
+
+
+@pytest.fixture(autouse=True)
+def _densrefine_logger_restored():
+    """An in-process CLI run (`densrefine.cli.main`) sets propagate=False and its own
+    handlers on the densrefine logger; restore it after every test so caplog works later."""
+    import logging
+
+    logger = logging.getLogger("densrefine")
+    state = (logger.propagate, logger.level, list(logger.handlers))
+    yield
+    logger.propagate, logger.level = state[0], state[1]
+    logger.handlers = state[2]

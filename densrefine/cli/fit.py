@@ -111,6 +111,9 @@ def add_args(p) -> None:
     x = p.add_argument_group("X-ray data")
     x.add_argument("--labin", metavar="COLS", help='reflection columns, e.g. "FP,SIGFP,FreeR_flag" '
                    "(default: chosen automatically)")
+    x.add_argument("--twin", default="auto", metavar="auto|off|on|LAW",
+                   help="twin model of the R factors (see densrefine rfactor --help; "
+                        "default: %(default)s)")
     x.add_argument("--xray-map", choices=["auto", "file", "compute"], default="auto",
                    help="2mFo-DFc map from the file's coefficients (file), computed with "
                         "sigmaA from F_obs and the model (compute), or the file's when present "
@@ -279,7 +282,8 @@ def main(args) -> int:
         res = fit(model, data, args.resolution, config=cfg, select=args.select, device=dev,
                   seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),
                   unknown=args.unknown_residues, callback=progress, labin=args.labin,
-                  xray_map=args.xray_map, half_maps=halves, half_map_work=args.half_map_work)
+                  xray_map=args.xray_map, twin=args.twin, half_maps=halves,
+                  half_map_work=args.half_map_work)
     except KeyboardInterrupt as exc:
         progress.interrupted("terminated (SIGTERM)" if isinstance(exc, _common.Terminated)
                              else "interrupted")

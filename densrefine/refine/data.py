@@ -166,7 +166,7 @@ def read_half_maps(model, half_maps, full=None):
 
 
 def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1", labin=None,
-              xray_map="auto", device="cpu", check: bool = False) -> DataSpec:
+              xray_map="auto", twin="auto", device="cpu", check: bool = False) -> DataSpec:
     """Read and check what ``fit`` refines against.
 
     Parameters
@@ -180,9 +180,9 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
     half_maps : pair of (path or Grid), optional
         Independent half maps: refine against ``half_map_work`` ("half1", or the
         "average" of both) and cross-validate with half map 2.
-    labin, xray_map
-        X-ray data: columns, and where the 2mFo−DFc map comes from ("auto", "file",
-        "compute"; `densrefine.xtal.maps.map_from_data`).
+    labin, xray_map, twin
+        X-ray data: columns, where the 2mFo−DFc map comes from ("auto", "file", "compute";
+        `densrefine.xtal.maps.map_from_data`) and the twin model of R (`read_xray`).
     device : torch.device
         For the resolution estimate.
     check : bool
@@ -210,7 +210,8 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
         raise input_error("data", "no map or reflection data given", "give a map, X-ray "
                           "data or two half maps")
     if not isinstance(data, Grid) and not looks_like_map(data):
-        xr = read_xray(model, os.fspath(data), resolution, labin=labin, source=xray_map)
+        xr = read_xray(model, os.fspath(data), resolution, labin=labin, source=xray_map,
+                       twin=twin)
         return DataSpec("xray", xr["map"], xr["d"], table="xray", xray=xr)
     emap = _read_map(data)
     if resolution is not None and np.isfinite(resolution) and resolution > 0:

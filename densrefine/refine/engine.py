@@ -132,7 +132,8 @@ class Run:
 
 def fit(model: Model, data=None, resolution=None, *, config=None, select=None, device="auto",
         seed=0, monlib=None, ligands=(), unknown="error", callback=None, monitor=None,
-        half_maps=None, half_map_work="half1", labin=None, xray_map="auto") -> RefineResult:
+        half_maps=None, half_map_work="half1", labin=None, xray_map="auto",
+        twin="auto") -> RefineResult:
     """Refine ``model`` against a map, two half maps or X-ray data, with restraints.
 
     Parameters
@@ -171,6 +172,9 @@ def fit(model: Model, data=None, resolution=None, *, config=None, select=None, d
     xray_map : {"auto", "file", "compute"}
         X-ray data: the 2mFo−DFc map from the file's coefficients, computed with σA, or
         the file's when present.
+    twin : str
+        X-ray data: twin model of the R factors ("auto", "off", "on" or a law such as
+        "-h,k,-l"; `densrefine.xtal.FModel`).
 
     Returns
     -------
@@ -195,7 +199,8 @@ def fit(model: Model, data=None, resolution=None, *, config=None, select=None, d
     cfg = config if isinstance(config, FitConfig) else load_config(config)
     dev = resolve_device(device)
     spec = read_data(model, data, resolution, half_maps=half_maps, half_map_work=half_map_work,
-                     labin=labin, xray_map=xray_map, device=dev, check=cfg.resolution_check)
+                     labin=labin, xray_map=xray_map, twin=twin, device=dev,
+                     check=cfg.resolution_check)
     if spec.table is not None and spec.table != cfg.map.table:
         log.info("%s data: the model map uses the %s scattering table", spec.kind, spec.table)
         cfg = dataclasses.replace(cfg, map=dataclasses.replace(cfg.map, table=spec.table))

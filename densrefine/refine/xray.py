@@ -21,7 +21,8 @@ from .mapterm import WrappedMapTerm
 log = logging.getLogger("densrefine")
 
 
-def read_xray(model, data, resolution=None, *, labin=None, source: str = "auto") -> dict:
+def read_xray(model, data, resolution=None, *, labin=None, source: str = "auto",
+              twin: str = "auto") -> dict:
     """Reflections → R before, the 2mFo−DFc box map and the resolution (see the module).
 
     Parameters
@@ -35,6 +36,9 @@ def read_xray(model, data, resolution=None, *, labin=None, source: str = "auto")
         Columns (e.g. "FP,SIGFP,FREE").
     source : {"auto", "file", "compute"}
         Where the 2mFo−DFc map comes from.
+    twin : str
+        R-factor twin model (`densrefine.xtal.FModel`): "auto" (when the data indicate a
+        twin), "off", "on" or a twin law; R before, per cycle and after use it.
 
     Returns
     -------
@@ -46,7 +50,7 @@ def read_xray(model, data, resolution=None, *, labin=None, source: str = "auto")
     if refl.free is None:
         log.warning("%s: no usable free set (%s): only R-work is reported", data,
                     refl.info.get("free_problem"))
-    fmodel = FModel(model, refl)
+    fmodel = FModel(model, refl, twin=twin)
     before = fmodel.report().to_dict()
     emap, minfo = map_from_data(model, data, kind="2fofc", source=source, labin=labin,
                                 d_min=resolution, fmodel=fmodel)

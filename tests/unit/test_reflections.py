@@ -342,20 +342,6 @@ def test_check_model_compatible(tmp_path, rng):
 # ---------------------------------------------------------------- bad input (issue 17)
 
 
-@pytest.fixture
-def densrefine_log(caplog):
-    """caplog that also works after a CLI run set propagate=False on the densrefine logger."""
-    import logging
-
-    logger = logging.getLogger("densrefine")
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(old)
-
-
 def test_empty_amplitudes_fall_back_to_intensities(tmp_path, rng, densrefine_log):
     """FP present but all NaN, IMEAN filled: the intensities are used (French–Wilson) and
     the choice is logged, instead of a silent R from nothing or an error."""

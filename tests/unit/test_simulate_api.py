@@ -57,18 +57,6 @@ def test_box_around_model(model):
     assert g.covers_cell and np.all(g.extent >= XYZ.max(0) - XYZ.min(0) + 4.0)
 
 
-@pytest.fixture
-def densrefine_log(caplog):
-    """caplog that also works after a CLI run set propagate=False on the densrefine logger."""
-    logger = logging.getLogger("densrefine")
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.setLevel(old)
-
-
 def test_logs_method_and_parameters(model, like, densrefine_log):
     caplog = densrefine_log
     simulate(model, like, resolution=3.0, device="cpu")
