@@ -1,7 +1,6 @@
 """`densrefine.simulate.simulate` and the `densrefine simulate` command on synthetic data."""
 from __future__ import annotations
 
-import logging
 import os
 
 import numpy as np
