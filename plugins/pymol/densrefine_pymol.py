@@ -8,11 +8,14 @@ Commands::
 
 ``SELECTION`` must lie in one object. The whole object is exported (PDB) with the map
 (CCP4, PyMOL keeps the map's origin); when ``SELECTION`` is part of the object only its
-residues are refined (``--select A/10-40,...``). On success the object's coordinates and
-B-factors are updated in place, every atom gets the property ``p.densrefine_cc`` (its
-residue's CC after refinement), the selection ``densrefine_worst`` holds the 10 worst
-residues, and a worst-first table is printed. On failure densrefine's one-line message
-is raised as a PyMOL error (no traceback) and the object is left unchanged.
+residues are refined (``--select A/10-40,...``). While it runs, one feedback line per
+optimisation call (stage, CC, bond RMSD) is printed. On success the object's coordinates
+and B-factors are updated in place, every atom of the object gets the property
+``p.densrefine_cc`` (its residue's CC after refinement; densrefine scores the whole
+model after a selection fit), the selection ``densrefine_worst`` holds the 10 worst
+refined residues, and a worst-first table is printed. On failure (including a map name
+that is not a loaded map) a one-line message is raised as a PyMOL error (no traceback)
+and the object is left unchanged.
 
 densrefine runs out of process (PyMOL's Python has no torch): set ``DENSREFINE_EXE``
 (e.g. ``"/path/to/python3 -m densrefine"``), else ``densrefine`` on PATH is used.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 
 # PyMOL's "run" sets __script__ (its namespace's __file__ is pymol's own)
 _here = os.path.dirname(os.path.abspath(globals().get("__script__")
@@ -50,6 +54,33 @@ def _object_and_selection(selection, _self):
     return obj, ex.selection_for_residues(space["pairs"])
 
 
+def _check_map(map_name, _self):
+    """A one-line PyMOL error unless ``map_name`` is a loaded map object."""
+    maps = [n for n in _self.get_names("objects") if _self.get_type(n) == "object:map"]
+    have = f"maps loaded: {', '.join(maps)}" if maps else "no map is loaded"
+    if map_name not in _self.get_names("all"):
+        raise CmdException(f"densrefine: no map named '{map_name}' ({have}); load one with "
+                           f"'load emd_1234.map, {map_name}'")
+    kind = _self.get_type(map_name)
+    if kind != "object:map":
+        raise CmdException(f"densrefine: '{map_name}' is a {kind.split(':')[-1]}, not a map "
+                           f"({have}); give the map object as the second argument")
+
+
+def _wait(job, quiet):
+    """Wait for a densrefine job, printing one feedback line per finished call."""
+    seen = 0
+    while True:
+        res = job.poll()
+        n, rec = job.last_cycle()
+        if n > seen and not int(quiet):
+            print(" " + ex.progress_line(n, rec), flush=True)
+            seen = n
+        if res is not None:
+            return res
+        time.sleep(ex.POLL_S)
+
+
 def _read_back(obj, path, _self):
     """Coordinates and B of ``path`` into ``obj`` (atoms matched by identifiers)."""
     _self.load(path, TMP_OBJECT)
@@ -63,9 +94,10 @@ def _read_back(obj, path, _self):
         _self.delete(TMP_OBJECT)
 
 
-def _show_residues(obj, rows, _self, title):
-    """Per-atom property p.densrefine_cc, selection densrefine_worst, printed table."""
-    cc = {(r["chain"], str(r["res_seq"]) + r["icode"]): r["cc"] for r in rows}
+def _show_residues(obj, rows, every, _self, title, quiet=0):
+    """Per-atom property p.densrefine_cc (from ``every`` residue record), selection
+    densrefine_worst (from ``rows``, worst first), printed table."""
+    cc = {(r["chain"], str(r["res_seq"]) + (r.get("icode") or "")): r["cc"] for r in every}
     try:
         _self.alter(obj, "p.densrefine_cc = cc.get((chain, resi), -1.0)", space={"cc": cc})
     except Exception:  # noqa: BLE001 - properties need PyMOL >= 2.1; the table still helps
@@ -75,6 +107,8 @@ def _show_residues(obj, rows, _self, title):
         sel = " or ".join(f"(chain {r['chain']} and resi {r['res_seq']}{r['icode']})"
                           for r in worst)
         _self.select("densrefine_worst", f"{obj} and ({sel})", enable=0)
+    if int(quiet):
+        return
     print(f" densrefine: {title}, worst first:")
     for r in worst:
         print(f"   {r['label']}")
@@ -84,27 +118,30 @@ def densrefine_fit(selection, map_name, resolution, stages="", cycles="", weight
                    quiet=0, _self=cmd):
     """Refine SELECTION's object against MAP (see the module docstring)."""
     obj, select = _object_and_selection(selection, _self)
+    _check_map(map_name, _self)
     with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
         workdir = os.path.join(tmp, "run")
         try:
-            res = ex.run_fit(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
-                             resolution, select=select, stages=stages or None,
-                             cycles=cycles or None, weight=weight or None,
-                             workdir=workdir, model_ext=".pdb")
+            job = ex.start_fit(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
+                               resolution, select=select, stages=stages or None,
+                               cycles=cycles or None, weight=weight or None,
+                               workdir=workdir, model_ext=".pdb")
+            res = _wait(job, quiet)
         except ex.DensrefineError as err:
             raise CmdException(str(err)) from None
         _read_back(obj, res.model_path, _self)
         rows = res.worst()
+        every = res.residues("after")
         summary = res.summary()
     print(" " + summary)
-    if not int(quiet):
-        _show_residues(obj, rows, _self, f"per-residue CC ({select or 'all'})")
+    _show_residues(obj, rows, every, _self, f"per-residue CC ({select or 'all'})", quiet)
     return {"summary": summary, "select": select, "worst": rows}
 
 
 def densrefine_score(selection, map_name, resolution, quiet=0, _self=cmd):
     """Per-residue CC of SELECTION's object against MAP; the model is not changed."""
     obj, _ = _object_and_selection(selection, _self)
+    _check_map(map_name, _self)
     with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
         try:
             stats = ex.run_score(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
@@ -113,8 +150,7 @@ def densrefine_score(selection, map_name, resolution, quiet=0, _self=cmd):
             raise CmdException(str(err)) from None
     rows = ex.worst_residues(stats)
     print(" " + ex.summary_line(stats))
-    if not int(quiet):
-        _show_residues(obj, rows, _self, "per-residue CC")
+    _show_residues(obj, rows, ex.residue_scores(stats), _self, "per-residue CC", quiet)
     return {"summary": ex.summary_line(stats), "worst": rows}
 
 
