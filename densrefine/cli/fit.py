@@ -180,8 +180,13 @@ class _Progress:
         isatty = getattr(self.stream, "isatty", None)
         if not (isatty and isatty()):
             return False
-        levels = [h.level for h in log.handlers if getattr(h, "_densrefine_console", False)]
+        levels = [h.level for h in self._console()]
         return not levels or min(levels) <= logging.INFO
+
+    def _console(self):
+        """The CLI's console log handlers that write where the bar goes."""
+        return [h for h in log.handlers if getattr(h, "_densrefine_console", False)
+                and getattr(h, "stream", None) is self.stream]
 
     def _open(self):
         from tqdm import tqdm
@@ -196,9 +201,8 @@ class _Progress:
                         bar_format="{desc} {bar} {n_fmt}/{total_fmt} calls "
                                    "[{elapsed}<{remaining}{postfix}]")
         writer = _TqdmWriter(self.stream)
-        for h in log.handlers:   # console lines print above the bar, not through it
-            if getattr(h, "_densrefine_console", False) and hasattr(h, "setStream"):
-                self._swapped.append((h, h.setStream(writer)))
+        for h in self._console():   # console lines print above the bar, not through it
+            self._swapped.append((h, h.setStream(writer)))
 
     def _update(self, stats):
         cyc = stats.get("cycles") or []

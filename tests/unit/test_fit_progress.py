@@ -25,10 +25,15 @@ class FakeTerminal(io.StringIO):
 
 
 @pytest.fixture
-def console():
-    """A console handler as the CLI installs it (cli._common.setup_console_logging)."""
-    stream = io.StringIO()
-    h = logging.StreamHandler(stream)
+def term():
+    return FakeTerminal()
+
+
+@pytest.fixture
+def console(term):
+    """A console handler as the CLI installs it (cli._common.setup_console_logging): on the
+    same stream as the bar (stderr)."""
+    h = logging.StreamHandler(term)
     h.setLevel(logging.INFO)
     h._densrefine_console = True
     old_level = log.level
@@ -48,8 +53,7 @@ def _stats(n, status="running", ref=False):
     return {"status": status, "cycles": cyc}
 
 
-def test_progress_bar_on_a_terminal_shows_stage_cc_and_count(tmp_path, console):
-    term, plain = FakeTerminal(), console.stream
+def test_progress_bar_on_a_terminal_shows_stage_cc_and_count(tmp_path, term, console):
     p = _Progress(str(tmp_path / "s.json"), 4, stream=term)
     p(_stats(0))
     for n in (1, 2, 3):
@@ -58,39 +62,54 @@ def test_progress_bar_on_a_terminal_shows_stage_cc_and_count(tmp_path, console):
     out = term.getvalue()
     assert "fit: xyz" in out and "3/4 calls" in out
     assert "CC (map term) 0.7000, bond RMSD 0.0333 Å" in out
-    assert "a log line after call 2" in out                    # printed above the bar
-    assert plain.getvalue() == ""                              # not through the bar
+    # log lines go through tqdm.write: the bar is cleared, the line printed, the bar redrawn
+    assert console.stream is not term
+    line = out.index("a log line after call 2")
+    assert "2/4 calls" in out[:line] and "3/4 calls" in out[line:]
     p(_stats(4, status="finished"))
     assert "4/4 calls" in term.getvalue() and p.bar is None
     assert json.loads((tmp_path / "s.json").read_text())["status"] == "finished"
     log.info("after the bar")
-    assert console.stream is plain and "after the bar" in plain.getvalue()  # given back
+    assert console.stream is term and term.getvalue().endswith("after the bar\n")  # given back
 
 
-def test_progress_bar_shows_fixed_reference_cc_when_recorded(tmp_path, console):
-    term = FakeTerminal()
+def test_progress_bar_shows_fixed_reference_cc_when_recorded(tmp_path, term, console):
     p = _Progress(str(tmp_path / "s.json"), 4, stream=term)
     p(_stats(2, ref=True))
     assert "CC_mask 0.8100" in term.getvalue() and "map term" not in term.getvalue()
     p.close()
 
 
-def test_progress_more_calls_than_expected_grow_the_total(tmp_path, console):
-    term = FakeTerminal()
+def test_progress_more_calls_than_expected_grow_the_total(tmp_path, term, console):
     p = _Progress(str(tmp_path / "s.json"), 2, stream=term)
     p(_stats(3))
     assert "3/3 calls" in term.getvalue()
     p.close()
 
 
-def test_no_bar_on_a_pipe_or_with_quiet(tmp_path, console):
+def test_no_bar_on_a_pipe_or_with_quiet(tmp_path, term, console):
     pipe = io.StringIO()
     p = _Progress(str(tmp_path / "s.json"), 4, stream=pipe)
     p(_stats(2))
     assert pipe.getvalue() == "" and p.bar is None
     assert len(json.loads((tmp_path / "s.json").read_text())["cycles"]) == 2
     console.setLevel(logging.WARNING)                            # -q
-    term = FakeTerminal()
     p = _Progress(str(tmp_path / "s.json"), 4, stream=term)
     p(_stats(2))
     assert term.getvalue() == "" and p.bar is None
+
+
+def test_stale_console_handler_on_another_stream_is_left_alone(tmp_path, term, console):
+    """A console handler of an earlier run (closed stream) neither breaks nor gets swapped."""
+    old = io.StringIO()
+    stale = logging.StreamHandler(old)
+    stale._densrefine_console = True
+    old.close()
+    log.addHandler(stale)
+    try:
+        p = _Progress(str(tmp_path / "s.json"), 4, stream=term)
+        p(_stats(1))
+        assert "1/4 calls" in term.getvalue() and stale.stream is old
+        p.close()
+    finally:
+        log.removeHandler(stale)
