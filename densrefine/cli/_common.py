@@ -147,6 +147,7 @@ def commit(log_path=None) -> str | None:
     console.setLevel(_state.get("level", logging.INFO))
     console.setFormatter(_ConsoleFormatter())
     console._densrefine = True  # type: ignore[attr-defined]
+    console._densrefine_console = True  # type: ignore[attr-defined]  (progress bar: fit)
     handlers = [console]
     if log_path is not None:
         from ..io.atomic import check_output_path

@@ -209,12 +209,31 @@ def _check_ligands(paths, model) -> None:
 
 
 class _Progress:
-    """Per-cycle callback: the first call commits the run (inputs validated: log file,
-    config), then the stats JSON is rewritten atomically; a progress line on a TTY."""
+    """Per-call callback of ``fit``: the first call commits the run (inputs validated: log
+    file, config), then the stats JSON is rewritten atomically; a bar on a terminal.
 
-    def __init__(self, out, cfg_text, total):
+    On a terminal (``stream.isatty()``, console log at INFO or more verbose), one tqdm bar
+    over the expected optimisation calls shows the stage, the CC (at the fixed reference
+    ``cc_mask_ref`` when the records carry it, else the map term) and the bond RMSD; the
+    console log lines go through ``tqdm.write`` meanwhile, so they print above the bar.
+    Elsewhere (a pipe, a file, ``-q``) there is no bar and the log table stays as it is.
+
+    Parameters
+    ----------
+    out : dict
+        The command's outputs by role (`outputs`).
+    cfg_text : str
+        The resolved config, written when the run is committed.
+    total : int
+        Expected number of optimisation calls (`_n_calls`); grows if exceeded.
+    stream : file-like, optional
+        Where the bar goes (default: ``sys.stderr`` at call time).
+    """
+
+    def __init__(self, out, cfg_text, total, stream=None):
         self.out, self.cfg_text, self.total = out, cfg_text, total
-        self.tty, self.stats = sys.stderr.isatty(), None
+        self.stream = stream if stream is not None else sys.stderr
+        self.stats, self.bar, self._swapped = None, None, []
 
     def __call__(self, stats):
         from ..io.atomic import write_text_atomic
@@ -228,25 +247,95 @@ class _Progress:
         # one line while running (C encoder: ~10x faster than indented JSON); the final
         # file is written indented by main()
         write_json_atomic(self.out["stats"], stats, indent=None)
+        if self.bar is None and self.wants_bar():
+            self._open()
+        if self.bar is not None:
+            self._update(stats)
+
+    def wants_bar(self) -> bool:
+        """A terminal, and a console log that is not quieted (-q)."""
+        isatty = getattr(self.stream, "isatty", None)
+        if not (isatty and isatty()):
+            return False
+        levels = [h.level for h in self._console()]
+        return not levels or min(levels) <= logging.INFO
+
+    def _console(self):
+        """The CLI's console log handlers that write where the bar goes."""
+        return [h for h in log.handlers if getattr(h, "_densrefine_console", False)
+                and getattr(h, "stream", None) is self.stream]
+
+    def _open(self):
+        from tqdm import tqdm
+
+        try:   # a terminal that reports no size (0 columns) would get an empty bar
+            cols = os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            cols = 0
+        width = {"dynamic_ncols": True} if cols else {"ncols": 100, "nrows": 24}
+        self.bar = tqdm(total=self.total, desc="fit", unit="call", file=self.stream,
+                        leave=True, mininterval=0, **width,
+                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} calls "
+                                   "[{elapsed}<{remaining}{postfix}]")
+        writer = _TqdmWriter(self.stream)
+        for h in self._console():   # console lines print above the bar, not through it
+            self._swapped.append((h, h.setStream(writer)))
+
+    def _update(self, stats):
         cyc = stats.get("cycles") or []
-        if self.tty and cyc:
+        if len(cyc) > self.bar.n:
             c = cyc[-1]
-            cc = c.get("cc_mask_term")
-            sys.stderr.write(f"\r[{len(cyc)}/{self.total}] {c['stage']:<5} CC "
-                             f"{cc if cc is None else round(cc, 4)}  bond "
-                             f"{c.get('bond_rmsd') or 0:.4f} Å   ")
-            sys.stderr.flush()
-            if stats.get("status") != "running":
-                sys.stderr.write("\n")
+            if len(cyc) > self.bar.total:
+                self.bar.total = len(cyc)
+            ref = c.get("cc_mask_ref")
+            cc = ref if ref is not None else c.get("cc_mask_term")
+            what = "CC_mask" if ref is not None else "CC (map term)"
+            bond = c.get("bond_rmsd")
+            self.bar.set_description_str(f"fit: {c.get('stage', '?')}", refresh=False)
+            self.bar.set_postfix_str(
+                (f"{what} {cc:.4f}" if cc is not None else f"{what} n/a")
+                + (f", bond RMSD {bond:.4f} Å" if bond is not None else ""), refresh=False)
+            self.bar.update(len(cyc) - self.bar.n)
+            if self.bar.n >= self.bar.total:
+                self.bar.set_description_str("fit: scoring the refined model")
+        if stats.get("status") != "running":
+            self.close(stats.get("status", ""))
+
+    def close(self, status: str = "") -> None:
+        """Finish the bar and give the console log its stream back."""
+        if self.bar is None:
+            return
+        self.bar.set_description_str(f"fit: {status}" if status else "fit", refresh=False)
+        self.bar.close()
+        for h, old in self._swapped:
+            h.setStream(old)
+        self.bar, self._swapped = None, []
+
 
     def interrupted(self, what: str) -> None:
         """Mark the stats JSON of an interrupted run (the file stays complete JSON)."""
         from ..report import write_json_atomic
 
+        self.close(what)
         if self.stats is not None:
             self.stats["status"] = what
             self.stats["warnings"] = _warnings()
             write_json_atomic(self.out["stats"], self.stats)
+
+
+class _TqdmWriter:
+    """A stream for the console log handler that writes around the tqdm bar."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        from tqdm import tqdm
+
+        tqdm.write(text, file=self.stream, end="")
+
+    def flush(self):
+        self.stream.flush()
 
 
 def _warnings() -> list:

@@ -14,8 +14,8 @@ Menu "densrefine":
 * Set map resolution...                asked once per session otherwise;
 * Cancel running job.
 
-Runs are asynchronous when GLib is available (Coot stays usable; the status bar shows
-the cycle count). On success the refined coordinates replace the molecule in place
+Runs are asynchronous when GLib is available (Coot stays usable; the status bar says
+what is running: scoring, or the last finished optimisation call with its CC). On success the refined coordinates replace the molecule in place
 (``clear_and_update_model_molecule_from_file``) and an "interesting places" dialog lists
 the refined residues worst CC first. On failure the one-line densrefine message is shown
 and the model is left untouched (nothing is read back).
@@ -226,6 +226,16 @@ def _finish_score(imol, stats):
                                       places(rows, imol))
 
 
+def status_text(job):
+    """What a running job is doing, for the status bar (from the stats JSON it rewrites)."""
+    if job.kind == "score":
+        return "densrefine: scoring the model against the map…"
+    n, rec = job.last_cycle()
+    if n == 0:
+        return "densrefine fit: reading the inputs and scoring the start model…"
+    return ex.progress_line(n, rec)
+
+
 def _follow(job, done):
     """Poll ``job`` from the GUI loop (or wait), then call ``done(result)``."""
     _JOB["job"] = job
@@ -239,7 +249,7 @@ def _follow(job, done):
             say(str(err))
             return False
         if res is None:
-            coot.add_status_bar_text(f"densrefine running: {job.progress()} cycles done")
+            coot.add_status_bar_text(status_text(job))
             return True
         _JOB["job"] = None
         _guard(lambda: done(res))()

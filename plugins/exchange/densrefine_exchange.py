@@ -330,6 +330,19 @@ class Job:
         except (OSError, ValueError):
             return 0
 
+    def last_cycle(self):
+        """(calls finished, record of the last one or None) from the stats JSON.
+
+        The record has ``stage``, ``cc_mask_term`` (and ``cc_mask_ref`` when densrefine
+        writes it), ``bond_rmsd``; see densrefine/refine/output.py.
+        """
+        try:
+            with open(self.prefix + "_stats.json", encoding="utf-8") as fh:
+                cycles = json.load(fh).get("cycles") or []
+        except (OSError, ValueError):
+            return 0, None
+        return len(cycles), (cycles[-1] if cycles else None)
+
     def cancel(self):
         """Stop the run; nothing is read back, the host's model stays as it was."""
         self.cancelled = True
@@ -377,6 +390,18 @@ class Job:
                 self.cancel()
                 raise DensrefineError(f"densrefine: no result after {timeout:g} s; cancelled")
             time.sleep(POLL_S)
+
+
+def progress_line(n, rec):
+    """One line for a host's log: "call 3 (xyz): CC 0.9419, bond RMSD 0.0111 Å"."""
+    if not rec:
+        return "densrefine: starting"
+    ref = rec.get("cc_mask_ref")
+    cc, what = (ref, "CC_mask") if ref is not None else (rec.get("cc_mask_term"), "CC")
+    bond = rec.get("bond_rmsd")
+    return (f"densrefine: call {n} ({rec.get('stage', '?')}): "
+            + (f"{what} {cc:.4f}" if cc is not None else f"{what} n/a")
+            + (f", bond RMSD {bond:.4f} Å" if bond is not None else ""))
 
 
 def _export(write_model, write_map, workdir, model_ext):

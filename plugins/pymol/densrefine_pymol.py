@@ -8,11 +8,14 @@ Commands::
 
 ``SELECTION`` must lie in one object. The whole object is exported (PDB) with the map
 (CCP4, PyMOL keeps the map's origin); when ``SELECTION`` is part of the object only its
-residues are refined (``--select A/10-40,...``). On success the object's coordinates and
-B-factors are updated in place, every atom gets the property ``p.densrefine_cc`` (its
-residue's CC after refinement), the selection ``densrefine_worst`` holds the 10 worst
-residues, and a worst-first table is printed. On failure densrefine's one-line message
-is raised as a PyMOL error (no traceback) and the object is left unchanged.
+residues are refined (``--select A/10-40,...``). While it runs, one feedback line per
+optimisation call (stage, CC, bond RMSD) is printed. On success the object's coordinates
+and B-factors are updated in place, every atom of the object gets the property
+``p.densrefine_cc`` (its residue's CC after refinement; densrefine scores the whole
+model after a selection fit), the selection ``densrefine_worst`` holds the 10 worst
+refined residues, and a worst-first table is printed. On failure (including a map name
+that is not a loaded map) a one-line message is raised as a PyMOL error (no traceback)
+and the object is left unchanged.
 
 densrefine runs out of process (PyMOL's Python has no torch): set ``DENSREFINE_EXE``
 (e.g. ``"/path/to/python3 -m densrefine"``), else ``densrefine`` on PATH is used.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 
 # PyMOL's "run" sets __script__ (its namespace's __file__ is pymol's own)
 _here = os.path.dirname(os.path.abspath(globals().get("__script__")
@@ -51,15 +55,30 @@ def _object_and_selection(selection, _self):
 
 
 def _check_map(map_name, _self):
-    """Refuse a map name that is not a loaded map object (it used to do nothing, silently)."""
-    names = _self.get_names("objects") or []
-    maps = [n for n in names if _self.get_type(n) == "object:map"]
-    if map_name not in names:
-        raise CmdException(f"densrefine: there is no object '{map_name}'; load the map first "
-                           f"(map objects: {', '.join(maps) or 'none'})")
-    if map_name not in maps:
-        raise CmdException(f"densrefine: '{map_name}' is a {_self.get_type(map_name)}, not a "
-                           f"map; give a map object (map objects: {', '.join(maps) or 'none'})")
+    """A one-line PyMOL error unless ``map_name`` is a loaded map object."""
+    maps = [n for n in _self.get_names("objects") if _self.get_type(n) == "object:map"]
+    have = f"maps loaded: {', '.join(maps)}" if maps else "no map is loaded"
+    if map_name not in _self.get_names("all"):
+        raise CmdException(f"densrefine: no map named '{map_name}' ({have}); load one with "
+                           f"'load emd_1234.map, {map_name}'")
+    kind = _self.get_type(map_name)
+    if kind != "object:map":
+        raise CmdException(f"densrefine: '{map_name}' is a {kind.split(':')[-1]}, not a map "
+                           f"({have}); give the map object as the second argument")
+
+
+def _wait(job, quiet):
+    """Wait for a densrefine job, printing one feedback line per finished call."""
+    seen = 0
+    while True:
+        res = job.poll()
+        n, rec = job.last_cycle()
+        if n > seen and not int(quiet):
+            print(" " + ex.progress_line(n, rec), flush=True)
+            seen = n
+        if res is not None:
+            return res
+        time.sleep(ex.POLL_S)
 
 
 def _read_back(obj, path, _self):
@@ -75,20 +94,19 @@ def _read_back(obj, path, _self):
         _self.delete(TMP_OBJECT)
 
 
-def _show_residues(obj, rows, _self, title, every=None):
-    """Per-atom property p.densrefine_cc, selection densrefine_worst, printed table.
-
-    ``every``: per-residue dicts of the whole model (each atom gets its residue's CC,
-    −1.0 only where the CC is undefined); ``rows``: the worst-first table.
-    """
+def _show_residues(obj, rows, every, _self, title, quiet=0):
+    """Per-atom property p.densrefine_cc (from ``every`` residue record), selection
+    densrefine_worst (from ``rows``, worst first), printed table."""
     cc = {(r["chain"], str(r["res_seq"]) + (r.get("icode") or "").strip()): r["cc"]
-          for r in (every if every is not None else rows) if r.get("cc") is not None}
+          for r in every if r.get("cc") is not None}
     _self.alter(obj, "p.densrefine_cc = cc.get((chain, resi), -1.0)", space={"cc": cc})
     worst = rows[:10]
     if worst:
         sel = " or ".join(f"(chain {r['chain']} and resi {r['res_seq']}{r['icode']})"
                           for r in worst)
         _self.select("densrefine_worst", f"{obj} and ({sel})", enable=0)
+    if int(quiet):
+        return
     print(f" densrefine: {title}, worst first:")
     for r in worst:
         print(f"   {r['label']}")
@@ -102,10 +120,11 @@ def densrefine_fit(selection, map_name, resolution, stages="", cycles="", weight
     with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
         workdir = os.path.join(tmp, "run")
         try:
-            res = ex.run_fit(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
-                             resolution, select=select, stages=stages or None,
-                             cycles=cycles or None, weight=weight or None,
-                             workdir=workdir, model_ext=".pdb")
+            job = ex.start_fit(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
+                               resolution, select=select, stages=stages or None,
+                               cycles=cycles or None, weight=weight or None,
+                               workdir=workdir, model_ext=".pdb")
+            res = _wait(job, quiet)
         except ex.DensrefineError as err:
             raise CmdException(str(err)) from None
         _read_back(obj, res.model_path, _self)
@@ -113,8 +132,7 @@ def densrefine_fit(selection, map_name, resolution, stages="", cycles="", weight
         every = res.residues("after")
         summary = res.summary()
     print(" " + summary)
-    if not int(quiet):
-        _show_residues(obj, rows, _self, f"per-residue CC ({select or 'all'})", every)
+    _show_residues(obj, rows, every, _self, f"per-residue CC ({select or 'all'})", quiet)
     return {"summary": summary, "select": select, "worst": rows}
 
 
@@ -130,8 +148,7 @@ def densrefine_score(selection, map_name, resolution, quiet=0, _self=cmd):
             raise CmdException(str(err)) from None
     rows = ex.worst_residues(stats)
     print(" " + ex.summary_line(stats))
-    if not int(quiet):
-        _show_residues(obj, rows, _self, "per-residue CC", ex.residue_scores(stats))
+    _show_residues(obj, rows, ex.residue_scores(stats), _self, "per-residue CC", quiet)
     return {"summary": ex.summary_line(stats), "worst": rows}
 
 

@@ -6,8 +6,9 @@ Run with ChimeraX's Python (the PyPI wheel venv of ``../shared/tools/clients``):
 
 MODE is ``fit`` (perturb a residue range, refine it, compare with ChimeraX's own
 ``measure mapvalues`` and ``fitmap``), ``score`` (per-residue CC, map frame check),
-``errors`` (bad input, cancel, timeout: one-line errors and an untouched model) or
-``metadata`` (the bundle's pyproject.toml through ChimeraX's own bundle builder code).
+``errors`` (bad input, cancel, timeout: one-line errors and an untouched model),
+``install`` (the documented ``devel install PATH``, then the commands from the installed
+bundle) or ``build_toml`` (``devel build .`` of the pyproject.toml form).
 The last stdout line is ``DRIVER_JSON {...}`` with the numbers; pytest asserts on them.
 The densrefine executable comes from the ``DENSREFINE_EXE`` environment variable.
 """
@@ -303,55 +304,116 @@ def mode_errors(session, plugin, a, tmp):
     return out
 
 
-class _WheelNameOnly:
-    """Stand-in for setuptools' Distribution in `mode_metadata`: only names the wheel."""
+def use_app_user_site(core_version: str, wheel_dir: str | None) -> str:
+    """Set up what a ChimeraX app has and the PyPI wheel lacks, before the session starts.
 
-    def __init__(self, attrs):
-        self.attrs = attrs
+    * The app's per-user site (``chimerax.core.__main__``, non-root branch): pip
+      ``--user`` and the toolshed both use ``<user data dir>/lib/pythonX.Y/site-packages``
+      under the fresh HOME, so an install never writes the shared ChimeraX venv.
+    * The distributions every app has installed and bundles depend on (ChimeraX-Core at
+      this wheel's core version, ChimeraX-Atomic, ChimeraX-Map): metadata only, in that
+      user site (the monolithic wheel registers as "ChimeraX" 0.1.71).
+    * ``wheel`` (the app ships it; setuptools 65 needs it for bdist_wheel): ``wheel_dir``
+      is put on sys.path.
+    Returns the user site.
+    """
+    import site
 
-    def get_command_obj(self, name):
-        import types
+    import appdirs
 
-        dist = f"{self.attrs['name'].replace('-', '_')}-{self.attrs.get('version')}"
-        return types.SimpleNamespace(ensure_finalized=lambda: None, wheel_dist_name=dist,
-                                     get_tag=lambda: ("py3", "none", "any"))
+    dirs = appdirs.AppDirs("ChimeraX", appauthor="UCSF", version="0.1")
+    site.USER_BASE = dirs.user_data_dir
+    site.USER_SITE = os.path.join(site.USER_BASE, "lib",
+                                  f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                                  "site-packages")
+    site.ENABLE_USER_SITE = True
+    os.makedirs(site.USER_SITE, exist_ok=True)
+    for name in ("ChimeraX-Core", "ChimeraX-Atomic", "ChimeraX-Map"):
+        info = pathlib.Path(site.USER_SITE) / f"{name.replace('-', '_')}-{core_version}.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\n"
+                                       f"Version: {core_version}\n")
+        (info / "RECORD").write_text("")
+        (info / "INSTALLER").write_text("densrefine-test\n")
+    if wheel_dir:
+        sys.path.insert(0, wheel_dir)
+    return site.USER_SITE
 
 
-def mode_metadata(session, plugin, a, tmp):
-    """pyproject.toml through ChimeraX's bundle builder (metadata only, no build)."""
-    import tomllib
-    from chimerax.bundle_builder import bundle_builder_toml as bbt
-    from chimerax.core.commands import command_function
+def _wheel_metadata(wheel) -> dict:
+    """Name, version, Requires-Dist and classifiers from a wheel's METADATA."""
+    import zipfile
 
-    data = tomllib.loads((BUNDLE / "pyproject.toml").read_text())
-    work = pathlib.Path(tmp) / "bundle"
-    shutil.copytree(BUNDLE, work, ignore=shutil.ignore_patterns("__pycache__", "build"))
-    cwd, real_dist = os.getcwd(), bbt.Distribution
-    os.chdir(work)  # the builder works in (and cleans build/ of) the current directory
-    # the venv has no `wheel` package: stub only the last step, naming the wheel file
-    bbt.Distribution = _WheelNameOnly
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = z.read(meta).decode().splitlines()
+        files = sorted(n for n in z.namelist() if n.endswith(".py"))
+    get = (lambda key: [ln.split(": ", 1)[1] for ln in lines if ln.startswith(key + ": ")])
+    return {"name": get("Name")[0], "version": get("Version")[0],
+            "requires": sorted(get("Requires-Dist")), "classifiers": get("Classifier"),
+            "files": files}
+
+
+def _copy_bundle(tmp, name, xml=True) -> pathlib.Path:
+    """The bundle folder as a user has it (a copy: building writes build/, dist/ there)."""
+    work = pathlib.Path(tmp) / name
+    shutil.copytree(BUNDLE, work, ignore=shutil.ignore_patterns(
+        "__pycache__", "build", "dist", "*.egg-info", *(() if xml else ("bundle_info.xml",))))
+    return work
+
+
+def mode_install(session, plugin, a, tmp):
+    """The documented install: ``devel install PATH`` from another folder, then use it.
+
+    Runs in a session whose toolshed knows nothing of the bundle (nothing registered by
+    hand): the install builds the wheel, pip-installs it into the user site and the
+    toolshed registers its commands from the wheel's metadata on first use.
+    """
+    from chimerax.core.commands import run
+    from chimerax.core.errors import UserError
+
+    work = _copy_bundle(tmp, "chimerax")
+    cap = Capture(session)
+    os.chdir(tmp)                       # not the bundle folder
+    out = {"cwd_is_bundle": os.getcwd() == str(work)}
     try:
-        # this wheel's builder predates [tool.chimerax]: it reads the same table as [chimerax]
-        bundle = bbt.Bundle(session.logger, {"project": data["project"],
-                                             "chimerax": data["tool"]["chimerax"]})
-    finally:
-        os.chdir(cwd)
-        bbt.Distribution = real_dist
-    classifiers = bundle.setup_arguments["classifiers"]
-    declared = [c.split(" :: ")[2] for c in classifiers if c.startswith("ChimeraX :: Command")]
-    registered = {}
+        run(session, f"devel install {work}", log=False)
+        out["error"] = None
+    except UserError as exc:
+        out["error"] = str(exc)
+    log = [m for _, m, _ in cap.msgs]
+    out["log_errors"] = [m for lvl, m, _ in cap.msgs if lvl >= 2]
+    out["log_tail"] = "\n".join(log)[-3000:]
+    wheels = sorted((work / "dist").glob("*.whl"))
+    out["wheel"] = _wheel_metadata(wheels[0]) if wheels else None
+    bi = session.toolshed.find_bundle("ChimeraX-Densrefine", session.logger, installed=True)
+    out["installed"] = None if bi is None else {
+        "version": bi.version, "package": bi.package_name,
+        "commands": sorted(c.name for c in bi.commands)}
+    if bi is not None:
+        out["set"] = run(session, "densrefine set timeout 42", log=False)
+        from chimerax.core.commands import command_function
 
-    class _CommandInfo:
-        def __init__(self, name):
-            self.name = name
+        out["registered"] = {c: command_function(c) is not None
+                             for c in ("densrefine fit", "densrefine score",
+                                       "densrefine stop", "densrefine set")}
+        import chimerax.densrefine as mod
 
-    for name in declared:
-        plugin.bundle_api.register_command(None, _CommandInfo(name), session.logger)
-        registered[name] = command_function(name) is not None
-    return {"classifiers": classifiers, "module_name": bundle.module_name,
-            "package_dir": bundle.setup_arguments["package_dir"],
-            "declared_commands": declared, "registered": registered,
-            "plugin_commands": list(plugin.cmd.COMMANDS)}
+        out["module_file"] = mod.__file__
+    return out
+
+
+def mode_build_toml(session, plugin, a, tmp):
+    """``devel build .`` of the pyproject.toml form (no bundle_info.xml) in its folder."""
+    from chimerax.core.commands import run
+
+    work = _copy_bundle(tmp, "chimerax_toml", xml=False)
+    cap = Capture(session)
+    os.chdir(work)                      # this form builds in the current folder
+    run(session, "devel build .", log=False)
+    wheels = sorted((work / "dist").glob("*.whl"))
+    return {"wheel": _wheel_metadata(wheels[0]) if wheels else None,
+            "log_errors": [m for lvl, m, _ in cap.msgs if lvl >= 2]}
 
 
 def run_driver(python, mode, args, home, timeout=900):
@@ -377,7 +439,8 @@ def run_driver(python, mode, args, home, timeout=900):
 
 
 MODES = {"fit": mode_fit, "score": mode_score, "errors": mode_errors,
-         "metadata": mode_metadata}
+         "install": mode_install, "build_toml": mode_build_toml}
+BUNDLE_MODES = {"install", "build_toml"}   # the bundle comes from a build, not from src/
 
 
 def main():
@@ -385,16 +448,22 @@ def main():
     p.add_argument("mode", choices=sorted(MODES))
     p.add_argument("--json-args", default="{}", help="mode arguments as JSON")
     ns = p.parse_args()
+    args = json.loads(ns.json_args)
     t0 = time.monotonic()
+    plugin = None
+    if ns.mode in BUNDLE_MODES:
+        from chimerax.core.buildinfo import version
+
+        use_app_user_site(args.get("core_version") or version, args.get("wheel_dir"))
     session = build_session()
-    plugin = load_plugin()
-    if ns.mode != "metadata":
+    if ns.mode not in BUNDLE_MODES:
+        plugin = load_plugin()
         plugin.cmd.register_commands(session)
         register_chimerax_measures(session)
     t_session = time.monotonic() - t0
     tmp = tempfile.mkdtemp(prefix="cx-driver-")
     try:
-        out = MODES[ns.mode](session, plugin, json.loads(ns.json_args), tmp)
+        out = MODES[ns.mode](session, plugin, args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out.update(session_s=t_session, total_s=time.monotonic() - t0)

@@ -2,7 +2,8 @@
 
 Usage: ``PYMOL_PYTHON pymol_driver.py MODEL MAP PLUGIN`` (DENSREFINE_EXE in the
 environment). Loads model and map, runs ``densrefine_fit`` through ``cmd.do`` on a residue
-range, then a failing run (resolution -1), and prints one ``RESULT {json}`` line.
+range, then failing runs (resolution -1, a map name that does not exist, a molecule
+given as the map), and prints one ``RESULT {json}`` line.
 PyMOL is imported inside ``main`` so pytest's doctest collection can import this file.
 """
 import json
@@ -65,6 +66,8 @@ def main():
     cmd.iterate("mol and name CA", "props.append(p.densrefine_cc)", space={"props": props})
     if len(props) < 14:
         raise RuntimeError(f"p.densrefine_cc read for {len(props)} CA atoms only")
+    every = []     # p.densrefine_cc of every atom, inside and outside the refined range
+    cmd.iterate("mol", "every.append(p.densrefine_cc)", space={"every": every})
     do_and_wait(cmd, "densrefine_fit mol, emmap, -1", "_done_bad")
     do_and_wait(cmd, "densrefine_fit mol, nosuchmap, 3.0", "_done_nomap")
     do_and_wait(cmd, "densrefine_fit mol, mol, 3.0", "_done_molmap")
@@ -76,6 +79,7 @@ def main():
         "worst_count": cmd.count_atoms("densrefine_worst and name CA"),
         "n_cc_props": len(props),
         "cc_props": [round(float(x), 3) for x in props[7:14]],
+        "cc_every": [None if x is None else round(float(x), 3) for x in every],
         "bad_changed": float(np.abs(after_bad - after).max())}))
 
 

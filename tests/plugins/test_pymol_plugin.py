@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -35,6 +36,14 @@ def test_pymol_fit_range_and_bad_input(tmp_path):
     # refined residues' values are real CCs (an empty list must not pass)
     assert res["n_cc_props"] == 22 and len(res["cc_props"]) == 7
     assert all(0.5 < cc <= 1.0 for cc in res["cc_props"])
+    # every atom, also outside the refined range, carries its residue's CC (none -1.0)
+    assert len(res["cc_every"]) == res["n_atoms"]
+    assert all(cc is not None and 0.3 < cc <= 1.0 for cc in res["cc_every"])
+    # progress while running: one feedback line per optimisation call, numbered 1, 2, …
+    calls = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("densrefine: call ")]
+    assert len(calls) >= 2 and all("(xyz)" in c for c in calls), calls
+    assert [int(c.split()[2]) for c in calls] == list(range(1, len(calls) + 1))
+    assert all(re.search(r"CC(_mask)? 0\.\d{4}, bond RMSD 0\.\d{4} Å", c) for c in calls)
     # worst-first table printed, then the failing run: one line, model unchanged
     table = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("A ")]
     ccs = [float(ln.split("CC ")[1].split()[0]) for ln in table]
@@ -42,8 +51,12 @@ def test_pymol_fit_range_and_bad_input(tmp_path):
     errors = [ln for ln in out.splitlines() if "densrefine fit: error:" in ln]
     assert len(errors) == 1 and errors[0].strip().startswith("Error: densrefine fit: error: "
                                                              "resolution")
+    # a map that does not exist, a molecule given as the map: one clear line each
+    nomap = [ln.strip() for ln in out.splitlines() if "no map named 'nosuchmap'" in ln]
+    assert nomap == ["Error: densrefine: no map named 'nosuchmap' (maps loaded: emmap); "
+                     "load one with 'load emd_1234.map, nosuchmap'"], out[-2000:]
+    molmap = [ln.strip() for ln in out.splitlines() if "'mol' is a" in ln]
+    assert molmap == ["Error: densrefine: 'mol' is a molecule, not a map (maps loaded: "
+                      "emmap); give the map object as the second argument"], out[-2000:]
     assert "Traceback" not in out and res["bad_changed"] == 0.0
-    # a map name that does not exist, or a molecule given as the map: one error each
-    # (both used to print nothing and do nothing)
-    assert sum("there is no object 'nosuchmap'" in ln for ln in out.splitlines()) == 1, out
-    assert sum("'mol' is a" in ln and "not a map" in ln for ln in out.splitlines()) == 1, out
+

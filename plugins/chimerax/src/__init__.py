@@ -1,6 +1,6 @@
 """ChimeraX bundle for densrefine: refine the open model into the open map.
 
-Commands (declared in ``pyproject.toml`` under ``[tool.chimerax.command.*]``):
+Commands (declared in ``bundle_info.xml`` and ``pyproject.toml`` ``[chimerax.command.*]``):
 ``densrefine fit``, ``densrefine score``, ``densrefine stop``, ``densrefine set``;
 see `.cmd`. densrefine itself runs out of process (ChimeraX's Python has no torch).
 """
