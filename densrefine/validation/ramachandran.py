@@ -141,6 +141,6 @@ def evaluate(model) -> RamaResult:
         m = cls == cname
         if m.any():
             score[m] = interpolate(grids[cname], phi[m], psi[m])
-    keys = [(chain[k], int(at.res_seq[n[k]]), str(at.icode[n[k]]).strip(), name[k])
+    keys = [(str(chain[k]), int(at.res_seq[n[k]]), str(at.icode[n[k]]).strip(), str(name[k]))
             for k in mid]
     return RamaResult(keys, cls, np.stack([phi, psi], 1), score, classify(cls, score))

@@ -106,7 +106,7 @@ def _side_chains(model):
         idx = {name[i]: i for i in range(a, b) if first[i]}
         want = _B + CHI_ATOMS[rn]
         if all(w in idx for w in want):
-            key = (str(at.chain[a]), int(at.res_seq[a]), str(at.icode[a]).strip(), rn)
+            key = (str(at.chain[a]), int(at.res_seq[a]), str(at.icode[a]).strip(), str(rn))
             groups.setdefault(rn, ([], []))
             groups[rn][0].append(key)
             groups[rn][1].append([idx[w] for w in want])
