@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..restraints.chains import paired_chains
 from ..restraints.stats import bond_z
 from ..scoring.residues import side_chain_beyond_cb
 from . import geometry as _geometry
@@ -117,9 +118,15 @@ def rigid_stage(run):
     cfg = run.cfg
     levels = [("model", [np.flatnonzero(run.moving)])]
     chains = np.asarray(run.model.atoms.chain).astype(str)
-    ids = list(dict.fromkeys(chains[run.moving].tolist()))
-    if cfg.rigid_chains and len(ids) > 1:
-        levels.append(("chains", [np.flatnonzero(run.moving & (chains == c)) for c in ids]))
+    ids = set(chains[run.moving].tolist())
+    bodies = [[c for c in g if c in ids] for g in paired_chains(run.model.atoms)]
+    bodies = [g for g in bodies if g]
+    if cfg.rigid_chains and len(bodies) > 1:
+        joined = [" + ".join(g) for g in bodies if len(g) > 1]
+        if joined:
+            log.info("Base-paired strands move as one rigid body: %s", ", ".join(joined))
+        levels.append(("chains", [np.flatnonzero(run.moving & np.isin(chains, g))
+                                  for g in bodies]))
     factors = list(dict.fromkeys(cfg.rigid_blur_factors))
     log.info("Rigid body: %s; axis-angle + translation per group, L-BFGS %d iterations at "
              "blur factors %s", " then ".join(f"{name} ({len(g)} groups)" for name, g in levels),

@@ -17,6 +17,9 @@ groups of ``fit`` (`densrefine.refine.sse`) and the benchmark perturbations
   helices ≥ 4 and strands ≥ 3 residues are kept (Levitt & Greer 1977, J. Mol. Biol.
   114, 181, for Cα-only assignment). The DSSP-like assignment from backbone H-bonds is
   `densrefine.restraints.ss.detect_hbonds`.
+* **Base-paired chains** (`paired_chains`): nucleic-acid strands held together by at
+  least `MIN_PAIRS` Watson–Crick pairs (purine N1 to pyrimidine N3, 2.6–3.3 Å), which move
+  as one body.
 * **χ1 groups** (`flip_groups`): the side-chain atoms a χ1 rotation moves, for the rotamer
   scan of ``fit`` and the benchmark perturbations.
 """
@@ -36,6 +39,12 @@ NA_TRACE_BREAK = 8.5
 """Å: the same for P/C4′ traces (P–P ≈ 5.8–7 Å)."""
 NOT_ROTATED = frozenset("N CA C O OXT CB H H1 H2 H3 HN HA HA2 HA3 D D1 D2 D3 DA".split())
 """Atoms a χ1 rotation does not move (main chain, Cβ and their hydrogens)."""
+PURINES = frozenset("A G DA DG".split())
+PYRIMIDINES = frozenset("C U T DC DU DT".split())
+WC_N1_N3 = (2.6, 3.3)
+"""Å: purine N1 … pyrimidine N3 distance of a Watson–Crick pair (2.85–3.0 Å in duplexes)."""
+MIN_PAIRS = 3
+"""Base pairs that make two strands one duplex for `paired_chains`."""
 HELIX_D3 = (4.2, 5.9)
 """Å: Cα(i)–Cα(i+3) of α/3₁₀ helices."""
 STRAND_D2 = 6.2
@@ -235,3 +244,48 @@ def flip_groups(model):
             continue
         out.append((grp[names.index("CA")], grp[names.index("CB")], rot))
     return out
+
+
+def paired_chains(atoms) -> list[list[str]]:
+    """Chains grouped by Watson–Crick pairing: the connected components of the graph whose
+    edges join strands with at least `MIN_PAIRS` purine N1 … pyrimidine N3 contacts within
+    `WC_N1_N3`, in order of first appearance; unpaired chains stand alone.
+
+    Examples
+    --------
+    >>> from densrefine.build import ideal_peptide
+    >>> paired_chains(ideal_peptide("AG").atoms)
+    [['A']]
+    """
+    from scipy.spatial import cKDTree
+
+    chain = np.asarray(atoms.chain).astype(str)
+    names = np.asarray(atoms.res_name).astype(str)
+    atom = np.asarray(atoms.atom_name).astype(str)
+    order = list(dict.fromkeys(chain.tolist()))
+    first = first_conformer(atoms)
+    pur = np.flatnonzero(first & np.isin(names, list(PURINES)) & (atom == "N1"))
+    pyr = np.flatnonzero(first & np.isin(names, list(PYRIMIDINES)) & (atom == "N3"))
+    parent = {c: c for c in order}
+
+    def root(c):
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    if len(pur) and len(pyr):
+        xyz = np.asarray(atoms.xyz, np.float64)
+        counts: dict = {}
+        for i, near in zip(pur, cKDTree(xyz[pyr]).query_ball_point(xyz[pur], WC_N1_N3[1])):
+            for j in pyr[np.asarray(near, np.int64)]:
+                d = np.linalg.norm(xyz[i] - xyz[j])
+                if d >= WC_N1_N3[0] and chain[i] != chain[j]:
+                    key = tuple(sorted((chain[i], chain[j])))
+                    counts[key] = counts.get(key, 0) + 1
+        for (a, b), n in counts.items():
+            if n >= MIN_PAIRS:
+                parent[root(b)] = root(a)
+    groups: dict = {}
+    for c in order:
+        groups.setdefault(root(c), []).append(c)
+    return list(groups.values())
