@@ -7,8 +7,10 @@ Stats layout (a stable contract; keys only get added)::
         (names restrained to their input geometry), resolution_estimate (when -d is absent)
     config: the resolved FitConfig
     before / after: every `densrefine.scoring.score` field (cc_mask, cc_box, cc_volume,
-        cc_peaks, rsr, fsc, d_fsc05, residues, ...) + "geometry" (bond_rmsd, angle_rmsd,
-        outliers, clashes: whatever `densrefine.restraints.geometry_stats` gives)
+        cc_peaks, rsr, fsc, d_fsc05, residues (each with "ss": H/E/C from the Cα trace),
+        ...) + "geometry" (bond_rmsd, angle_rmsd, outliers, clashes: whatever
+        `densrefine.restraints.geometry_stats` gives) + "validation" (Ramachandran,
+        rotamers, clashscore with H placed: `densrefine.validation.validate`, no map)
     cycles: one record per optimisation call (stage, cycle, blur, weight, target,
         cc_mask_term, bond_rmsd, angle_rmsd, time_s; r_work/r_free for X-ray data,
         cc_work/cc_free for half maps)
@@ -27,7 +29,10 @@ import numpy as np
 from .. import __version__
 from ..device import describe_device
 from ..report.provenance import versions_str
+from ..errors import DensrefineError
+from ..restraints.chains import secondary_structure, trace, trace_fragments
 from ..scoring import score
+from ..validation import validate
 
 log = logging.getLogger("densrefine")
 
@@ -35,7 +40,31 @@ log = logging.getLogger("densrefine")
 def _score_block(model, emap, d, dev, geom, table="electron", density="iam"):
     rep = score(model, emap, d, device=dev, table=table, density=density).to_dict()
     rep["geometry"] = geom.stats(np.asarray(model.atoms.xyz, np.float64))
+    _add_secondary_structure(rep["residues"], model.atoms)
+    try:
+        rep["validation"] = validate(model, resolution=d, residues=False).to_dict()
+    except DensrefineError as exc:          # e.g. no residue the validation knows
+        log.info("Validation skipped: %s", exc)
     return rep
+
+
+def _add_secondary_structure(residues, atoms) -> None:
+    """Per-residue ``ss`` ("H", "E", "C") from the Cα trace (`restraints.chains`), for the
+    report's strip; residues without a trace atom (ligands, waters) get none."""
+    pos, kind = trace(atoms)
+    if not len(pos):
+        return
+    chain = np.empty(len(pos), object)
+    chain[atoms.res_index] = atoms.chain
+    ss = np.full(len(pos), "", dtype="<U1")
+    for frag in trace_fragments(pos, kind, chain):
+        ss[frag] = secondary_structure(pos[frag]) if kind[frag[0]] == 1 else "C"
+    by_key = {(c, int(n), i.strip()): ss[k] for k, c, n, i in
+              zip(atoms.res_index, atoms.chain, atoms.res_seq, atoms.icode)}
+    for r in residues:
+        label = by_key.get((r.get("chain"), r.get("res_seq"), (r.get("icode") or "").strip()))
+        if label:
+            r["ss"] = str(label)
 
 
 def start_stats(model, emap, d, cfg, select, moving, dev, geom) -> dict:

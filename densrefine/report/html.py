@@ -48,9 +48,16 @@ MAP_ROWS = (
 GEOMETRY_ROWS = (
     ("bond_rmsd", "bond RMSD", "Å", 3, -1),
     ("angle_rmsd", "angle RMSD", "°", 2, -1),
-    ("clashscore", "clashscore", "clashes per 1000 atoms", 1, -1),
-    ("clashes", "clashes", "atom pairs", 0, -1),
+    ("clashscore", "overlaps ≥ 0.4 Å without H (Refmac distances)", "per 1000 atoms", 1, -1),
 )
+VALIDATION_ROWS = (   # (block, key, label, unit, decimals, better)
+    ("ramachandran", "favored_pct", "Ramachandran favoured (Top8000)", "%", 2, 1),
+    ("ramachandran", "outlier_pct", "Ramachandran outliers", "%", 2, -1),
+    ("rotamers", "outlier_pct", "rotamer outliers", "%", 2, -1),
+    ("clashes", "clashscore", "clashscore", "clashes per 1000 atoms", 1, -1),
+)
+"""The clashscore row is MolProbity's definition (H placed, Probe radii: what a PDB header
+or a validation report quotes, and what ``stats["deposited"]["clashscore"]`` holds)."""
 SS_WORDS = {"H": "helix", "E": "strand", "C": "other"}
 XRAY_ROWS = (("r_work", "R-work", "", 4, -1), ("r_free", "R-free", "", 4, -1))
 
@@ -205,6 +212,12 @@ def _validation(stats, before, after) -> str:
             for k, lab, unit, dec, better in MAP_ROWS if k in before or k in after]
     rows += [_row(lab, unit, gb.get(k), ga.get(k), dep.get(k), dec, better, show_dep)
              for k, lab, unit, dec, better in GEOMETRY_ROWS if k in gb or k in ga]
+    vb, va = before.get("validation") or {}, after.get("validation") or {}
+    for blk, k, lab, unit, dec, better in VALIDATION_ROWS:
+        b, a = (vb.get(blk) or {}).get(k), (va.get(blk) or {}).get(k)
+        if b is not None or a is not None:
+            dkey = "clashscore" if blk == "clashes" else f"{blk}_{k}"
+            rows.append(_row(lab, unit, b, a, dep.get(dkey), dec, better, show_dep))
     xray = stats.get("xray") or {}
     if xray:
         xb, xa = xray.get("before") or {}, xray.get("after") or {}

@@ -41,7 +41,9 @@ def _block(shift, clashscore):
                     for k in range(1, 15)],
             "residues": _residues(shift),
             "geometry": {"bond_rmsd": 0.12 - shift / 2, "angle_rmsd": 7.4 - 20 * shift,
-                         "clashscore": clashscore, "clashes": 21}}
+                         "clashscore": 2 * clashscore, "clashes": 21},
+            "validation": {"ramachandran": {"favored_pct": 90.0 + 50 * shift, "outlier_pct": 1.5},
+                           "rotamers": {"outlier_pct": 3.0}, "clashes": {"clashscore": clashscore}}}
 
 
 def _stats(ref: bool = True) -> dict:
