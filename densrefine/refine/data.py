@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import InputError, input_error
 from ..grid import rebox_periodic
 from ..io.mrc import looks_like_map, read_map
-from ..scoring import check_inputs, estimate_resolution, fsc_curve
+from ..scoring import check_inputs, estimate_resolution, fsc_curve, local_resolution
 from ..scoring.fsc import d_at_fsc
 from ..simulate import simulate
 from ..simulate.api import check_params
@@ -71,6 +71,8 @@ class DataSpec:
         `densrefine.scoring.ResolutionEstimate` when the resolution was estimated or checked.
     d_stated : float or None
         The resolution the caller gave (Å), when ``d`` differs from it or was checked.
+    local : LocalResolution or None
+        `densrefine.scoring.local_resolution` of the starting model (maps, with ``check``).
     """
 
     kind: str
@@ -82,43 +84,60 @@ class DataSpec:
     estimate: Any = None
     work: str = "half1"
     d_stated: float | None = None
+    local: Any = None
+
+    def d_atom(self, n: int) -> np.ndarray:
+        """Per-atom resolution (N,) Å: the local estimate where there is one, never finer
+        than ``d``; ``d`` everywhere when there is none (X-ray data, no check)."""
+        if self.local is None:
+            return np.full(n, self.d)
+        d_at = np.asarray(self.local.d_atom, np.float64)
+        return np.maximum(np.where(np.isfinite(d_at), d_at, self.d), self.d)
 
 
 SUPPORTED_RATIO = 1.1
-"""A given resolution is replaced by d_model when d_model exceeds it by more than this factor
-(`read_data`, ``check``)."""
+"""The refinement resolution becomes the 25th percentile of the local resolution when that
+is more than this factor worse than the stated one (`read_data`, ``check``)."""
+SUPPORTED_PERCENTILE = 25
+"""Percentile of the atoms' local resolution that sets the global one: the better-resolved
+part of the map decides the sampling and masks; the rest is handled per atom."""
 
 
 def _resolution(model, emap, resolution, device, check: bool = False):
-    """Validated d (Å) and the d_model estimate used, if any.
+    """Validated d (Å), the d_model estimate used (if any) and the local resolution.
 
-    No ``resolution``: refine at d_model. With ``check``, a given resolution is compared
-    with d_model (what the map supports) and replaced by it when d_model is more than
-    `SUPPORTED_RATIO` worse; an estimate that cannot be made is logged and ignored.
+    No ``resolution``: refine at d_model. With ``check``, the resolution the map supports
+    around each atom is estimated (`densrefine.scoring.local_resolution`); the global d
+    becomes its `SUPPORTED_PERCENTILE` th percentile when that is more than
+    `SUPPORTED_RATIO` worse than the stated one. An estimate that cannot be made is logged
+    and ignored.
     """
+    est = None
     if resolution is None:
         check_inputs(model, emap, 2.0 * float(np.max(emap.voxel_size)))
         est = estimate_resolution(model, emap, device=device)
         log.warning("No resolution given: refining at the estimated d_model = %.3g Å "
                     "(pass -d/--resolution to override)", est.d_model)
-        return est.d_model, est
-    d = check_params(resolution)
-    check_inputs(model, emap, d)
+        d = est.d_model
+    else:
+        d = check_params(resolution)
+        check_inputs(model, emap, d)
     if not check:
-        return d, None
+        return d, est, None
     try:
-        est = estimate_resolution(model, emap, device=device)
+        local = local_resolution(model, emap, d, device=device)
     except InputError as exc:
-        log.info("Resolution check skipped: %s", exc)
-        return d, None
-    if est.d_model > SUPPORTED_RATIO * d:
-        log.warning("The map supports d_model = %.3g Å, worse than the stated %.3g Å (a "
-                    "noisy, flexible or over-sharpened map): refining at %.3g Å "
-                    "(resolution_check: false keeps %.3g Å)", est.d_model, d, est.d_model, d)
-        return est.d_model, est
-    log.info("Resolution check: d_model %.3g Å agrees with the stated %.3g Å (within %d %%)",
-             est.d_model, d, round(100 * (SUPPORTED_RATIO - 1)))
-    return d, est
+        log.info("Local resolution skipped: %s", exc)
+        return d, est, None
+    ok = np.isfinite(local.d_atom)
+    d_p = float(np.percentile(local.d_atom[ok], SUPPORTED_PERCENTILE)) if ok.any() else d
+    if resolution is not None and d_p > SUPPORTED_RATIO * d:
+        log.warning("The map supports %.3g Å or worse around %d %% of the atoms, worse than "
+                    "the stated %.3g Å (a noisy, flexible or over-sharpened map): refining at "
+                    "%.3g Å, and per atom at its local resolution (resolution_check: false "
+                    "keeps %.3g Å everywhere)", d_p, 100 - SUPPORTED_PERCENTILE, d, d_p, d)
+        d = d_p
+    return d, est, local
 
 
 def _read_map(path):
@@ -201,11 +220,12 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
         h1, h2 = read_half_maps(model, half_maps, full)
         work = h1 if half_map_work == "half1" else h1.with_values(
             0.5 * (np.asarray(h1.values, np.float64) + np.asarray(h2.values, np.float64)))
-        d, est = _resolution(model, work, resolution, device, check)
+        d, est, local = _resolution(model, work, resolution, device, check)
         log.info("Half maps: refining against %s, cross-validating with %s",
                  "half map 1" if half_map_work == "half1" else "their average",
                  h2.path or "half map 2")
-        return DataSpec("half maps", work, d, half2=h2, estimate=est, work=half_map_work)
+        return DataSpec("half maps", work, d, half2=h2, estimate=est, work=half_map_work,
+                        local=local, d_stated=None if resolution is None else float(resolution))
     if data is None:
         raise input_error("data", "no map or reflection data given", "give a map, X-ray "
                           "data or two half maps")
@@ -216,20 +236,21 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
     emap = _read_map(data)
     if resolution is not None and np.isfinite(resolution) and resolution > 0:
         emap = rebox_periodic(model, emap, float(resolution))  # a crystal map, model elsewhere
-    d, est = _resolution(model, emap, resolution, device, check)
+    d, est, local = _resolution(model, emap, resolution, device, check)
     return DataSpec("map", emap, d, estimate=est, d_stated=None if resolution is None
-                    else float(resolution))
+                    else float(resolution), local=local)
 
 
 def make_term(spec: DataSpec, model, terms, moving, in_map, map_cfg, device, dtype):
     """The data term of ``spec`` for the atoms ``moving`` (refined) and ``in_map`` (seen)."""
     xyz = np.asarray(model.atoms.xyz)
     args = (xyz, in_map, moving, terms, map_cfg, device, dtype)
+    local = spec.d_atom(len(xyz)) if spec.local is not None else None
     if spec.kind == "map":
-        return MapTerm(spec.grid, spec.d, *args)
+        return MapTerm(spec.grid, spec.d, *args, d_atom=local)
     if spec.kind == "half maps":
-        return HalfMapTerm(MapTerm(spec.grid, spec.d, *args),
-                           MapTerm(spec.half2, spec.d, *args), spec.work)
+        return HalfMapTerm(MapTerm(spec.grid, spec.d, *args, d_atom=local),
+                           MapTerm(spec.half2, spec.d, *args, d_atom=local), spec.work)
     return XrayTerm(MapTerm(spec.grid, spec.d, *args), spec.xray, model)
 
 

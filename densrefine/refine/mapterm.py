@@ -158,11 +158,18 @@ class MapTerm:
         (a, b) of scattering-factor Gaussians (N, K) is taken as IAM terms.
     cfg : MapConfig
     device, dtype : torch device and dtype
+    d_atom : ndarray, shape (N,), optional
+        Resolution (Å, ≥ ``resolution``) the map supports around each atom
+        (`densrefine.scoring.local_resolution`); the blurred model map of the coordinate
+        stages then gives each atom the blur of its own resolution, 4 d_atom² · factor
+        instead of 4 d² · factor, so atoms in poorly resolved density are matched to
+        smooth density and pulled gently. None: one resolution for all.
     """
 
     name = "map"
 
-    def __init__(self, emap, resolution, xyz, in_map, moving, terms, cfg, device, dtype):
+    def __init__(self, emap, resolution, xyz, in_map, moving, terms, cfg, device, dtype,
+                 d_atom=None):
         import torch
 
         self.d, self.cfg, self.device, self.dtype = float(resolution), cfg, device, dtype
@@ -201,6 +208,10 @@ class MapTerm:
         a, b = terms.a, terms.b
         site, a2, b2 = compress_gaussians(a, b, self.d)
         self.sites = torch.as_tensor(self.atoms[site], device=device)  # model index per site
+        scale = None if d_atom is None else (np.maximum(np.asarray(d_atom, float), self.d)
+                                             / self.d) ** 2
+        self.site_scale = None if scale is None or np.all(scale[self.atoms[site]] == 1.0) else \
+            torch.as_tensor(scale[self.atoms[site]][:, None], **kw)
         self.site_terms = DensityTerms(a2, b2, terms.table, name=terms.name)
         self.exp0 = torch.as_tensor(np.array(self.grid.values), **kw)
         self.exp0 = self.exp0 - self.exp0.mean()
@@ -211,7 +222,7 @@ class MapTerm:
         # the B stage's Fourier-truncated model map: its box is a P1 cell grown to FFT-friendly
         # sizes (67×68×58 → 72×72×60 on 5NI1 at d/2.5), cropped back before the target
         self.fft_frame = fft_frame(self.frame)
-        self._all = (self.atoms, self.sites, self.site_terms)
+        self._all = (self.atoms, self.sites, self.site_terms, self.site_scale)
         log.info("Map term: target %s over an atom-radius mask, %d of %d atoms (no H, occ > 0); "
                  "%d×%d table Gaussians compressed to %d sites × 2 (Gauss quadrature, form "
                  "factors within %.0e to 1/d)",
@@ -225,9 +236,9 @@ class MapTerm:
         is in ``subset`` or the density model has per-atom extras (``--density ml``).
         Call `prepare` afterwards (the mask follows the atoms).
         """
-        atoms, sites, site_terms = self._all
+        atoms, sites, site_terms, site_scale = self._all
         if subset is None:
-            self.atoms, self.sites, self.site_terms = atoms, sites, site_terms
+            self.atoms, self.sites, self.site_terms, self.site_scale = self._all
             return True
         subset = np.asarray(subset, bool)
         if self.extra is not None or not subset[atoms].any():
@@ -236,6 +247,7 @@ class MapTerm:
         self.atoms = atoms[subset[atoms]]
         self.sites = sites[keep]
         self.site_terms = site_terms.select(keep)
+        self.site_scale = None if site_scale is None else site_scale[keep]
         return True
 
     def prepare(self, xyz, b_iso, factor: float) -> None:
@@ -312,12 +324,17 @@ class MapTerm:
             nz, ny, nx = self.frame.shape
             return m[:nz, :ny, :nx]
         m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.site_terms, self.cur_frame,
-                            blur=self.blur, method="blur", cutoff=CUTOFF,
+                            blur=self._site_blur(), method="blur", cutoff=CUTOFF,
                             radius=self._radii(xyz, b_iso, occ))
         if self.extra is not None:
             m = m + grid_extra(self.extra, *_take(self.atoms_t, xyz, b_iso, occ), self.cur_frame,
                                self.blur, CUTOFF)
         return m
+
+    def _site_blur(self):
+        """Blur (Å²) of the coordinate stages' model map: one value, or per site (S, 1) at
+        each atom's local resolution (``d_atom``)."""
+        return self.blur if self.site_scale is None else self.blur * self.site_scale
 
     def _radii(self, xyz, b_iso, occ):
         """Cutoff radii of the sites at the current blur, cached while B stays the same
@@ -328,7 +345,8 @@ class MapTerm:
         if hit is None or not (hit[0] is b_iso and hit[1] == b_iso._version
                                and hit[2] == self.blur and hit[3] is self.sites):
             sel = self.sites
-            _, _, width = self.site_terms.components(xyz[sel], b_iso[sel], occ[sel], self.blur)
+            _, _, width = self.site_terms.components(xyz[sel], b_iso[sel], occ[sel],
+                                                     self._site_blur())
             self._radii_for = (b_iso, b_iso._version, self.blur, self.sites)
             self._radii_val = atom_radii(self.site_terms.a, width, CUTOFF)
         return self._radii_val

@@ -155,21 +155,27 @@ def _rigid_pass(run, groups, factor, iterations, stage, name):
             run.term.restrict(None)
 
 
-def _supported(run, stage: str) -> bool:
-    """False (logged) when the map's resolution is too low for ``stage`` (`low_resolution`)."""
-    if run.term.d < run.cfg.low_resolution:
-        return True
-    log.info("%s skipped: the map supports %.3g Å, at or beyond low_resolution %.3g Å (%s "
-             "are not resolved there)", stage, run.term.d, run.cfg.low_resolution,
-             "side chains" if stage.startswith("χ1") else "small elements")
-    return False
+def _resolved(run, stage: str) -> np.ndarray:
+    """Atoms (bool (N,)) around which the map resolves what ``stage`` moves: local resolution
+    better than `low_resolution`; the others are logged and left where they are."""
+    ok = run.d_atom < run.cfg.low_resolution
+    n_out = int((run.moving & ~ok).sum())
+    if n_out:
+        log.info("%s: %d of %d refined atoms left out, where the map supports %.3g Å or worse "
+                 "(low_resolution; side chains are not resolved there)", stage, n_out,
+                 int(run.moving.sum()), run.cfg.low_resolution)
+    return ok
 
 
 def sse_stage(run):
     cfg = run.cfg
-    if not _supported(run, "Secondary-structure rigid body"):
-        return
     groups, labels = sse_groups(run.model, run.moving)
+    keep = [k for k, g in enumerate(groups) if np.median(run.d_atom[g]) < cfg.low_resolution]
+    if len(keep) < len(groups):
+        log.info("Secondary-structure rigid body: %d of %d groups left out, where the map "
+                 "supports %.3g Å or worse (low_resolution; small elements are not resolved "
+                 "there)", len(groups) - len(keep), len(groups), cfg.low_resolution)
+    groups, labels = [groups[k] for k in keep], [labels[k] for k in keep]
     if not groups:
         log.info("Secondary-structure rigid body: no groups among the refined atoms; skipped")
         return
@@ -186,14 +192,15 @@ def sse_stage(run):
 def chi1_stage(run):
     import torch
 
-    if not _supported(run, "χ1 rotamer scan"):
+    resolved = _resolved(run, "χ1 rotamer scan")
+    if not (run.moving & resolved).any():
         return
     t0 = time.perf_counter()
     run.term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
     chi2 = bool(run.cfg.rotamer_chi2)
     values, frame, mask = run.term.rotamer_view()
-    new, changed, scanned = scan_chi1(run.model, run.numpy_xyz(), run.moving, values, frame,
-                                      mask, chi2=chi2)
+    new, changed, scanned = scan_chi1(run.model, run.numpy_xyz(), run.moving & resolved, values,
+                                      frame, mask, chi2=chi2)
     log.info("%s rotamer scan: staggered %s by the mean map value at side-chain atoms "
              "(no heavy-atom contact < 2.6 Å); %d of %d side chains changed",
              "χ1/χ2" if chi2 else "χ1", "χ1 × χ2" if chi2 else "χ1", changed, scanned)
@@ -206,13 +213,7 @@ def chi1_stage(run):
 # ------------------------------------------------------------------------- coordinates
 def xyz_stage(run):
     cfg = run.cfg
-    sigma = reference_sigma(cfg, run.term.d)
-    if sigma:
-        run.ref, run.ref_k = run.xyz.detach().clone(), 1.0 / sigma ** 2
-        log.info("Reference-model restraints: every refined atom to its position at the "
-                 "start of the coordinate stage, σ = %.3g Å%s", sigma,
-                 " (auto: the map supports %.3g Å)" % run.term.d
-                 if cfg.reference_sigma == "auto" else "")
+    _reference_restraints(run)
     log.info("Coordinates: all-atom L-BFGS (strong Wolfe), %d iterations × %d macro cycles, "
              "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
     rec = None
@@ -228,11 +229,33 @@ def xyz_stage(run):
         _bond_guard(run)
 
 
-def reference_sigma(cfg, d: float):
-    """σ (Å) of the reference-model restraints for resolution ``d``, or None (off)."""
-    if cfg.reference_sigma == "auto":
-        return AUTO_REFERENCE_SIGMA if d >= cfg.low_resolution else None
-    return cfg.reference_sigma
+def _reference_restraints(run):
+    """Restrain refined atoms to their positions at the start of the coordinate stage.
+
+    A given ``reference_sigma`` applies to every refined atom; "auto" applies
+    `AUTO_REFERENCE_SIGMA` to the atoms around which the map supports `low_resolution` or
+    worse (their local resolution), and none elsewhere.
+    """
+    import torch
+
+    cfg = run.cfg
+    if cfg.reference_sigma is None:
+        return
+    if cfg.reference_sigma != "auto":
+        run.ref, run.ref_k = run.xyz.detach().clone(), 1.0 / float(cfg.reference_sigma) ** 2
+        log.info("Reference-model restraints: every refined atom to its position at the "
+                 "start of the coordinate stage, σ = %.3g Å", cfg.reference_sigma)
+        return
+    low = run.moving & (run.d_atom >= cfg.low_resolution)
+    if not low.any():
+        return
+    k = np.where(low, 1.0 / AUTO_REFERENCE_SIGMA ** 2, 0.0)
+    run.ref = run.xyz.detach().clone()
+    run.ref_k = torch.as_tensor(k, device=run.xyz.device, dtype=run.xyz.dtype)
+    log.info("Reference-model restraints (auto): %d of %d refined atoms, where the map "
+             "supports %.3g Å or worse, to their positions at the start of the coordinate "
+             "stage, σ = %.3g Å", int(low.sum()), int(run.moving.sum()), cfg.low_resolution,
+             AUTO_REFERENCE_SIGMA)
 
 
 def _xyz_cycle(run, blur_factor) -> float:

@@ -20,12 +20,13 @@ from .api import ScoreReport, check_inputs, score
 from .cc import cc_box, cc_mask, cc_peaks, cc_torch, cc_volume, pearson, rsr
 from .fsc import d_at_fsc, fsc_curve
 from .masks import atom_radius, image_radius, molecular_mask, sites_mask, site_voxels
-from .resolution import ResolutionEstimate, estimate_resolution
+from .resolution import (LocalResolution, ResolutionEstimate, estimate_resolution,
+                         local_resolution)
 
 __all__ = [
     "ScoreReport", "score", "check_inputs",
     "cc_box", "cc_mask", "cc_peaks", "cc_torch", "cc_volume", "pearson", "rsr",
     "fsc_curve", "d_at_fsc",
     "atom_radius", "image_radius", "molecular_mask", "sites_mask", "site_voxels",
-    "ResolutionEstimate", "estimate_resolution",
+    "LocalResolution", "ResolutionEstimate", "estimate_resolution", "local_resolution",
 ]

@@ -181,3 +181,126 @@ def estimate_resolution(model, emap: Grid, *, table: str = "electron", device="c
              "; at the map's Nyquist limit, finer detail may be lost to the sampling"
              if at_limit else "", est.seconds)
     return est
+
+
+LOCAL_WINDOW = 5.0
+"""σ (Å) of the Gaussian window of the local model–map correlation (`local_resolution`)."""
+LOCAL_STEPS = (1.0, 1.12, 1.25, 1.4, 1.6, 1.8, 2.0, 2.3, 2.6, 3.0)
+"""Resolutions tried by `local_resolution`, as multiples of the stated d."""
+
+
+@dataclass(frozen=True)
+class LocalResolution:
+    """Result of `local_resolution`.
+
+    Attributes
+    ----------
+    d_atom : ndarray, shape (N,)
+        Local resolution (Å) at each atom, ≥ the stated d (NaN outside the map).
+    levels : ndarray, shape (L,)
+        Resolutions tried (Å).
+    cc : ndarray, shape (L, N)
+        Local model–map CC at each level and atom.
+    window : float
+        Å, σ of the Gaussian window.
+    seconds : float
+    """
+
+    d_atom: np.ndarray
+    levels: np.ndarray
+    cc: np.ndarray
+    window: float
+    seconds: float
+
+    def summary(self) -> dict:
+        """Percentiles (10, 25, 50, 75, 90) of ``d_atom`` (Å) and the window, JSON-ready."""
+        ok = np.isfinite(self.d_atom)
+        q = np.percentile(self.d_atom[ok], [10, 25, 50, 75, 90]) if ok.any() else [None] * 5
+        return {"percentiles_10_25_50_75_90": [None if v is None else round(float(v), 2)
+                                               for v in q],
+                "levels": [round(float(v), 2) for v in self.levels], "window": self.window,
+                "seconds": round(self.seconds, 2)}
+
+
+def local_resolution(model, emap: Grid, d: float, *, window: float = LOCAL_WINDOW,
+                     steps=LOCAL_STEPS, table: str = "electron",
+                     device="cpu") -> LocalResolution:
+    """Resolution the map supports around each atom: a local d_model.
+
+    For each trial resolution d_k (``steps`` × ``d``), the model map sharply cut at d_k
+    (one model map to the Nyquist limit, cut in Fourier space) is correlated with the map
+    over a Gaussian window of σ ``window`` Å around every voxel (local means, variances
+    and covariance by Gaussian filtering); each atom takes the d_k whose local CC at its
+    position is highest — the local analogue of d_model (Afonine et al. 2018, Acta Cryst.
+    D74, 814): detail the map does not hold lowers the CC. A flexible domain, a segment
+    blurred by motion or a partial occupancy then reads coarser than the stated d.
+
+    Parameters
+    ----------
+    model : densrefine.Model
+        Model placed in the map.
+    emap : Grid
+    d : float
+        Stated resolution (Å); the estimate is never finer.
+    window : float
+        σ of the correlation window (Å).
+    steps : sequence of float
+        Trial resolutions as multiples of ``d`` (those finer than the map's Nyquist
+        limit are dropped).
+    table, device
+        Model map (`densrefine.simulate.simulate`).
+
+    Returns
+    -------
+    LocalResolution
+
+    Examples
+    --------
+    >>> from densrefine.build import ideal_peptide, with_cell_box   # doctest: +SKIP
+    >>> lr = local_resolution(model, emap, 3.2)                      # doctest: +SKIP
+    >>> lr.d_atom.shape == (len(model),)                             # doctest: +SKIP
+    True
+    """
+    from scipy import ndimage
+
+    from ..grid import sub_box
+    from ..simulate import simulate
+
+    t0 = time.perf_counter()
+    xyz = np.asarray(model.atoms.xyz, np.float64)
+    box, _ = sub_box(emap, xyz, 3.0 * window + 2.0)
+    voxel = np.asarray(box.voxel_size, float)
+    d_nyq = 2.0 * float(voxel.max())
+    levels = np.array([d * k for k in steps if d * k >= d_nyq * 1.0001])
+    if not len(levels):
+        levels = np.array([d_nyq * 1.0001])
+    mmap = simulate(model, like=box, resolution=d_nyq * 1.0001, table=table,
+                    method="fourier", device=device, cutoff=MODEL_MAP_CUTOFF).values
+    e = np.asarray(box.values, np.float32)
+    fm = np.fft.rfftn(np.asarray(mmap, np.float32))
+    s2 = reciprocal_s2(box.shape, box.frame.cell_matrix)
+    sig = window / voxel[::-1]
+
+    def smooth(x):
+        return ndimage.gaussian_filter(x, sig, mode="constant")
+
+    ge = smooth(e)
+    vee = smooth(e * e) - ge * ge
+    idx = box.xyz_to_index(xyz)[:, ::-1].T
+    cc = np.empty((len(levels), len(xyz)))
+    for k, dk in enumerate(levels):
+        mk = np.fft.irfftn(fm * (s2 < 1.0 / dk ** 2), s=e.shape, axes=(0, 1, 2)).astype(np.float32)
+        gm = smooth(mk)
+        c = (smooth(e * mk) - ge * gm) / np.sqrt(np.maximum(vee * (smooth(mk * mk) - gm * gm),
+                                                            1e-30))
+        cc[k] = ndimage.map_coordinates(c, idx, order=1, mode="nearest")
+    d_atom = np.maximum(levels[np.argmax(cc, axis=0)], d)
+    outside = np.any((idx < 0) | (idx > np.array(box.shape)[:, None] - 1), axis=0)
+    d_atom[outside] = np.nan
+    res = LocalResolution(d_atom, levels, cc, float(window), time.perf_counter() - t0)
+    q = res.summary()["percentiles_10_25_50_75_90"]
+    log.info("Local resolution (local d_model: model-map CC in a %.3g Å Gaussian window over "
+             "%d levels %.3g-%.3g Å): atoms at %s Å (10/25/50/75/90 %%) in %.2f s", window,
+             len(levels), levels[0], levels[-1], " / ".join(f"{v:.2f}" for v in q if v is not None),
+             res.seconds)
+    return res
