@@ -283,8 +283,8 @@ def local_resolution(model, emap: Grid, d: float, *, window: float = LOCAL_WINDO
     small = np.minimum(n, np.ceil(n * voxel / (levels[0] / 2.2)).astype(int)) \
         if box.is_orthogonal else n
     shape = tuple(int(v) for v in small[::-1])
-    fe = torch.fft.rfftn(torch.as_tensor(np.asarray(box.values, np.float32)))
-    fm = torch.fft.rfftn(torch.as_tensor(np.asarray(mmap, np.float32)))
+    fe = torch.fft.rfftn(torch.tensor(np.asarray(box.values, np.float32)))   # a copy: read-only
+    fm = torch.fft.rfftn(torch.tensor(np.asarray(mmap, np.float32)))
     if shape != tuple(box.shape):
         fe, fm = crop_spectrum(fe, shape), crop_spectrum(fm, shape)
     cell = box.frame.cell_matrix
