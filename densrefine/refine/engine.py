@@ -70,7 +70,7 @@ class Run:
     """
 
     def __init__(self, model, term, geom, moving, cfg, device, dtype, stats, callback=None,
-                 monitor=None):
+                 monitor=None, d_atom=None):
         import torch
 
         at = model.atoms
@@ -84,22 +84,20 @@ class Run:
         self.w = 1.0
         self.w_cap = None  # the likelihood cap of the automatic weight (stages.weight_init)
         self.fourier = False
-        self.ref = None    # (N, 3) reference positions, and 1/σ² (Å⁻², scalar or (N,))
-        self.ref_k = 0.0
-        self.d_atom = np.full(len(at), float(term.d))  # resolution around each atom (Å)
+        self.ref = None    # (N, 3) reference positions, and 1/σ² per atom (N,) Å⁻²
+        self.ref_k = None
+        # resolution the map supports around each atom (Å; `DataSpec.d_atom`)
+        self.d_atom = np.full(len(at), float(term.d)) if d_atom is None else d_atom
         self.rigid_atoms = None  # (N,) bool: the data term's atoms in rigid/SSE passes
         self.stats, self.cycles = stats, stats["cycles"]
         self.callback, self.monitor = callback, monitor
 
     def total(self, xyz, b=None):
         """w · data term + geometry (+ reference restraints) at ``xyz`` (and ``b``)."""
-        import torch
-
         m = self.term.target(xyz, self.b if b is None else b, self.occ, self.fourier)
         e, _ = self.geom.term.energy(xyz)
         if self.ref is not None:
-            k = self.ref_k if not isinstance(self.ref_k, torch.Tensor) else self.ref_k[self.mv, None]
-            e = e + (k * (xyz[self.mv] - self.ref[self.mv]) ** 2).sum()
+            e = e + (self.ref_k[self.mv, None] * (xyz[self.mv] - self.ref[self.mv]) ** 2).sum()
         return self.w * m + e
 
     def numpy_xyz(self):
@@ -323,8 +321,8 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     if spec.d_stated is not None:
         stats["input"]["resolution_stated"] = spec.d_stated
     stats["timings"]["setup_s"] = time.perf_counter() - t0
-    run = Run(model, term, geom, moving, cfg, dev, dtype, stats, callback, monitor)
-    run.d_atom = spec.d_atom(len(at))
+    run = Run(model, term, geom, moving, cfg, dev, dtype, stats, callback, monitor,
+              spec.d_atom(len(at)))
     if spec.local is not None:
         stats["input"]["local_resolution"] = spec.local.summary()
     if (not cfg.rigid_side_chains and "xyz" in cfg.stages

@@ -241,21 +241,19 @@ def _reference_restraints(run):
     cfg = run.cfg
     if cfg.reference_sigma is None:
         return
-    if cfg.reference_sigma != "auto":
-        run.ref, run.ref_k = run.xyz.detach().clone(), 1.0 / float(cfg.reference_sigma) ** 2
-        log.info("Reference-model restraints: every refined atom to its position at the "
-                 "start of the coordinate stage, σ = %.3g Å", cfg.reference_sigma)
+    auto = cfg.reference_sigma == "auto"
+    sigma = AUTO_REFERENCE_SIGMA if auto else float(cfg.reference_sigma)
+    held = run.moving & (run.d_atom >= cfg.low_resolution) if auto else run.moving
+    if not held.any():
         return
-    low = run.moving & (run.d_atom >= cfg.low_resolution)
-    if not low.any():
-        return
-    k = np.where(low, 1.0 / AUTO_REFERENCE_SIGMA ** 2, 0.0)
     run.ref = run.xyz.detach().clone()
-    run.ref_k = torch.as_tensor(k, device=run.xyz.device, dtype=run.xyz.dtype)
-    log.info("Reference-model restraints (auto): %d of %d refined atoms, where the map "
-             "supports %.3g Å or worse, to their positions at the start of the coordinate "
-             "stage, σ = %.3g Å", int(low.sum()), int(run.moving.sum()), cfg.low_resolution,
-             AUTO_REFERENCE_SIGMA)
+    run.ref_k = torch.as_tensor(np.where(held, 1.0 / sigma ** 2, 0.0), device=run.xyz.device,
+                                dtype=run.xyz.dtype)
+    log.info("Reference-model restraints%s: %d of %d refined atoms%s to their positions at "
+             "the start of the coordinate stage, σ = %.3g Å", " (auto)" if auto else "",
+             int(held.sum()), int(run.moving.sum()),
+             f", where the map supports {cfg.low_resolution:.3g} Å or worse," if auto else "",
+             sigma)
 
 
 def _xyz_cycle(run, blur_factor) -> float:

@@ -87,9 +87,6 @@ def test_fmodel_r_work_and_scales_ignore_free_reflections(case):
                                                              rel=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="xtal/maps.py: sigmaA is estimated from all reflections "
-                   "and free F_obs enter the 2mFo-DFc map used for refinement (lead: estimate "
-                   "sigmaA on the work set and give free reflections D·F_c)")
 def test_map_coefficients_of_work_reflections_ignore_free_set(case):
     from densrefine.xtal.maps import map_coefficients
 
