@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 
 from ..errors import DensrefineWarning, InputError, input_error
+from ..io.model import structure_from_model
+from ..types import Model
 from .monlib import read_library
 from .nonbonded import nonbonded_parameters
 from .restraint_set import RestraintSet
@@ -260,7 +262,6 @@ def _known_part(model, missing):
 
     Returns the sub-model and the original index of each of its atoms.
     """
-    from ..types import Model
 
     at = model.atoms
     unk = np.isin(at.res_name, list(missing))
@@ -323,7 +324,6 @@ def build_restraints(model, *, monlib=None, ligands=(), unknown="error",
     >>> rs.counts()["bonds"]
     22
     """
-    from ..io.model import structure_from_model
 
     if unknown not in ("error", "self"):
         raise input_error("unknown", f"invalid value {unknown!r}", "use 'error' or 'self'")
