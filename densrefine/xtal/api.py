@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import DensrefineWarning, input_error
+from ..io.model import to_gemmi
+from ..io.reflections import Reflections, check_model_compatible, read_reflections
 from .bulk import fmask
-from .fcalc import fcalc
+from .fcalc import choose_method, fcalc
 from .scale import f_model, f_model_abs, fit_scales, r_factor, resolution_bins
+from .twin import ALPHA_MIN, analyse_twinning, apply_law, law_name, twin_laws
 
 TWIN_MODES = ("auto", "off", "on")
 """``twin``: "auto" (model the twin when the data indicate it, `densrefine.xtal.twin`),
@@ -101,8 +105,6 @@ class FModel:
         self.update(model)
 
     def _choose_twin(self, twin: str) -> None:
-        from ..errors import input_error
-        from .twin import analyse_twinning, law_name, twin_laws
 
         self.twin_analysis, op = analyse_twinning(self.refl)
         if twin == "auto":
@@ -126,7 +128,6 @@ class FModel:
         self.twin_op = match[0]
 
     def _alpha0(self) -> float:
-        from .twin import law_name
 
         name = law_name(self.twin_op)
         for h in (self.twin_analysis.h_tests if self.twin_analysis else []):
@@ -136,9 +137,6 @@ class FModel:
 
     def update(self, model) -> None:
         """Recompute F_calc, F_mask and all scales for ``model``'s coordinates."""
-        from ..io.model import to_gemmi
-        from .fcalc import choose_method
-        from .twin import ALPHA_MIN, apply_law, law_name
 
         r = self.refl
         n = len(self.hkl)
@@ -186,7 +184,6 @@ class FModel:
                                                 self.scales)), sel)
 
     def _twin_info(self, untwinned) -> dict | None:
-        from .twin import law_name
 
         if self.twin_mode == "off":
             return None
@@ -257,8 +254,6 @@ class RefineMonitor:
     def __call__(self, xyz, b) -> dict:
         import warnings
 
-        from ..errors import DensrefineWarning
-
         at = self.model.atoms
         new = self.model.with_atoms(at.replace(xyz=np.asarray(xyz, np.float64),
                                                b_iso=np.asarray(b, np.float64)))
@@ -282,7 +277,6 @@ def prepare(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None):
 
     InputError naming both values when the cell or space group disagree.
     """
-    from ..io.reflections import Reflections, check_model_compatible, read_reflections
 
     refl = data if isinstance(data, Reflections) else read_reflections(
         data, labin=labin, d_min=d_min, d_max=d_max, free_flag=free_flag)
@@ -300,7 +294,6 @@ def make_fmodel(model, data, *, labin=None, d_min=None, d_max=None, free_flag=No
 
     Parameters are those of `rfactor`; ``fmodel.timings["read_s"]`` is the reading time.
     """
-    from ..errors import input_error
 
     if twin not in TWIN_MODES and not (isinstance(twin, str) and "h" in twin):
         raise input_error("twin", f"{twin!r} is not a twin mode",

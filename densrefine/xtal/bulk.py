@@ -16,6 +16,8 @@ import logging
 
 import numpy as np
 
+from .fcalc import cell_grid_shape
+
 log = logging.getLogger("densrefine")
 
 MASK_SPACING = 0.6
@@ -50,7 +52,6 @@ def gather_p1(ft, hkl, full_shape):
 
 
 def mask_grid_shape(cell, spacegroup, d_min: float):
-    from .fcalc import cell_grid_shape
 
     # finer than 0.6 Å only when the data go beyond the grid's Nyquist limit (d < 1.2 Å)
     return cell_grid_shape(cell, spacegroup, min(MASK_SPACING, float(d_min) / 2.5))

@@ -24,7 +24,10 @@ import math
 
 import numpy as np
 
+from ..errors import InputError
 from ..grid import box_map
+from ..io.reflections import read_map_coefficients
+from .api import FModel, prepare
 
 log = logging.getLogger("densrefine")
 
@@ -157,9 +160,6 @@ def map_from_data(model, data, *, kind: str = "2fofc", source: str = "auto", lab
         ``source`` ("file: FWT,PHWT" or "computed 2mFo-DFc, sigmaA"), ``d_min``,
         and ``fmodel`` (the `FModel` when computed or when F_obs is present, else None).
     """
-    from ..errors import InputError
-    from ..io.reflections import read_map_coefficients
-    from .api import FModel, prepare
 
     if source in ("auto", "file"):
         try:
