@@ -43,8 +43,9 @@ from ..io.model import structure_from_model
 from ..restraints.monlib import find_monlib
 from ..types import Model
 from . import iam, ml_basis
+from .cavity import cavity_radii
 from .charges import formal_charges
-from .terms import DensityTerms, GaussianExtra, ScreenedCoulomb
+from .terms import DensityTerms, GaussianExtra, ReactionField, ScreenedCoulomb
 
 log = logging.getLogger("densrefine")
 
@@ -287,35 +288,65 @@ def predict(elements, xyz, charges, net=None, bonds=None, implicit_h=None) -> np
 
 
 # ----------------------------------------------------------------------------- density model
-def terms(atoms, table: str = "electron") -> DensityTerms:
-    """IAM Gaussians with the predicted Δρ: see the module docstring.
+RESPONSE = "poisson"
+"""How the electron-table potential treats the solvent: "poisson" (Coulomb potential of Δρ +
+the continuum solvent's reaction field, `densrefine.simulate.solvent`; the default since
+issue 21), "screened" (Yukawa screening `SCREENING_LENGTH`, the stage-1 default before) or
+"none" (the bare solute's Coulomb potential)."""
+CAVITY_SCALE = 1.2
+"""Cavity radius / modified Bondi radius: PySCF's and Q-Chem's C-PCM default, the PCM the
+data were computed in (not fitted)."""
+BOUNDARY_WIDTH = 0.3
+"""Å: width of the smooth dielectric boundary (`densrefine.simulate.solvent.dielectric`)."""
+UNITED_RADIUS = 0.0
+"""Å added to the cavity radius of a heavy atom carrying implicit hydrogens (models
+without H)."""
+COULOMB = ScreenedCoulomb(MOTT_BETHE_C, float("inf"))
+"""Unscreened Mott–Bethe filter (the solvent's response comes from `ReactionField`)."""
 
-    X-ray: ``a``, ``b`` of shape (N, 5 + 8) (IAM columns then Δρ columns), no grid part.
-    Electron: the IAM ``a``, ``b`` (N, 5) and a `GaussianExtra` with the Δρ Gaussians
-    (N, 8; united atoms add the implicit hydrogens' nuclei as a 9th column) under the
-    screened Mott–Bethe filter (`SCREENING_LENGTH`).
+
+def predict_terms(atoms):
+    """Δρ of a model: (c (N, 8) e, widths (N, 8) Å², implicit H (N,) or None, charges (N,)).
+
+    Untrained elements get no Δρ (IAM), except that a formal charge on them is kept: −q
+    electrons in one diffuse s function (an ion's IAM is the neutral atom's minus its
+    valence electrons); a warning says how many atoms.
     """
-    import time
-
-    t0 = time.perf_counter()
-    a, b = iam.coefficients(atoms, table)
     el = np.array([str(e).strip().upper() for e in atoms.element])
     q, unknown = formal_charges(atoms)
     implicit = None if np.any(el == "H") else implicit_hydrogens(atoms)
     if unknown:
         warnings.warn(f"ML density: charge of {len(unknown)} residue(s) not determined, treated "
-                      f"as neutral: {', '.join(unknown[:8])}", stacklevel=2)
+                      f"as neutral: {', '.join(unknown[:8])}", stacklevel=3)
     untrained = ~np.isin(el, list(TRAINED))
     ok = ~untrained
     c = np.zeros((len(el), ml_basis.K_S))
     c[ok] = predict(el[ok], np.asarray(atoms.xyz)[ok], q[ok],
                     implicit_h=None if implicit is None else implicit[ok])
     if untrained.any():
+        c[untrained, CHARGE_COL_HEAVY] = -q[untrained]
         warnings.warn(f"ML density: {int(untrained.sum())} atom(s) of elements not in the "
-                      f"training data ({', '.join(sorted(set(el[untrained])))}) use the IAM",
-                      stacklevel=2)
+                      f"training data ({', '.join(sorted(set(el[untrained])))}) use the IAM "
+                      "(with their formal charge)", stacklevel=3)
     w, mask = ml_basis.s_widths([e.capitalize() for e in el])
-    c = c * mask
+    return c * mask, w, implicit, q
+
+
+def terms(atoms, table: str = "electron", response: str | None = None) -> DensityTerms:
+    """IAM Gaussians with the predicted Δρ: see the module docstring.
+
+    X-ray: ``a``, ``b`` of shape (N, 5 + 8) (IAM columns then Δρ columns), no grid part.
+    Electron: the IAM ``a``, ``b`` (N, 5) and a `GaussianExtra` with the Δρ Gaussians
+    (N, 8; united atoms add the implicit hydrogens' nuclei as a 9th column) under the
+    Mott–Bethe filter, with the solvent's response ``response`` (default `RESPONSE`).
+    """
+    import time
+
+    t0 = time.perf_counter()
+    response = RESPONSE if response is None else response
+    a, b = iam.coefficients(atoms, table)
+    c, w, implicit, q = predict_terms(atoms)
+    el = np.array([str(e).strip().upper() for e in atoms.element])
     log.info("ML density (stage 1, s-only, %s): %d atoms, %s, formal charge %+g, ∫Δρ %+.3f e, "
              "%.2f s", os.path.basename(WEIGHTS), len(el),
              "explicit hydrogens" if implicit is None else
@@ -329,7 +360,47 @@ def terms(atoms, table: str = "electron") -> DensityTerms:
         # placed on the parent atom) must enter the potential too (Mott–Bethe: Z − f_x)
         c = np.concatenate([c, -implicit[:, None].astype(np.float64)], 1)
         w = np.concatenate([w, np.full((len(w), 1), NUCLEUS_WIDTH)], 1)
-    return DensityTerms(a, b, table, GaussianExtra(c, w, POTENTIAL), name=name)
+    if response == "screened":
+        return DensityTerms(a, b, table, GaussianExtra(c, w, POTENTIAL), name=name)
+    if response == "none":
+        return DensityTerms(a, b, table, GaussianExtra(c, w, COULOMB), name=name)
+    if response != "poisson":
+        raise ValueError(f"response {response!r}: use poisson, screened or none")
+    log.info("ML density: potential = Coulomb(Δρ) + continuum-solvent reaction field (ε %.2f, "
+             "cavity %.2f × Bondi radii%s, boundary width %.2f Å)", EPS_SOLVENT, CAVITY_SCALE,
+             "" if implicit is None else f" + {UNITED_RADIUS:.2f} Å on atoms with implicit H",
+             BOUNDARY_WIDTH)
+    return DensityTerms(a, b, table, GaussianExtra(c, w, COULOMB, solvent_of(atoms, implicit)),
+                        name=name)
+
+
+SOLVE_IAM = False
+"""Whether the neutral IAM atoms' charge enters the Poisson solve (see `solvent_of`)."""
+EPS_SOLVENT = 78.3553
+"""Water (as the PCM of the data)."""
+
+
+def solvent_of(atoms, implicit=None) -> ReactionField:
+    """The `ReactionField` of a model: cavity radii and the IAM charge (nuclei − X-ray IAM
+    electrons) in map units of the electron table (C·π per e/Å, Mott–Bethe)."""
+    el = np.array([str(e).strip().capitalize() for e in atoms.element])
+    if SOLVE_IAM:
+        ax, bx = iam.coefficients(atoms, "xray")
+        bx = np.where(bx > 0, bx, NUCLEUS_WIDTH)
+        z = np.array([gemmi_z(e) for e in el], float)
+        qa = np.concatenate([z[:, None], -ax], 1)
+        qb = np.concatenate([np.full((len(el), 1), NUCLEUS_WIDTH), bx], 1)
+    else:
+        qa, qb = np.zeros((len(el), 1)), np.ones((len(el), 1))
+    radii = cavity_radii(el, CAVITY_SCALE, implicit, UNITED_RADIUS)
+    return ReactionField(radii, qa, qb, MOTT_BETHE_C * math.pi, EPS_SOLVENT, BOUNDARY_WIDTH)
+
+
+def gemmi_z(element: str) -> int:
+    """Atomic number of an element symbol (gemmi)."""
+    import gemmi
+
+    return gemmi.Element(element).atomic_number
 
 
 def pair_metric(alpha_i, alpha_j, r, blur: float = 0.0):

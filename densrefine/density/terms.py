@@ -13,7 +13,10 @@ simulate.
     A density the model evaluates itself on a `densrefine.types.GridFrame` (the stage-2
     s,p,d,f network), optionally filtered the same way.
 `ScreenedCoulomb`
-    The filter −C/(|s|² + κ²): Mott–Bethe with Poisson screening.
+    The filter −C/(|s|² + κ²): Mott–Bethe with Poisson screening (κ = 0: plain Coulomb).
+`ReactionField`
+    What a continuum-solvent response needs (cavity radii, the rest of the solute's
+    charge); `densrefine.simulate.grid_extra` adds its potential to a `GaussianExtra`'s.
 
 Rows of ``a``, ``b`` and of a `GaussianExtra` are the atoms, in order; `DensityTerms.select`
 keeps a subset of them (for a map term over some of the atoms).
@@ -48,8 +51,46 @@ class ScreenedCoulomb:
     screening: float
 
     def kernel(self, s2):
-        """Multiplier of each Fourier term, given |s|² (Å⁻², array or tensor)."""
+        """Multiplier of each Fourier term, given |s|² (Å⁻², array or tensor); with an
+        infinite screening length the s = 0 term (the mean) is set to 0."""
+        if not np.isfinite(self.screening):
+            return -self.constant / (s2 + (s2 == 0)) * (s2 != 0)
         return -self.constant / (s2 + 1.0 / self.screening ** 2)
+
+
+@dataclass(frozen=True, eq=False)
+class ReactionField:
+    """A continuum solvent's response to the solute's charge (`densrefine.simulate.solvent`).
+
+    The solute's charge density is the `GaussianExtra`'s own Δρ (electrons, counted
+    negative) plus ``a``, ``b``: per atom the nucleus (+Z) and the IAM electrons (−f, X-ray
+    table), in charge units. The potential of the polarised solvent is found by a Poisson
+    solve in the dielectric ``eps`` outside a cavity of atomic spheres (``radii``),
+    blurred like the map and scaled by ``constant`` (e/Å → the map's units).
+
+    Attributes
+    ----------
+    radii : ndarray, shape (N,)
+        Cavity radii (Å).
+    a, b : ndarray, shape (N, K3)
+        Charges (e) and widths (Å², splat convention) of the rest of the solute's charge.
+    constant : float
+        Map units per e/Å (C·π for the electron table's Mott–Bethe scale).
+    eps, width : float
+        Solvent dielectric constant; width (Å) of the smooth cavity boundary.
+    """
+
+    radii: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    constant: float
+    eps: float = 78.3553
+    width: float = 0.3
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def select(self, rows) -> "ReactionField":
+        return ReactionField(np.asarray(self.radii)[rows], np.asarray(self.a)[rows],
+                             np.asarray(self.b)[rows], self.constant, self.eps, self.width)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,14 +108,18 @@ class GaussianExtra:
     w : ndarray, shape (N, K2)
         Widths (Å², > 0).
     filter : ScreenedCoulomb or None
+    solvent : ReactionField or None
+        With a filter: add the solvent's reaction field to the potential.
     """
 
     c: np.ndarray
     w: np.ndarray
     filter: ScreenedCoulomb | None = None
+    solvent: ReactionField | None = None
 
     def select(self, rows) -> "GaussianExtra":
-        return GaussianExtra(np.asarray(self.c)[rows], np.asarray(self.w)[rows], self.filter)
+        return GaussianExtra(np.asarray(self.c)[rows], np.asarray(self.w)[rows], self.filter,
+                             None if self.solvent is None else self.solvent.select(rows))
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,7 @@ from ..types import GridFrame
 from .fourier import default_blur, fourier_filter, fourier_truncate, n_terms_kept, refmac_blur
 from .kernel import splat
 from .plan import cutoff_radius
+from .solvent import dielectric, reaction_field
 
 log = logging.getLogger("densrefine")
 
@@ -123,7 +124,65 @@ def grid_extra(extra, xyz, b_iso, occ, frame, blur: float, cutoff: float):
         rho = extra.evaluate(xyz, b_iso, occ, per, blur, cutoff)
     if extra.filter is None:
         return rho
-    return fourier_filter(rho, per, extra.filter.kernel)
+    out = fourier_filter(rho, per, extra.filter.kernel)
+    if isinstance(extra, GaussianExtra) and extra.solvent is not None:
+        out = out + solvent_potential(extra.solvent, rho, xyz, b_iso, occ, per, blur, cutoff)
+    return out
+
+
+POST_BLUR = True
+"""Blur the reaction field once more by the map blur (chosen on the training fragments,
+`densrefine.ml.solvent_calib`)."""
+REFRESH_RMS = 0.3
+"""Å: a cached reaction field is re-solved once the atoms have moved this far (rms) since."""
+
+
+def solvent_potential(rf, rho, xyz, b_iso, occ, frame, blur: float, cutoff: float):
+    """The solvent's reaction-field potential (map units) for the solute charge: ``rf``'s
+    nuclei + IAM electrons minus the extra's electrons ``rho`` (`densrefine.simulate.solvent`).
+
+    The Poisson solve sees the charges blurred as the map (B_j + ``blur``) and its
+    potential is blurred once more by ``blur`` (the response of a charge well inside its
+    cavity barely depends on the charge's own blur). It is a fixed field: no gradient flows
+    through it, and for the same frame and blur it is re-used until the atoms have moved
+    `REFRESH_RMS` Å (rms) from where it was solved (refinement evaluates it hundreds of
+    times).
+    """
+    import time
+
+    import torch
+
+    key = (tuple(frame.shape), tuple(np.round(frame.origin, 4)), tuple(np.round(
+        frame.voxel_size, 5)), round(float(blur), 4), xyz.dtype, str(xyz.device))
+    x = xyz.detach()
+    hit = rf._cache.get(key)
+    if hit is not None and hit[0].shape == x.shape and float(
+            ((hit[0] - x) ** 2).sum(1).mean().sqrt()) < REFRESH_RMS:
+        return hit[1]
+    if not frame.is_orthogonal:
+        warnings.warn("ML density: no solvent reaction field on a non-orthogonal grid",
+                      DensrefineWarning, stacklevel=3)
+        return torch.zeros_like(rho)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        a, b = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (rf.a, rf.b))
+        width = b + b_iso.detach()[:, None] + blur
+        radius = cutoff_radius(np.asarray(rf.a), width.cpu().double().numpy(), cutoff)
+        charge = splat(x, occ.detach()[:, None] * a, width, frame, radius=radius,
+                       cutoff=cutoff) - rho.detach()
+        eps = dielectric(x, rf.radii, frame, rf.eps, rf.width)
+        phi, info = reaction_field(charge.to(torch.float64), eps.to(torch.float64), frame)
+        if blur > 0 and POST_BLUR:
+            phi = fourier_filter(phi, frame, lambda s2: torch.exp(-float(blur) * s2 / 4))
+        phi = (rf.constant * phi).to(rho.dtype)
+    rf._cache.clear()
+    rf._cache[key] = (x.clone(), phi)
+    log.info("Solvent reaction field: Poisson, ε %.4g outside %d atomic spheres (boundary "
+             "width %.2f Å), %s grid %.2f Å, CG %d iterations (residual %.1e), %.2f s", rf.eps,
+             len(rf.radii), rf.width, "×".join(map(str, frame.shape_xyz)),
+             float(frame.voxel_size.max()), info["iterations"], info["residual"],
+             time.perf_counter() - t0)
+    return phi
 
 
 def atom_radii(a, width, cutoff: float) -> np.ndarray:

@@ -120,9 +120,47 @@ def test_ml_terms_are_typed_and_simulate_never_calls_back():
     tx, te = ml.terms(m.atoms, "xray"), ml.terms(m.atoms, "electron")
     assert isinstance(tx, DensityTerms) and tx.extra is None and tx.a.shape[1] == 5 + 8
     assert isinstance(te.extra, GaussianExtra) and te.a.shape[1] == 5
-    assert te.extra.filter is ml.POTENTIAL and te.extra.c.shape[0] == len(m.atoms)
+    assert te.extra.filter is ml.COULOMB and te.extra.c.shape[0] == len(m.atoms)
+    assert te.extra.solvent is not None and len(te.extra.solvent.radii) == len(m.atoms)
     sub = te.select([0, 2])
     np.testing.assert_array_equal(sub.extra.c, te.extra.c[[0, 2]])
+    np.testing.assert_array_equal(sub.extra.solvent.radii, te.extra.solvent.radii[[0, 2]])
+    assert ml.terms(m.atoms, "electron", response="screened").extra.filter is ml.POTENTIAL
+
+
+def test_unscreened_coulomb_drops_only_the_mean():
+    """κ = 0: −C/s² for s > 0 and 0 for the s = 0 term (no division by zero)."""
+    k = ml.COULOMB.kernel(torch.tensor([0.0, 0.25, 1.0], dtype=torch.float64))
+    assert torch.isfinite(k).all() and float(k[0]) == 0.0
+    assert float(k[1]) == pytest.approx(-ml.MOTT_BETHE_C / 0.25)
+
+
+def test_reaction_field_screens_an_ion_and_leaves_a_neutral_dipole_small():
+    """Poisson reaction field of Δρ: a −1 charge gets a positive field inside its cavity
+    (Born sign) that cancels most of its potential far away; the solvated potential
+    decays much faster than the bare one."""
+    from densrefine.density import GaussianExtra
+    from densrefine.grid import GridFrame
+    from densrefine.simulate import grid_extra
+
+    fr = GridFrame.box((40, 40, 40), 0.6, origin=(-12.0, -12.0, -12.0), periodic=True)
+    m = ideal_peptide("G")
+    atoms = m.atoms.select(np.arange(1))
+    atoms = atoms.replace(xyz=np.zeros((1, 3)))
+    w, _ = ml_basis.s_widths(["O"])
+    c = np.zeros((1, 8))
+    c[0, 5] = 1.0                                           # one extra electron
+    rf = ml.solvent_of(atoms)
+    bare = GaussianExtra(c, w, ml.COULOMB)
+    solv = GaussianExtra(c, w, ml.COULOMB, rf)
+    args = (torch.zeros(1, 3, dtype=torch.float64), torch.tensor([10.0], dtype=torch.float64),
+            torch.ones(1, dtype=torch.float64), fr, 16.0, 1e-7)
+    vb, vs = grid_extra(bare, *args), grid_extra(solv, *args)
+    centre, far = (20, 20, 20), (20, 20, 33)                # 7.8 Å away
+    assert float(vs[centre] - vb[centre]) > 0               # reaction field of an anion
+    drop_bare = float(vb[far] - vb[centre])
+    drop_solv = float(vs[far] - vs[centre])
+    assert 0 < drop_solv < 0.8 * drop_bare
 
 
 def test_formal_charges_and_implicit_hydrogens_of_a_peptide():
