@@ -12,8 +12,13 @@ training set's (`densrefine.ml.fragments`, `densrefine.ml.qm`) on purpose:
   Cβ as in training;
 * level of theory: PBE/def2-SVP with C-PCM water (conductor-like scaling; Barone & Cossi
   1998, J. Phys. Chem. A 102, 1995; PySCF's SWIG surface, York & Karplus 1999, J. Phys.
-  Chem. A 103, 11060, cavity = 1.2 × modified Bondi radii, Lebedev order 29), XC grid level
-  3 (training: IEF-PCM, order 17, level 2);
+  Chem. A 103, 11060, cavity = 1.2 × modified Bondi radii, Lebedev order 17), XC grid level
+  2. The level of theory is the training set's (`densrefine.ml.qm`: PBE/def2-SVP, IEF-PCM
+  with the same cavity, Lebedev order 17, grid level 2); only the PCM variant differs, and
+  for water (ε 78.4) C-PCM and IEF-PCM nearly coincide. Order 29 / level 3 were planned
+  but cost 3–4× more on the shared machine; the settings used are stored in each file.
+  What makes the set independent is the fragments (kinds, cuts and waters above) and the
+  references (exact potentials below, not fitted densities);
 * reference potentials: exact, not from fitted densities. At each point p of the region
   (voxels within 2.5 Å of any atom, 0.5 Å grid) the blurred potential of a charge density
   ρ is its Coulomb interaction with a unit Gaussian probe of exponent 4π²/B at p,
@@ -47,8 +52,8 @@ from .fragments import X_H, _atoms_of, _cut, _water, load_hydrogenated, place_at
 log = logging.getLogger("densrefine")
 
 SETTINGS = {"basis": "def2-svp", "auxbasis": "def2-universal-jkfit", "xc": "pbe",
-            "solvent": "C-PCM", "eps": 78.3553, "lebedev_order": 29, "vdw_scale": 1.2,
-            "grids_level": 3, "conv_tol": 1e-8, "spacing": 0.5, "region": 2.5,
+            "solvent": "C-PCM", "eps": 78.3553, "lebedev_order": 17, "vdw_scale": 1.2,
+            "grids_level": 2, "conv_tol": 1e-8, "spacing": 0.5, "region": 2.5,
             "d": [2.0, 3.0]}
 """Level of theory and evaluation grid of the independent set."""
 
