@@ -64,7 +64,7 @@ def dielectric(xyz, radii, frame, eps: float = EPS_WATER, width: float = 0.3):
     import torch
 
     h = torch.as_tensor(frame.voxel_size, dtype=xyz.dtype, device=xyz.device)
-    org = torch.as_tensor(frame.origin, dtype=xyz.dtype, device=xyz.device)
+    org = torch.as_tensor(np.array(frame.origin, float), dtype=xyz.dtype, device=xyz.device)
     n = torch.as_tensor(frame.shape_xyz, device=xyz.device)
     r = torch.as_tensor(np.asarray(radii, float), dtype=xyz.dtype, device=xyz.device)
     reach = float(r.max()) + 3.0 * width
