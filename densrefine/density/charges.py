@@ -12,16 +12,26 @@ non-zero charge in the model file, e.g. ``NZ  LYS ... N1+`` or ``MG  MG ... MG2+
 * ions by element (Na, K +1; Mg, Ca, Zn, Mn, Fe, Co, Ni, Cu +2; Cl, Br, I −1) when they
   are single-atom residues.
 
+* other residues (ligands, glycans, cofactors): the per-atom charges of their restraint
+  dictionary (``_chem_comp_atom.charge`` of the CCP4 monomer library), issue 21. These
+  are the formal charges of the dictionary's valence structure, not a pKa or redox
+  judgement: HEM gets Fe +2, both propionate O2A/O2D −1, NA/NC −1 and NB/ND +1 (its Fe–N
+  bonds are written as covalent), a net 0 where haem b with two ionised propionates is −2;
+  glycans (NAG, MAN, BGC, ...) are neutral. A charge given in the model file wins.
+
 Fractional charges on the symmetric atoms keep the description independent of which
 oxygen the file calls OD1. ``unknown`` lists residues whose charge could not be decided
-(none of the rules apply and the file gives no charge): they are treated as neutral and
-reported, as issue 6 asks.
+(none of the rules apply, the file gives no charge and no dictionary has the residue):
+they are treated as neutral and reported, as issue 6 asks.
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
+
+from ..errors import InputError
+from ..restraints.monlib import find_monlib
 
 log = logging.getLogger("densrefine")
 
@@ -59,6 +69,9 @@ def formal_charges(atoms) -> tuple[np.ndarray, list[str]]:
     q = np.zeros(len(names))
     unknown = []
     groups = _residue_groups(atoms)
+    ligands = sorted({resn[g[0]] for g in groups if resn[g[0]] not in STANDARD
+                      and resn[g[0]] not in ION_CHARGE})
+    dictionary = dictionary_charges(ligands)
     for gi, g in enumerate(groups):
         rn = resn[g[0]]
         nm = {n: i for n, i in zip(names[g], g)}
@@ -70,11 +83,37 @@ def formal_charges(atoms) -> tuple[np.ndarray, list[str]]:
             q[nm["OP2"]] -= 0.5
         if len(g) == 1 and rn in ION_CHARGE:
             q[g[0]] = ION_CHARGE[rn]
-        if rn not in STANDARD and rn not in ION_CHARGE and not np.any(atoms.charge[g]):
+        if rn in dictionary and not np.any(atoms.charge[g]):
+            for a, i in nm.items():
+                q[i] = dictionary[rn].get(a, 0.0)
+        elif rn not in STANDARD and rn not in ION_CHARGE and not np.any(atoms.charge[g]):
             unknown.append(f"{atoms.chain[g[0]]}/{rn} {atoms.res_seq[g[0]]}")
     given = np.asarray(atoms.charge) != 0
     q[given] = np.asarray(atoms.charge, np.float64)[given]
     return q, unknown
+
+
+_DICT_CACHE: dict = {}
+
+
+def dictionary_charges(names) -> dict:
+    """{residue: {atom: charge (e)}} from the CCP4 monomer library (``_chem_comp_atom.charge``)
+    for those of the residue ``names`` it has; residues it lacks are left out, and no
+    library at all gives {} and a log line. Entries are read once per process."""
+    names = [n for n in names if n not in _DICT_CACHE]
+    if names:
+        try:
+            import gemmi
+
+            lib = gemmi.read_monomer_lib(find_monlib(None), names, ignore_missing=True)
+            for n in names:
+                cc = lib.monomers[n] if n in lib.monomers else None  # noqa: SIM401 (no .get)
+                _DICT_CACHE[n] = None if cc is None else {a.id: float(a.charge)
+                                                          for a in cc.atoms}
+        except (RuntimeError, ValueError, OSError, InputError) as exc:
+            log.info("Formal charges: no monomer library for %s (%s)", ", ".join(names), exc)
+            return {}
+    return {n: _DICT_CACHE[n] for n in list(_DICT_CACHE) if _DICT_CACHE[n] is not None}
 
 
 def _side_chain(rn, nm, q):

@@ -190,3 +190,25 @@ def test_shipped_weights_load_and_conserve_charge():
     assert c.sum() == pytest.approx(1.0, abs=1e-5)
     assert np.abs(c).max() < 5                                  # electrons, sane scale
 
+
+
+def test_ligand_charges_come_from_the_restraint_dictionary():
+    """HEM's dictionary formal charges (Fe +2, propionate O −1, pyrrole N ∓1) reach the
+    network's input; a residue no dictionary has is reported as undecided; a charge in the
+    file wins over the dictionary."""
+    m = ideal_peptide("GGG")
+    sel = np.arange(7)
+    atoms = m.atoms.select(sel)
+    names = np.array(["FE", "O2A", "O2D", "NA", "NB", "CHA", "C1A"])
+    hem = atoms.replace(res_name=np.full(7, "HEM"), atom_name=names,
+                        res_index=np.zeros(7, np.int32), res_seq=np.ones(7, np.int32))
+    q, unknown = charges.formal_charges(hem)
+    assert unknown == []
+    np.testing.assert_allclose(q, [2, -1, -1, -1, 1, 0, 0])
+    full = charges.dictionary_charges(["HEM"])["HEM"]
+    assert sum(full.values()) == pytest.approx(0.0)             # the dictionary's net charge
+    given = hem.replace(charge=np.array([3, 0, 0, 0, 0, 0, 0], np.int8))
+    assert charges.formal_charges(given)[0][0] == 3.0              # the file's charge wins
+    odd = hem.replace(res_name=np.full(7, "QQ9"))
+    q2, unknown2 = charges.formal_charges(odd)
+    assert unknown2 and not q2.any()
