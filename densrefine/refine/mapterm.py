@@ -41,6 +41,18 @@ Refmac-compatible blur, then unblurred). On 5NI1 in EMD-3488 1e-3 instead of 1e-
 the B stage on the d/2.5 grid instead of the map's own 1.05 Å grid, took 61 instead of
 96 ms per evaluation and gave the same cctbx CC_mask after a full fit (0.8905 deposited
 start, 0.8893 from 1 Å errors)."""
+EXTRA_FIXED = True
+"""Treat a density model's grid part (the ML Δρ potential + solvent reaction field, an FFT
+and a Poisson solve) as a fixed field between refreshes: the coordinate and B gradients come
+from the atoms' own (IAM) Gaussians only, and an evaluation costs what the IAM's does
+(issue 21: `fit --density ml` ≤ 1.5× the IAM fit). What is left out is the gradient of the
+deformation part, small beside the atoms' own; the price is that the objective steps a
+little at each refresh, which can fall inside an optimiser call. False: differentiable,
+made at every evaluation."""
+EXTRA_REFRESH = 0.2
+"""Å (rms over the map-term atoms): the fixed grid part is made again after this much motion."""
+EXTRA_REFRESH_B = 5.0
+"""Å² (rms over the map-term atoms): ... or after this much change of B (the B stage)."""
 GAUSS_TOL = 1e-3
 """Largest relative error of a compressed form factor for s ≤ 1/d (see `compress_gaussians`)."""
 
@@ -319,7 +331,7 @@ class MapTerm:
                                 blur=nb, method="fourier", d_min=self.d,
                                 cutoff=CUTOFF_FOURIER)
             if self.extra is not None:
-                dv = grid_extra(self.extra, *_take(self.atoms_t, xyz, b_iso, occ), fr, nb, CUTOFF)
+                dv = self._extra_map(xyz, b_iso, occ, fr, nb)
                 m = m + fourier_truncate(dv, fr, self.d, unblur=nb)
             nz, ny, nx = self.frame.shape
             return m[:nz, :ny, :nx]
@@ -327,9 +339,30 @@ class MapTerm:
                             blur=self._site_blur(), method="blur", cutoff=CUTOFF,
                             radius=self._radii(xyz, b_iso, occ))
         if self.extra is not None:
-            m = m + grid_extra(self.extra, *_take(self.atoms_t, xyz, b_iso, occ), self.cur_frame,
-                               self.blur, CUTOFF)
+            m = m + self._extra_map(xyz, b_iso, occ, self.cur_frame, self.blur)
         return m
+
+    def _extra_map(self, xyz, b_iso, occ, frame, blur):
+        """The density model's grid part (ML: the Δρ potential and the solvent's reaction
+        field) as a fixed field, made again when the frame or blur changes or once the atoms
+        have moved `EXTRA_REFRESH` Å or their B changed `EXTRA_REFRESH_B` Å² (rms) since
+        (`EXTRA_FIXED`; else differentiable, made at every evaluation)."""
+        import torch
+
+        args = _take(self.atoms_t, xyz, b_iso, occ)
+        if not EXTRA_FIXED:
+            return grid_extra(self.extra, *args, frame, blur, CUTOFF)
+        x, b = args[0].detach(), args[1].detach()
+        key = (tuple(frame.shape), tuple(np.round(frame.origin, 4)), round(float(blur), 4))
+        hit = getattr(self, "_extra_cache", None)
+        if hit is not None and hit[0] == key and hit[1].shape == x.shape and float(
+                ((hit[1] - x) ** 2).sum(1).mean().sqrt()) < EXTRA_REFRESH and float(
+                ((hit[2] - b) ** 2).mean().sqrt()) < EXTRA_REFRESH_B:
+            return hit[3]
+        with torch.no_grad():
+            v = grid_extra(self.extra, x, b, args[2].detach(), frame, blur, CUTOFF)
+        self._extra_cache = (key, x.clone(), b.clone(), v)
+        return v
 
     def _site_blur(self):
         """Blur (Å²) of the coordinate stages' model map: one value, or per site (S, 1) at
