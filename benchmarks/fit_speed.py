@@ -40,9 +40,9 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _instrument(engine, calls):
-    """Wrap engine.minimise: per call (evaluations, wall s, CPU s)."""
-    orig = engine.minimise
+def _instrument(stages, calls):
+    """Wrap stages.minimise (what the fit stages call): per call (evaluations, wall s, CPU s)."""
+    orig = stages.minimise
 
     def wrapped(param, fn, iterations, *a, **k):
         n = [0]
@@ -55,7 +55,7 @@ def _instrument(engine, calls):
             return orig(param, counted, iterations, *a, **k)
         finally:
             calls.append((n[0], time.perf_counter() - t0, time.process_time() - c0))
-    engine.minimise = wrapped
+    stages.minimise = wrapped
 
 
 def inputs(case, dr):
@@ -107,14 +107,14 @@ def main(argv=None):
     a = ap.parse_args(argv)
     sys.path.insert(0, a.root)
     import densrefine as dr
-    from densrefine.refine import engine
+    from densrefine.refine import stages
 
     cfg = json.loads(a.config)
     for key in [k for k in cfg if k.startswith("_")]:
         mod, name = key[1:].split(".")
         setattr(importlib.import_module(f"densrefine.refine.{mod}"), name, cfg.pop(key))
     calls = []
-    _instrument(engine, calls)
+    _instrument(stages, calls)
     print("| case | CPU s | wall s | evaluations | rigid / sse / xyz / b: evals, CPU s "
           "| RMSD Å | CC_mask | bond Å / angle ° |\n|---|---|---|---|---|---|---|---|")
     for case in a.cases.split(","):

@@ -25,14 +25,14 @@ def main(argv=None):
     import fit_speed
 
     import densrefine as dr
-    from densrefine.refine import engine
+    from densrefine.refine import stages
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="dep")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     calls = []
-    fit_speed._instrument(engine, calls)
+    fit_speed._instrument(stages, calls)
     rows = []
     for case in a.cases.split(","):
         res = {}
