@@ -40,7 +40,7 @@ def ligand_cc(name, densities=("iam", "ml")):
     model = dr.read_model(os.path.join(DATA, mpath))
     xray = not data.endswith((".mrc", ".map"))
     if xray:
-        emap, info = map_from_data(model, os.path.join(DATA, data))
+        emap, _ = map_from_data(model, os.path.join(DATA, data))
     else:
         emap = dr.read_map(os.path.join(DATA, data))
     out = {}
