@@ -3,7 +3,9 @@
 σA (Read 1986, Acta Cryst. A42, 140; Srinivasan 1966) is estimated per resolution bin by
 maximising the likelihood of the normalised observed amplitudes E_o given the
 normalised model amplitudes E_c (acentric and centric distributions), with
-Σ = ⟨F²/ε⟩ per bin (ε: the epsilon factor, gemmi ``GroupOps.epsilon_factor_array``).
+Σ = ⟨F²/ε⟩ per bin (ε: the epsilon factor, gemmi ``GroupOps.epsilon_factor_array``),
+from the work reflections only; free reflections get their expectation D·|F_model| in
+2mFo−DFc and 0 in mFo−DFc, so no free F_obs enters a map (as phenix and servalcat do).
 Then, with X = 2σA E_o E_c / (1 − σA²):
 
 * figure of merit m = I₁(X)/I₀(X) (acentric), tanh(X/2) (centric);
@@ -39,8 +41,12 @@ def _loglik(sa, eo, ec, centric):
     return np.where(centric, cen, acen).sum()
 
 
-def sigmaa(fo, fc_abs, hkl, spacegroup, bins):
+def sigmaa(fo, fc_abs, hkl, spacegroup, bins, work=None):
     """Per-reflection σA, m, D (see module docstring) from bins of reflections.
+
+    ``work`` (bool, n): Σ_o, Σ_c and σA of each bin are estimated from these reflections
+    only (the work set: the free F_obs must not shape the maps refinement reads) and
+    applied to all.
 
     Parameters
     ----------
@@ -66,13 +72,15 @@ def sigmaa(fo, fc_abs, hkl, spacegroup, bins):
     dd = np.zeros(len(fo))
     eo = np.zeros(len(fo))
     ec = np.zeros(len(fo))
+    use = np.ones(len(fo), bool) if work is None else np.asarray(work, bool)
     for b in np.unique(bins):
         sel = bins == b
-        so = np.mean(fo[sel] ** 2 / eps[sel])
-        sc = np.mean(fc_abs[sel] ** 2 / eps[sel])
+        est = sel & use if (sel & use).any() else sel
+        so = np.mean(fo[est] ** 2 / eps[est])
+        sc = np.mean(fc_abs[est] ** 2 / eps[est])
         eo[sel] = fo[sel] / np.sqrt(eps[sel] * so)
         ec[sel] = fc_abs[sel] / np.sqrt(eps[sel] * sc)
-        r = minimize_scalar(lambda s: -_loglik(s, eo[sel], ec[sel], centric[sel]),
+        r = minimize_scalar(lambda s, est=est: -_loglik(s, eo[est], ec[est], centric[est]),
                             bounds=(0.01, 0.99), method="bounded")
         sa[sel] = r.x
         dd[sel] = r.x * math.sqrt(so / sc)
@@ -88,7 +96,8 @@ def map_coefficients(fmodel, kind: str = "2fofc") -> np.ndarray:
     # not detwinned; the phases are those of the single-domain F_model)
     fa = getattr(fmodel, "fmodel_abs", None)
     fa = np.abs(fmod) if fa is None else fa
-    sa, m, d = sigmaa(fmodel.fo, fa, fmodel.hkl, fmodel.refl.spacegroup, fmodel.scales.bins)
+    sa, m, d = sigmaa(fmodel.fo, fa, fmodel.hkl, fmodel.refl.spacegroup, fmodel.scales.bins,
+                      work=getattr(fmodel, "work", None))
     phase = fmod / np.maximum(np.abs(fmod), 1e-30)
     centric = fmodel.refl.spacegroup.operations().centric_flag_array(
         np.asarray(fmodel.hkl, np.int32)).astype(bool)
@@ -98,6 +107,9 @@ def map_coefficients(fmodel, kind: str = "2fofc") -> np.ndarray:
         amp = m * fmodel.fo - d * fa
     else:
         raise ValueError(f"map_coefficients: kind must be '2fofc' or 'fofc', got {kind!r}")
+    free = getattr(fmodel, "free", None)
+    if free is not None:    # free F_obs stay out of the maps: their expectation D·F_model
+        amp = np.where(free, d * fa if kind == "2fofc" else 0.0, amp)
     log.info("Map coefficients: %s, sigmaA per bin (Read 1986), mean sigmaA %.3f, mean m %.3f",
              "2mFo-DFc" if kind == "2fofc" else "mFo-DFc", float(sa.mean()), float(m.mean()))
     return amp * phase
