@@ -220,6 +220,13 @@ def xyz_stage(run):
              "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
     rec = None
     run.joint_b = _joint_b(run)
+    if run.joint_b and cfg.cycles:
+        # B alone first: a start with one flat B (a reset, or a molecular-replacement
+        # model) is mostly wrong in B, which the joint cycles correct only slowly
+        t0 = time.perf_counter()
+        run.term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
+        val = b_likelihood(run, max(4, cfg.b_iterations // 2))
+        run.record("b", val, t0, b_mean=float(run.b[run.mv].mean()), before_xyz=True)
     for i in range(cfg.cycles):
         t0 = time.perf_counter()
         val = _xyz_cycle(run, _blur_factor(cfg.map.blur_factors, i, cfg.cycles))
