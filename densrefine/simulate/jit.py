@@ -1,0 +1,161 @@
+"""Compiled CPU path of the splat kernel (numba): one pass per atom, forward and backward.
+
+On an orthogonal grid an atom's K Gaussians factorise along x, y, z, so its cube of
+(2R+1)³ voxels is ``Σ_k ez[k, z] ey[k, y] ex[k, x]``: 3·K·(2R+1) exponentials and
+K multiply-adds per voxel, written straight into the map (no window, index or product
+tensors, one pass over each cube). The backward pass reads the output gradient on the
+same cube once and contracts it along x, then y, then z (three running sums per
+component: value, first and second moment of the distance), which gives the
+gradient of the centre, the amplitudes and the widths of each atom exactly (the chain
+rule of `densrefine.simulate.cells._factor_grads`).
+
+Threads: the forward pass splits the map into slabs along z, one per worker; each
+worker adds every atom that reaches its slab, in the same (sorted) atom order, so each
+voxel sums the same terms in the same order whatever the number of workers (results
+are identical bit for bit). The backward pass gives each worker a run of atoms; an
+atom's gradient is computed by one worker alone. The kernels release the GIL
+(``nogil``) and run on a thread pool, not numba's own threading layer, which would
+compete with torch's OpenMP threads.
+
+numba compiles the kernels on first use (about 1-3 s per dtype) and keeps them in its
+on-disk cache (``__pycache__`` next to this file, or numba's user-wide cache when that
+is read-only), so later processes load them in a few milliseconds. Without numba, or
+with ``DENSREFINE_JIT=0`` in the environment, `densrefine.simulate.kernel` uses the torch
+paths (which CUDA tensors always take).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+
+import numpy as np
+
+log = logging.getLogger("densrefine")
+
+FOUR_PI = 4.0 * math.pi
+FOUR_PI2 = 4.0 * math.pi**2
+
+_STATE = {"kernels": None, "tried": False}
+_LOCK = threading.Lock()
+
+
+def available() -> bool:
+    """True when the compiled kernels can be used (numba importable, not disabled)."""
+    if os.environ.get("DENSREFINE_JIT", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return _kernels() is not None
+
+
+def _kernels():
+    """The compiled functions (compiled or loaded from cache on the first call), or None."""
+    if not _STATE["tried"]:
+        with _LOCK:
+            if not _STATE["tried"]:
+                t0 = time.perf_counter()
+                try:
+                    _STATE["kernels"] = _build()
+                except ImportError as e:            # numba missing: the torch path serves
+                    log.debug("numba unavailable (%s): splat uses the torch kernels", e)
+                _STATE["tried"] = True
+                log.debug("splat kernels: numba import %.2f s", time.perf_counter() - t0)
+    return _STATE["kernels"]
+
+
+def _build():
+    from . import _jitkernels as kn
+
+    return {"forward": kn.forward, "backward": kn.backward}
+
+
+_POOL = {"n": 0, "pool": None}
+
+
+def _pool(n: int):
+    """A thread pool of ``n`` workers (kept between calls; None for one worker)."""
+    if n <= 1:
+        return None
+    if _POOL["n"] != n:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _POOL["pool"] is not None:
+            _POOL["pool"].shutdown()
+        _POOL["pool"] = ThreadPoolExecutor(n, thread_name_prefix="densrefine-jit")
+        _POOL["n"] = n
+    return _POOL["pool"]
+
+
+class JitPlan:
+    """Atom order and z slabs of the compiled path (integer bookkeeping only).
+
+    Parameters
+    ----------
+    frame : GridFrame
+        Orthogonal frame.
+    anchor, half : ndarray (N, 3) int64
+        Nearest voxel (unwrapped) and cube half-widths, x y z.
+    atoms : ndarray (n,) int64
+        The atoms whose cube touches the grid.
+    workers : int
+        Threads to use (slabs of the forward pass, atom runs of the backward pass).
+    """
+
+    def __init__(self, frame, anchor, half, atoms, workers: int):
+        self.frame = frame
+        n = frame.shape_xyz
+        a = anchor[atoms] % n if frame.periodic else anchor[atoms]
+        # sorted by z, y, x: neighbours in the list write neighbouring memory
+        self.order = np.ascontiguousarray(atoms[np.lexsort((a[:, 0], a[:, 1], a[:, 2]))])
+        self.hmax = int(half[atoms].max()) if len(atoms) else 0
+        self.workers = max(1, min(int(workers), len(atoms) // 64 + 1))
+        nz = int(frame.shape[0])
+        if self.workers > 1:
+            # slabs with about equal numbers of atoms (anchors sorted by z)
+            az = np.clip(a[np.lexsort((a[:, 0], a[:, 1], a[:, 2])), 2], 0, nz)
+            cuts = [int(az[len(az) * i // self.workers]) for i in range(1, self.workers)]
+            self.slabs = list(zip([0] + cuts, cuts + [nz]))
+            self.slabs = [s for s in self.slabs if s[1] > s[0]]
+            self.runs = np.array_split(self.order, self.workers)
+        else:
+            self.slabs = [(0, nz)]
+            self.runs = [self.order]
+
+
+def _np(t):
+    return t.detach().contiguous().numpy()
+
+
+def _run(fn, items, pool):
+    if pool is None or len(items) < 2:
+        for it in items:
+            fn(*it)
+        return
+    for f in [pool.submit(fn, *it) for it in items]:
+        f.result()
+
+
+def jit_forward(out, centres, amp, width, plan, anchor, half):
+    """Add the density of ``plan``'s atoms to ``out`` (a CPU tensor, nz × ny × nx)."""
+    k = _kernels()
+    fr = plan.frame
+    args = (_np(centres), _np(amp), _np(width), anchor, half,
+            np.ascontiguousarray(fr.voxel_size), np.ascontiguousarray(fr.origin), plan.order)
+    o = out.numpy()
+    per, hmax = bool(fr.periodic), plan.hmax
+    _run(lambda lo, hi: k["forward"](o, *args, lo, hi, per, hmax), plan.slabs,
+         _pool(len(plan.slabs)))
+
+
+def jit_backward(grads, grad, centres, amp, width, plan, anchor, half):
+    """Write d(loss)/d(centres, amp, width) of ``plan``'s atoms into ``grads`` (CPU)."""
+    k = _kernels()
+    fr = plan.frame
+    g = [t.numpy() for t in grads]
+    gr = _np(grad)
+    args = (_np(centres), _np(amp), _np(width), anchor, half,
+            np.ascontiguousarray(fr.voxel_size), np.ascontiguousarray(fr.origin))
+    per, hmax = bool(fr.periodic), plan.hmax
+    _run(lambda run: k["backward"](*g, gr, *args, run, per, hmax),
+         [(r,) for r in plan.runs], _pool(len(plan.runs)))
