@@ -70,12 +70,15 @@ def _build():
     return {"forward": kn.forward, "backward": kn.backward}
 
 
+TILE_Z, TILE_Y = 8, 8
+"""Atoms are processed in tiles of this many z planes and y rows (anchor voxels)."""
+
 _POOL = {"n": 0, "pool": None}
 
 
 def _pool(n: int):
-    """A thread pool of ``n`` workers (kept between calls; None for one worker)."""
-    if n <= 1:
+    """A thread pool of ``n`` workers (kept between calls; None for none)."""
+    if n < 1:
         return None
     if _POOL["n"] != n:
         from concurrent.futures import ThreadPoolExecutor
@@ -106,17 +109,20 @@ class JitPlan:
         self.frame = frame
         n = frame.shape_xyz
         a = anchor[atoms] % n if frame.periodic else anchor[atoms]
-        # sorted by z, y, x: neighbours in the list write neighbouring memory
-        self.order = np.ascontiguousarray(atoms[np.lexsort((a[:, 0], a[:, 1], a[:, 2]))])
+        # tiles of TILE_Z planes × TILE_Y rows, x fastest inside: the cubes of
+        # neighbouring atoms in the list overlap, so their planes stay in cache
+        key = np.lexsort((a[:, 0], a[:, 1] // TILE_Y, a[:, 2] // TILE_Z))
+        self.order = np.ascontiguousarray(atoms[key])
         self.hmax = int(half[atoms].max()) if len(atoms) else 0
         self.workers = max(1, min(int(workers), len(atoms) // 64 + 1))
         nz = int(frame.shape[0])
         if self.workers > 1:
-            # slabs with about equal numbers of atoms (anchors sorted by z)
-            az = np.clip(a[np.lexsort((a[:, 0], a[:, 1], a[:, 2])), 2], 0, nz)
-            cuts = [int(az[len(az) * i // self.workers]) for i in range(1, self.workers)]
-            self.slabs = list(zip([0] + cuts, cuts + [nz]))
-            self.slabs = [s for s in self.slabs if s[1] > s[0]]
+            # z slabs on tile boundaries with about equal numbers of atoms
+            az = np.sort(np.clip(a[:, 2], 0, nz))
+            cuts = sorted({int(az[len(az) * i // self.workers]) // TILE_Z * TILE_Z
+                           for i in range(1, self.workers)} - {0})
+            edges = [0] + cuts + [nz]
+            self.slabs = [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
             self.runs = np.array_split(self.order, self.workers)
         else:
             self.slabs = [(0, nz)]
@@ -127,12 +133,19 @@ def _np(t):
     return t.detach().contiguous().numpy()
 
 
-def _run(fn, items, pool):
-    if pool is None or len(items) < 2:
-        for it in items:
-            fn(*it)
-        return
-    for f in [pool.submit(fn, *it) for it in items]:
+def _frame_arrays(fr):
+    """Voxel size and origin as fresh writable float64 arrays: numba compiles one
+    specialisation per array flag, and frames hold read-only arrays."""
+    return np.array(fr.voxel_size, np.float64), np.array(fr.origin, np.float64)
+
+
+def _run(fn, items):
+    """fn(*item) for each item: the first in the calling thread, the others on the pool
+    (each kernel call releases the GIL, so they run side by side)."""
+    pool = _pool(len(items) - 1)
+    futures = [pool.submit(fn, *it) for it in items[1:]] if pool is not None else []
+    fn(*items[0])
+    for f in futures:
         f.result()
 
 
@@ -140,12 +153,10 @@ def jit_forward(out, centres, amp, width, plan, anchor, half):
     """Add the density of ``plan``'s atoms to ``out`` (a CPU tensor, nz × ny × nx)."""
     k = _kernels()
     fr = plan.frame
-    args = (_np(centres), _np(amp), _np(width), anchor, half,
-            np.ascontiguousarray(fr.voxel_size), np.ascontiguousarray(fr.origin), plan.order)
+    args = (_np(centres), _np(amp), _np(width), anchor, half, *_frame_arrays(fr), plan.order)
     o = out.numpy()
     per, hmax = bool(fr.periodic), plan.hmax
-    _run(lambda lo, hi: k["forward"](o, *args, lo, hi, per, hmax), plan.slabs,
-         _pool(len(plan.slabs)))
+    _run(lambda lo, hi: k["forward"](o, *args, lo, hi, per, hmax), plan.slabs)
 
 
 def jit_backward(grads, grad, centres, amp, width, plan, anchor, half):
@@ -154,8 +165,6 @@ def jit_backward(grads, grad, centres, amp, width, plan, anchor, half):
     fr = plan.frame
     g = [t.numpy() for t in grads]
     gr = _np(grad)
-    args = (_np(centres), _np(amp), _np(width), anchor, half,
-            np.ascontiguousarray(fr.voxel_size), np.ascontiguousarray(fr.origin))
+    args = (_np(centres), _np(amp), _np(width), anchor, half, *_frame_arrays(fr))
     per, hmax = bool(fr.periodic), plan.hmax
-    _run(lambda run: k["backward"](*g, gr, *args, run, per, hmax),
-         [(r,) for r in plan.runs], _pool(len(plan.runs)))
+    _run(lambda run: k["backward"](*g, gr, *args, run, per, hmax), [(r,) for r in plan.runs])
