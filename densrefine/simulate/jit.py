@@ -73,6 +73,9 @@ def _build():
 TILE_Z, TILE_Y = 8, 8
 """Atoms are processed in tiles of this many z planes and y rows (anchor voxels)."""
 
+MIN_ATOMS_PER_WORKER = 1500
+"""Fewer atoms per worker thread than this (a few ms of work) run in fewer threads."""
+
 _POOL = {"n": 0, "pool": None}
 
 
@@ -114,7 +117,8 @@ class JitPlan:
         key = np.lexsort((a[:, 0], a[:, 1] // TILE_Y, a[:, 2] // TILE_Z))
         self.order = np.ascontiguousarray(atoms[key])
         self.hmax = int(half[atoms].max()) if len(atoms) else 0
-        self.workers = max(1, min(int(workers), len(atoms) // 64 + 1))
+        # ≥ MIN_ATOMS_PER_WORKER each: below that a thread hand-off costs more than it saves
+        self.workers = max(1, min(int(workers), len(atoms) // MIN_ATOMS_PER_WORKER))
         nz = int(frame.shape[0])
         if self.workers > 1:
             # z slabs on tile boundaries with about equal numbers of atoms
@@ -131,6 +135,14 @@ class JitPlan:
 
 def _np(t):
     return t.detach().contiguous().numpy()
+
+
+def _tiny(dtype) -> float:
+    """1-D factors below this are dropped (`_jitkernels.factors`) in float32: with three
+    factors ≥ 1e-10 and an amplitude ≥ 1e-8 every term stays above the subnormal range
+    (1.2e-38); the dropped terms are < 1e-10 of an atom's peak, far below float32
+    rounding there. Nothing is dropped in float64."""
+    return 1e-10 if dtype == np.float32 else 0.0
 
 
 def _frame_arrays(fr):
@@ -156,7 +168,8 @@ def jit_forward(out, centres, amp, width, plan, anchor, half):
     args = (_np(centres), _np(amp), _np(width), anchor, half, *_frame_arrays(fr), plan.order)
     o = out.numpy()
     per, hmax = bool(fr.periodic), plan.hmax
-    _run(lambda lo, hi: k["forward"](o, *args, lo, hi, per, hmax), plan.slabs)
+    tiny = _tiny(o.dtype)
+    _run(lambda lo, hi: k["forward"](o, *args, lo, hi, per, hmax, tiny), plan.slabs)
 
 
 def jit_backward(grads, grad, centres, amp, width, plan, anchor, half):
@@ -167,4 +180,5 @@ def jit_backward(grads, grad, centres, amp, width, plan, anchor, half):
     gr = _np(grad)
     args = (_np(centres), _np(amp), _np(width), anchor, half, *_frame_arrays(fr))
     per, hmax = bool(fr.periodic), plan.hmax
-    _run(lambda run: k["backward"](*g, gr, *args, run, per, hmax), [(r,) for r in plan.runs])
+    tiny = _tiny(gr.dtype)
+    _run(lambda run: k["backward"](*g, gr, *args, run, per, hmax, tiny), [(r,) for r in plan.runs])

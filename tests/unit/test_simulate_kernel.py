@@ -309,8 +309,13 @@ def test_jit_workers_give_identical_results(rng, periodic, monkeypatch):
     c, a, w = c.float(), a.float(), w.float()
     g = torch.tensor(rng.standard_normal(fr.shape), dtype=torch.float32)
     res = []
+    monkeypatch.setattr(jit_mod, "MIN_ATOMS_PER_WORKER", 50)
     for n in (1, 2, 3):
         monkeypatch.setattr(kernel, "_workers", lambda n=n: n)
+        plan = kernel.SplatPlan(fr, fr.xyz_to_index(c.numpy().astype(float)),
+                                kernel._plan.cutoff_radius(a.double().numpy(),
+                                                           w.double().numpy()), 2, "jit", True)
+        assert len(plan.jit.slabs) == len(plan.jit.runs) == n     # really split n ways
         leaves = [t.clone().requires_grad_() for t in (c, a, w)]
         m = splat(*leaves, fr, path="jit")
         (m * g).sum().backward()
