@@ -351,11 +351,11 @@ def main(args) -> int:
     from ..refine import dump_config
     from ..report import write_json_atomic
     from ..report.html import report_html
-    from ..scoring.api import check_resolution
+    from ..simulate.params import check_params
     from . import _common
 
-    if args.resolution is not None:      # before reading anything (and before torch)
-        check_resolution(args.resolution)
+    if args.resolution is not None:      # fit's own check and message, before torch
+        check_params(args.resolution)
     if args.map is not None:
         _common.check_order(args.model, args.map, "map or reflection",
                             "densrefine fit MODEL MAP -o PREFIX")

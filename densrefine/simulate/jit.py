@@ -79,6 +79,15 @@ MIN_ATOMS_PER_WORKER = 1500
 _POOL = {"n": 0, "pool": None}
 
 
+def _forget_pool():
+    """In a forked child the pool's threads do not exist: start a new pool there."""
+    _POOL.update(n=0, pool=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool(n: int):
     """A thread pool of ``n`` workers (kept between calls; None for none)."""
     if n < 1:
@@ -114,8 +123,12 @@ class JitPlan:
         a = anchor[atoms] % n if frame.periodic else anchor[atoms]
         # tiles of TILE_Z planes × TILE_Y rows, x fastest inside: the cubes of
         # neighbouring atoms in the list overlap, so their planes stay in cache
-        key = np.lexsort((a[:, 0], a[:, 1] // TILE_Y, a[:, 2] // TILE_Z))
-        self.order = np.ascontiguousarray(atoms[key])
+        lo = a.min(0) if len(a) else np.zeros(3, np.int64)
+        span = (a.max(0) - lo + 1) if len(a) else np.ones(3, np.int64)
+        r = a - lo
+        key = ((r[:, 2] // TILE_Z) * (span[1] // TILE_Y + 1) + r[:, 1] // TILE_Y) * span[0] \
+            + r[:, 0]
+        self.order = np.ascontiguousarray(atoms[np.argsort(key, kind="stable")])
         self.hmax = int(half[atoms].max()) if len(atoms) else 0
         # ≥ MIN_ATOMS_PER_WORKER each: below that a thread hand-off costs more than it saves
         self.workers = max(1, min(int(workers), len(atoms) // MIN_ATOMS_PER_WORKER))
