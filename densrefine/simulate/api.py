@@ -234,7 +234,7 @@ def simulate(model, like=None, *, resolution, table: str = "electron", method: s
     out = simulate_tensor(torch.tensor(xyz, **kw), torch.tensor(at.b_iso, **kw),
                           torch.tensor(at.occ, **kw), terms, frame, blur=float(blur),
                           cutoff=float(cutoff), method=method, d_min=d)
-    if method == "fourier":
+    if method == "fourier" and log.isEnabledFor(logging.INFO):   # the count costs an |s|² grid
         log.info("Fourier truncation: FFT over the %d×%d×%d box as a P1 cell, blur B=%.2f Å² "
                  "removed, %d terms with d > %.3g Å kept", *frame.shape_xyz, blur,
                  n_terms_kept(frame.shape, frame, d), d)
