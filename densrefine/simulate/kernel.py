@@ -85,7 +85,9 @@ class _Splat(torch.autograd.Function):
     @staticmethod
     def forward(ctx, centres, amp, width, plan):
         if plan.jit is not None:
-            out = torch.zeros(plan.frame.shape, dtype=amp.dtype)
+            # numpy buffers here and below: torch's parallel fill would wake its OpenMP
+            # threads, whose spin-waits cost more CPU than the fill on a busy machine
+            out = torch.from_numpy(np.zeros(plan.frame.shape, _NP[amp.dtype]))
             _jit.jit_forward(out, centres, amp, width, plan.jit, plan.anchor, plan.half)
             ctx.save_for_backward(centres, amp, width)
             ctx.plan, ctx.kept = plan, None
@@ -107,11 +109,13 @@ class _Splat(torch.autograd.Function):
     def backward(ctx, grad):
         centres, amp, width = ctx.saved_tensors
         plan = ctx.plan
-        grads = [torch.zeros_like(t) for t in (centres, amp, width)]
         if plan.jit is not None:
+            grads = [torch.from_numpy(np.zeros(t.shape, _NP[t.dtype]))
+                     for t in (centres, amp, width)]
             _jit.jit_backward(grads, grad, centres, amp, width, plan.jit, plan.anchor, plan.half)
             needs = ctx.needs_input_grad
             return tuple(g if n else None for g, n in zip(grads, needs[:3])) + (None,)
+        grads = [torch.zeros_like(t) for t in (centres, amp, width)]
         consts = _consts(plan, centres)
         grad = grad.contiguous()
         if plan.cells is not None:
@@ -180,21 +184,28 @@ def splat(centres, amp, width, frame, *, radius=None, cutoff: float = 1e-5, path
             or amp.shape[0] != centres.shape[0]:
         raise ValueError(f"splat: shapes centres {tuple(centres.shape)}, amp {tuple(amp.shape)}, "
                          f"width {tuple(width.shape)} do not match (N,3), (N,K), (N,K)")
-    wmin = float(width.detach().min()) if width.numel() else 1.0
+    cpu = centres.device.type == "cpu" and centres.dtype in _NP and width.dtype in _NP
+    w_np = width.detach().numpy() if cpu and width.device.type == "cpu" else None
+    wmin = (float(w_np.min()) if w_np is not None else float(width.detach().min())) \
+        if width.numel() else 1.0
     if not wmin > 0:
         raise ValueError(f"splat: Gaussian widths must be > 0 Å² (smallest is {wmin:g}); "
                          "add blur or fix negative B-factors")
     if radius is None:
         radius = _plan.cutoff_radius(amp.detach().cpu().double().numpy(),
                                      width.detach().cpu().double().numpy(), cutoff)
-    u = frame.xyz_to_index(centres.detach().cpu().double().numpy())
-    jit_ok = (path in ("auto", "jit") and centres.device.type == "cpu"
-              and centres.dtype in (torch.float32, torch.float64) and _jit.available())
+    u = frame.xyz_to_index(centres.detach().numpy().astype(np.float64) if cpu else
+                           centres.detach().cpu().double().numpy())
+    jit_ok = path in ("auto", "jit") and cpu and _jit.available()
     if path == "jit" and not jit_ok:
         raise ValueError("splat: path='jit' needs numba, a CPU tensor of float32/float64 "
                          "and DENSREFINE_JIT unset; use path='auto'")
     plan = SplatPlan(frame, u, np.asarray(radius, np.float64), amp.shape[1], path, jit_ok)
     return _Splat.apply(centres, amp.to(centres.dtype), width.to(centres.dtype), plan)
+
+
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+"""Tensor dtypes the compiled path takes, and their numpy twins."""
 
 
 def _workers() -> int:
