@@ -17,7 +17,12 @@ interface (servalcat's ``LL_SPA`` / ``LL_Xtal`` behind one ``run_cycles``):
 ``finish(model) -> dict``
     Extra blocks of the stats JSON for the refined model ("xray", "half_maps").
 Attributes ``name``, ``d`` (Å), ``blur`` (Å²), ``grid_full`` (the map the model is
-scored against before and after) and ``table`` (scattering table).
+scored against before and after) and ``table`` (scattering table). Optional:
+``likelihood`` (True: the target is a negative log-likelihood in absolute units, as the
+X-ray ML target; the automatic weight then has no map-CC cap, the coordinate cycles
+refine B as well and the B stage minimises the target plus the B prior directly,
+`densrefine.refine.stages`) and ``weight_scale`` (a factor on the automatic weight's
+gradient-norm ratio, default 1).
 
 `read_data` reads and checks what ``fit`` was given (a `Grid`, a map file, X-ray
 reflections, or two half maps) into a `DataSpec`; `make_term` builds the term once the
@@ -87,17 +92,27 @@ class DataSpec:
     local: Any = None
 
     def d_atom(self, n: int) -> np.ndarray:
-        """Per-atom resolution (N,) Å: the local estimate where there is one, never finer
-        than ``d``; ``d`` everywhere when there is none (X-ray data, no check)."""
+        """Per-atom resolution (N,) Å: the local estimate where it is at least `LOCAL_RATIO`
+        × ``d``, else ``d`` (also everywhere when there is none: X-ray data, no check).
+
+        Only clearly poorer regions count: the estimate comes from the starting model, and
+        where that model is wrong the local correlation reads a little coarser than the map
+        is (5NI1 perturbed by 1–1.5 Å in EMD-3488: local estimates of 1.12–1.5 d at a few
+        per cent of the atoms); a flexible domain reads 1.8–2 d and more.
+        """
         if self.local is None:
             return np.full(n, self.d)
         d_at = np.asarray(self.local.d_atom, np.float64)
-        return np.maximum(np.where(np.isfinite(d_at), d_at, self.d), self.d)
+        d_at = np.where(np.isfinite(d_at), d_at, self.d)
+        return np.where(d_at >= LOCAL_RATIO * self.d, d_at, self.d)
 
 
 SUPPORTED_RATIO = 1.1
 """The refinement resolution becomes the 25th percentile of the local resolution when that
 is more than this factor worse than the stated one (`read_data`, ``check``)."""
+LOCAL_RATIO = 1.5
+"""Atoms whose local resolution is at least this multiple of the global d get their own
+(`DataSpec.d_atom`)."""
 SUPPORTED_PERCENTILE = 25
 """Percentile of the atoms' local resolution that sets the global one: the better-resolved
 part of the map decides the sampling and masks; the rest is handled per atom."""
@@ -185,7 +200,8 @@ def read_half_maps(model, half_maps, full=None):
 
 
 def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1", labin=None,
-              xray_map="auto", twin="auto", device="cpu", check: bool = False) -> DataSpec:
+              xray_map="auto", twin="auto", xray_target="auto", device="cpu",
+              check: bool = False) -> DataSpec:
     """Read and check what ``fit`` refines against.
 
     Parameters
@@ -199,9 +215,10 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
     half_maps : pair of (path or Grid), optional
         Independent half maps: refine against ``half_map_work`` ("half1", or the
         "average" of both) and cross-validate with half map 2.
-    labin, xray_map, twin
+    labin, xray_map, twin, xray_target
         X-ray data: columns, where the 2mFo−DFc map comes from ("auto", "file", "compute";
-        `densrefine.xtal.maps.map_from_data`) and the twin model of R (`read_xray`).
+        `densrefine.xtal.maps.map_from_data`), the twin model and the data term
+        ("auto"/"ml", "lsq" or "real-space"; `read_xray`).
     device : torch.device
         For the resolution estimate.
     check : bool
@@ -231,7 +248,7 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
                           "data or two half maps")
     if not isinstance(data, Grid) and not looks_like_map(data):
         xr = read_xray(model, os.fspath(data), resolution, labin=labin, source=xray_map,
-                       twin=twin)
+                       twin=twin, target=xray_target)
         return DataSpec("xray", xr["map"], xr["d"], table="xray", xray=xr)
     emap = _read_map(data)
     if resolution is not None and np.isfinite(resolution) and resolution > 0:
@@ -251,7 +268,8 @@ def make_term(spec: DataSpec, model, terms, moving, in_map, map_cfg, device, dty
     if spec.kind == "half maps":
         return HalfMapTerm(MapTerm(spec.grid, spec.d, *args, d_atom=local),
                            MapTerm(spec.half2, spec.d, *args, d_atom=local), spec.work)
-    return XrayTerm(MapTerm(spec.grid, spec.d, *args), spec.xray, model)
+    return XrayTerm(MapTerm(spec.grid, spec.d, *args), spec.xray, model, device, dtype,
+                    remap=lambda grid: MapTerm(grid, spec.d, *args))
 
 
 class HalfMapTerm(WrappedMapTerm):

@@ -3,14 +3,17 @@
 σA (Read 1986, Acta Cryst. A42, 140; Srinivasan 1966) is estimated per resolution bin by
 maximising the likelihood of the normalised observed amplitudes E_o given the
 normalised model amplitudes E_c (acentric and centric distributions), with
-Σ = ⟨F²/ε⟩ per bin (ε: the epsilon factor, gemmi ``GroupOps.epsilon_factor_array``).
+Σ = ⟨F²/ε⟩ per bin (ε: the epsilon factor, gemmi ``GroupOps.epsilon_factor_array``),
+from the work reflections only; free reflections get their expectation D·|F_model| in
+2mFo−DFc and 0 in mFo−DFc, so no free F_obs enters a map (as phenix and servalcat do).
 Then, with X = 2σA E_o E_c / (1 − σA²):
 
 * figure of merit m = I₁(X)/I₀(X) (acentric), tanh(X/2) (centric);
 * D = σA √(Σ_o/Σ_c), so that D·F_model is on the scale of F_obs;
 * 2mFo−DFc (centric: mFo) and mFo−DFc with the phases of F_model (the scaled model
   with bulk solvent, `densrefine.xtal.api.FModel`). Reflections missing from the data
-  are not filled in.
+  are not filled in. σA and the bin scales come from the work set; free reflections enter
+  as D·F_model (2mFo−DFc) and 0 (mFo−DFc), so R-free stays free of the refinement map.
 
 Maps over the unit cell come from gemmi (``Mtz.transform_f_phi_to_map``, which applies
 the space-group symmetry); `densrefine.grid.box_map` interpolates them (tricubic) onto
@@ -23,7 +26,10 @@ import math
 
 import numpy as np
 
+from ..errors import InputError
 from ..grid import box_map
+from ..io.reflections import read_map_coefficients
+from .api import FModel, prepare
 
 log = logging.getLogger("densrefine")
 
@@ -39,8 +45,12 @@ def _loglik(sa, eo, ec, centric):
     return np.where(centric, cen, acen).sum()
 
 
-def sigmaa(fo, fc_abs, hkl, spacegroup, bins):
+def sigmaa(fo, fc_abs, hkl, spacegroup, bins, work=None):
     """Per-reflection σA, m, D (see module docstring) from bins of reflections.
+
+    ``work`` (bool, n): Σ_o, Σ_c and σA of each bin are estimated from these reflections
+    only (the work set: the free F_obs must not shape the maps refinement reads) and
+    applied to all.
 
     Parameters
     ----------
@@ -50,6 +60,9 @@ def sigmaa(fo, fc_abs, hkl, spacegroup, bins):
     spacegroup : gemmi.SpaceGroup
     bins : ndarray (n,), int
         Resolution bin of each reflection.
+    work : ndarray (n,), bool, optional
+        Reflections σA and the bin scales are estimated from (the work set: free
+        reflections must not shape the model's map); default all.
 
     Returns
     -------
@@ -66,13 +79,17 @@ def sigmaa(fo, fc_abs, hkl, spacegroup, bins):
     dd = np.zeros(len(fo))
     eo = np.zeros(len(fo))
     ec = np.zeros(len(fo))
+    use = np.ones(len(fo), bool) if work is None else np.asarray(work, bool)
     for b in np.unique(bins):
         sel = bins == b
-        so = np.mean(fo[sel] ** 2 / eps[sel])
-        sc = np.mean(fc_abs[sel] ** 2 / eps[sel])
+        fit = sel & use
+        if not fit.any():
+            fit = sel
+        so = np.mean(fo[fit] ** 2 / eps[fit])
+        sc = np.mean(fc_abs[fit] ** 2 / eps[fit])
         eo[sel] = fo[sel] / np.sqrt(eps[sel] * so)
         ec[sel] = fc_abs[sel] / np.sqrt(eps[sel] * sc)
-        r = minimize_scalar(lambda s: -_loglik(s, eo[sel], ec[sel], centric[sel]),
+        r = minimize_scalar(lambda s: -_loglik(s, eo[fit], ec[fit], centric[fit]),
                             bounds=(0.01, 0.99), method="bounded")
         sa[sel] = r.x
         dd[sel] = r.x * math.sqrt(so / sc)
@@ -88,14 +105,19 @@ def map_coefficients(fmodel, kind: str = "2fofc") -> np.ndarray:
     # not detwinned; the phases are those of the single-domain F_model)
     fa = getattr(fmodel, "fmodel_abs", None)
     fa = np.abs(fmod) if fa is None else fa
-    sa, m, d = sigmaa(fmodel.fo, fa, fmodel.hkl, fmodel.refl.spacegroup, fmodel.scales.bins)
+    work = np.asarray(fmodel.work, bool)
+    sa, m, d = sigmaa(fmodel.fo, fa, fmodel.hkl, fmodel.refl.spacegroup, fmodel.scales.bins,
+                      work=work)
     phase = fmod / np.maximum(np.abs(fmod), 1e-30)
     centric = fmodel.refl.spacegroup.operations().centric_flag_array(
         np.asarray(fmodel.hkl, np.int32)).astype(bool)
+    # free reflections stay out of the map the model is refined against: their terms are
+    # D·F_model (2mFo−DFc) and 0 (mFo−DFc), as if F_obs were the model's expectation
     if kind == "2fofc":
         amp = np.where(centric, m * fmodel.fo, 2 * m * fmodel.fo - d * fa)
+        amp = np.where(work, amp, d * fa)
     elif kind == "fofc":
-        amp = m * fmodel.fo - d * fa
+        amp = np.where(work, m * fmodel.fo - d * fa, 0.0)
     else:
         raise ValueError(f"map_coefficients: kind must be '2fofc' or 'fofc', got {kind!r}")
     log.info("Map coefficients: %s, sigmaA per bin (Read 1986), mean sigmaA %.3f, mean m %.3f",
@@ -144,9 +166,6 @@ def map_from_data(model, data, *, kind: str = "2fofc", source: str = "auto", lab
         ``source`` ("file: FWT,PHWT" or "computed 2mFo-DFc, sigmaA"), ``d_min``,
         and ``fmodel`` (the `FModel` when computed or when F_obs is present, else None).
     """
-    from ..errors import InputError
-    from ..io.reflections import read_map_coefficients
-    from .api import FModel, prepare
 
     if source in ("auto", "file"):
         try:
