@@ -19,12 +19,14 @@ compete with torch's OpenMP threads.
 
 numba compiles the kernels on first use (about 1-3 s per dtype) and keeps them in its
 on-disk cache (``__pycache__`` next to this file, or numba's user-wide cache when that
-is read-only), so later processes load them in a few milliseconds. Without numba, or
-with ``DENSREFINE_JIT=0`` in the environment, `densrefine.simulate.kernel` uses the torch
-paths (which CUDA tensors always take).
+is read-only), so later processes load them in a few milliseconds. Without numba, when
+the kernel module cannot be loaded (e.g. no writable cache directory; a warning says so),
+or with ``DENSREFINE_JIT=0`` in the environment, `densrefine.simulate.kernel` uses the
+torch paths (which CUDA tensors always take).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -59,6 +61,11 @@ def _kernels():
                     _STATE["kernels"] = _build()
                 except ImportError as e:            # numba missing: the torch path serves
                     log.debug("numba unavailable (%s): splat uses the torch kernels", e)
+                except Exception as e:  # noqa: BLE001 - numba present but unusable
+                    # e.g. RuntimeError "cannot cache function": cache=True needs a writable
+                    # __pycache__ or user cache directory, checked when the module loads
+                    log.warning("numba is installed but its kernels could not be loaded "
+                                "(%s: %s): splat uses the torch kernels", type(e).__name__, e)
                 _STATE["tried"] = True
                 log.debug("splat kernels: numba import %.2f s", time.perf_counter() - t0)
     return _STATE["kernels"]
@@ -139,7 +146,7 @@ class JitPlan:
             cuts = sorted({int(az[len(az) * i // self.workers]) // TILE_Z * TILE_Z
                            for i in range(1, self.workers)} - {0})
             edges = [0] + cuts + [nz]
-            self.slabs = [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
+            self.slabs = [(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
             self.runs = np.array_split(self.order, self.workers)
         else:
             self.slabs = [(0, nz)]

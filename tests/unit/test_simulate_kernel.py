@@ -334,3 +334,57 @@ def test_jit_refuses_what_it_cannot_do(monkeypatch):
               dtype=torch.float16), fr, path="jit")
     monkeypatch.setenv("DENSREFINE_JIT", "0")
     assert not jit_mod.available()
+
+
+NO_NUMBA = """
+import sys
+sys.modules["numba"] = None                    # `import numba` raises ImportError
+import numpy as np
+import densrefine as dr
+from densrefine.simulate import jit
+m = dr.read_model(sys.argv[1])
+s = dr.simulate(m, dr.read_map(sys.argv[2]), resolution=3.0)
+np.save(sys.argv[3], np.asarray(s.values))
+print("jit", jit.available(), "numba" in sys.modules and sys.modules["numba"] is not None)
+"""
+
+
+def test_without_numba_simulate_takes_the_torch_path(tmp_path):
+    """numba missing: the same map from the torch kernels (a fresh process that cannot
+    import numba), within float32 rounding of this process's (compiled or torch) map."""
+    import os
+    import subprocess
+    import sys
+
+    import densrefine as dr
+    from tests.conftest import ROOT
+
+    model, emap = ROOT / "example_maps" / "helix_start.pdb", ROOT / "example_maps" / "helix_3A.mrc"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.run([sys.executable, "-c", NO_NUMBA, str(model), str(emap),
+                        str(tmp_path / "m.npy")], capture_output=True, text=True, env=env,
+                       check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["jit", "False", "False"]
+    here = np.asarray(dr.simulate(dr.read_model(model), dr.read_map(emap), resolution=3.0).values)
+    there = np.load(tmp_path / "m.npy")
+    assert np.abs(there - here).max() < 1e-5 * np.abs(here).max()
+
+
+def test_unusable_numba_falls_back_with_a_warning(monkeypatch, caplog):
+    """numba installed but its kernel module fails to load (e.g. RuntimeError 'cannot
+    cache function' without a writable cache directory): the torch kernels serve."""
+    def broken():
+        raise RuntimeError("cannot cache function 'forward': no locator available")
+
+    monkeypatch.setitem(jit_mod._STATE, "tried", False)
+    monkeypatch.setitem(jit_mod._STATE, "kernels", None)
+    monkeypatch.setattr(jit_mod, "_build", broken)
+    monkeypatch.delenv("DENSREFINE_JIT", raising=False)
+    with caplog.at_level("WARNING", logger="densrefine"):
+        assert not jit_mod.available()
+    assert "torch kernels" in caplog.text
+    fr = GridFrame.box((12, 12, 12), 1.0)
+    c, a, w = random_case(np.random.default_rng(0), 20, fr, k=2)
+    torch.testing.assert_close(splat(c, a, w, fr), splat(c, a, w, fr, path="cells"),
+                               rtol=0, atol=0)
