@@ -379,7 +379,7 @@ def main(args) -> int:
     dev = resolve_device(args.device)
     _common.log_device(dev)
     progress = _Progress(out, dump_config(cfg), _n_calls(cfg, model))
-    from ..refine import fit             # the engine imports torch: inputs are read by now
+    from ..refine import fit  # the engine imports torch: inputs are read by now
 
     try:
         res = fit(model, data, args.resolution, config=cfg, select=args.select, device=dev,

@@ -25,7 +25,7 @@ print(json.dumps({"rc": rc, "loaded": [m for m in ("torch", "numba") if m in sys
 def run(args, cwd):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True,
-                       text=True, cwd=cwd, env=env)
+                       text=True, cwd=cwd, env=env, check=False)
     line = [x for x in p.stdout.splitlines() if x.startswith("{")]
     assert line, p.stdout + p.stderr
     return json.loads(line[-1]), p.stderr
