@@ -88,7 +88,7 @@ class ReactionField:
     width: float = 0.3
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def select(self, rows) -> "ReactionField":
+    def select(self, rows) -> ReactionField:
         return ReactionField(np.asarray(self.radii)[rows], np.asarray(self.a)[rows],
                              np.asarray(self.b)[rows], self.constant, self.eps, self.width)
 
