@@ -135,6 +135,8 @@ POST_BLUR = True
 `densrefine.ml.solvent_calib`)."""
 REFRESH_RMS = 0.3
 """Å: a cached reaction field is re-solved once the atoms have moved this far (rms) since."""
+CACHE_FRAMES = 4
+"""Reaction fields kept per model (one per frame and blur), oldest dropped first."""
 
 
 def solvent_potential(rf, rho, xyz, b_iso, occ, frame, blur: float, cutoff: float):
@@ -146,7 +148,8 @@ def solvent_potential(rf, rho, xyz, b_iso, occ, frame, blur: float, cutoff: floa
     cavity barely depends on the charge's own blur). It is a fixed field: no gradient flows
     through it, and for the same frame and blur it is re-used until the atoms have moved
     `REFRESH_RMS` Å (rms) from where it was solved (refinement evaluates it hundreds of
-    times).
+    times). Up to `CACHE_FRAMES` frames/blurs are kept (a fit returns to the same grids),
+    and a re-solve on a kept frame starts conjugate gradients from the last solution.
     """
     import time
 
@@ -156,8 +159,9 @@ def solvent_potential(rf, rho, xyz, b_iso, occ, frame, blur: float, cutoff: floa
         frame.voxel_size, 5)), round(float(blur), 4), xyz.dtype, str(xyz.device))
     x = xyz.detach()
     hit = rf._cache.get(key)
-    if hit is not None and hit[0].shape == x.shape and float(
-            ((hit[0] - x) ** 2).sum(1).mean().sqrt()) < REFRESH_RMS:
+    if hit is not None and hit[0].shape != x.shape:
+        hit = None
+    if hit is not None and float(((hit[0] - x) ** 2).sum(1).mean().sqrt()) < REFRESH_RMS:
         return hit[1]
     if not frame.is_orthogonal:
         warnings.warn("ML density: no solvent reaction field on a non-orthogonal grid",
@@ -171,12 +175,16 @@ def solvent_potential(rf, rho, xyz, b_iso, occ, frame, blur: float, cutoff: floa
         charge = splat(x, occ.detach()[:, None] * a, width, frame, radius=radius,
                        cutoff=cutoff) - rho.detach()
         eps = dielectric(x, rf.radii, frame, rf.eps, rf.width)
-        phi, info = reaction_field(charge.to(torch.float64), eps.to(torch.float64), frame)
+        phi, info = reaction_field(charge.to(torch.float64), eps.to(torch.float64), frame,
+                                   x0=None if hit is None else hit[2].to(torch.float64))
+        sol = phi.to(torch.float32)
         if blur > 0 and POST_BLUR:
             phi = fourier_filter(phi, frame, lambda s2: torch.exp(-float(blur) * s2 / 4))
         phi = (rf.constant * phi).to(rho.dtype)
-    rf._cache.clear()
-    rf._cache[key] = (x.clone(), phi)
+    rf._cache.pop(key, None)
+    while len(rf._cache) >= CACHE_FRAMES:
+        rf._cache.pop(next(iter(rf._cache)))
+    rf._cache[key] = (x.clone(), phi, sol)
     log.info("Solvent reaction field: Poisson, ε %.4g outside %d atomic spheres (boundary "
              "width %.2f Å), %s grid %.2f Å, CG %d iterations (residual %.1e), %.2f s", rf.eps,
              len(rf.radii), rf.width, "×".join(map(str, frame.shape_xyz)),

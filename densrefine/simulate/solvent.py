@@ -112,7 +112,7 @@ def _laplace_symbol(shape, h, like):
     return lam
 
 
-def reaction_field(rho, eps, frame, tol: float = 1e-4, maxiter: int = 400):
+def reaction_field(rho, eps, frame, tol: float = 1e-4, maxiter: int = 400, x0=None):
     """Reaction-field potential φ_rf (e/Å) of charge density ``rho`` in the dielectric ``eps``.
 
     Parameters
@@ -125,6 +125,10 @@ def reaction_field(rho, eps, frame, tol: float = 1e-4, maxiter: int = 400):
         The grid (taken as periodic).
     tol : float
         Relative residual ‖r‖/‖b‖ at which conjugate gradients stop.
+    maxiter : int
+        Most iterations.
+    x0 : torch.Tensor, optional
+        Starting guess (e.g. the field before the atoms moved); zero by default.
 
     Returns
     -------
@@ -166,8 +170,8 @@ def reaction_field(rho, eps, frame, tol: float = 1e-4, maxiter: int = 400):
         def precond(r):
             return isq * torch.fft.irfftn(torch.fft.rfftn(isq * r) * inv, s=shape)
 
-        x = torch.zeros_like(rho)
-        r = b.clone()
+        x = torch.zeros_like(rho) if x0 is None else x0.to(rho).clone()
+        r = b.clone() if x0 is None else b - _div_grad(x, eps, h)
         z = precond(r)
         p = z.clone()
         rz = (r * z).sum()

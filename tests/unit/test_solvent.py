@@ -43,3 +43,28 @@ def test_cavity_radii_follow_bondi_and_united_atoms_grow():
     np.testing.assert_allclose(r, 1.2 * np.array([1.70, 1.10, 1.52, 1.39, 2.0]))
     ru = cavity_radii(["C", "O"], implicit_h=[3, 0], united=0.3)
     np.testing.assert_allclose(ru, 1.2 * np.array([1.70, 1.52]) + [0.3, 0.0])
+
+
+def test_warm_start_reaches_the_same_field_in_fewer_iterations():
+    """CG from the field of slightly moved charges (a fit's refresh) lands on the cold-start
+    solution of the new charges, in fewer iterations."""
+    n, h = 32, 0.5
+    fr = GridFrame.box((n, n, n), h, origin=(-n * h / 2,) * 3, periodic=True)
+    xyz = torch.tensor([[-1.0, 0.0, 0.0], [1.2, 0.0, 0.0]], dtype=torch.float64)
+    eps = dielectric(xyz, [2.0, 2.0], fr, width=0.3)
+
+    def charges(shift):
+        rho = torch.zeros(fr.shape, dtype=torch.float64)
+        for (x, y, z), q in zip(xyz.tolist(), (1.0, -1.0)):
+            i, j, k = (round((v + n * h / 2) / h) for v in (x + shift, y, z))
+            rho[k, j, i] += q / h**3
+        return rho
+
+    old, _ = reaction_field(charges(0.0), eps, fr)
+    cold, info_cold = reaction_field(charges(h), eps, fr, tol=1e-6)
+    warm, info_warm = reaction_field(charges(h), eps, fr, tol=1e-6, x0=old)
+    assert info_warm["iterations"] < info_cold["iterations"]
+    scale = float(cold.abs().max())
+    assert float((warm - cold).abs().max()) < 1e-3 * scale
+    same, info = reaction_field(charges(h), eps, fr, tol=1e-6, x0=cold)
+    assert info["iterations"] <= 2 and float((same - cold).abs().max()) < 1e-3 * scale
