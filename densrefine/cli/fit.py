@@ -100,9 +100,10 @@ def add_args(p) -> None:
                    "coordinate stages: -CC or least squares with a fitted scale (default: "
                    "lsq, measured to converge further)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--density", choices=["iam", "ml"],
+    p.add_argument("--density", choices=["iam", "ml", "ml-solvent"],
                    help="density model of the model map: independent atoms, or IAM plus the "
-                        "learned deformation density (default: iam)")
+                        "learned deformation density (ml: screened potential; ml-solvent: "
+                        "with a continuum solvent's reaction field) (default: iam)")
     h = p.add_argument_group("half maps")
     h.add_argument("--half-maps", nargs=2, metavar=("H1", "H2"),
                    help="the two independent half maps: refine against H1 (or their average, "

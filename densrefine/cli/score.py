@@ -31,7 +31,7 @@ def add_args(p):
                         "the log goes to FILE's stem + .log")
     p.add_argument("--table", choices=["electron", "xray"], default="electron",
                    help="scattering table of the model map (default: %(default)s)")
-    p.add_argument("--density", choices=["iam", "ml", "ml-spdf"], default="iam",
+    p.add_argument("--density", choices=["iam", "ml", "ml-solvent", "ml-spdf"], default="iam",
                    help="density model of the model map: independent atoms, or IAM plus the "
                         "learned deformation density (default: %(default)s)")
     p.add_argument("--no-residues", action="store_true",

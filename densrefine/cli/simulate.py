@@ -40,7 +40,7 @@ def add_args(p) -> None:
                    help="how the resolution is reached (default: %(default)s)")
     p.add_argument("--table", choices=["electron", "xray"], default="electron",
                    help="scattering factors (default: %(default)s)")
-    p.add_argument("--density", choices=["iam", "ml", "ml-spdf"], default="iam",
+    p.add_argument("--density", choices=["iam", "ml", "ml-solvent", "ml-spdf"], default="iam",
                    help="density model: independent atoms, or IAM plus the learned "
                         "deformation density (default: %(default)s)")
     p.add_argument("--blur", type=float, metavar="B",

@@ -14,17 +14,18 @@ A density model is a module with
 Registered: the independent-atom model (`densrefine.density.iam`, "iam"), the learned
 deformation density (`densrefine.density.ml`, "ml": IAM + Δρ from a graph network; under
 the electron table its Δρ enters as a `GaussianExtra` through the screened Mott–Bethe
-filter), and the stage-2 s,p,d,f model (`densrefine.density.ml_spdf`, "ml-spdf": e3nn
-network, Δρ a `FieldExtra`).
+filter), the same Δρ with a continuum solvent's reaction field instead of the screening
+(`densrefine.density.ml_solvent`, "ml-solvent", issue 21), and the stage-2 s,p,d,f model
+(`densrefine.density.ml_spdf`, "ml-spdf": e3nn network, Δρ a `FieldExtra`).
 """
 from __future__ import annotations
 
 from ..errors import input_error
-from . import iam, ml, ml_spdf
+from . import iam, ml, ml_solvent, ml_spdf
 from .terms import (DensityTerms, FieldExtra, GaussianExtra, GridExtra,  # noqa: F401
                     ScreenedCoulomb)
 
-_REGISTRY = {"iam": iam, "ml": ml, "ml-spdf": ml_spdf}
+_REGISTRY = {"iam": iam, "ml": ml, "ml-solvent": ml_solvent, "ml-spdf": ml_spdf}
 
 
 def available() -> list[str]:
@@ -49,4 +50,4 @@ def get_density_model(name: str):
 
 
 __all__ = ["DensityTerms", "FieldExtra", "GaussianExtra", "GridExtra", "ScreenedCoulomb",
-           "available", "get_density_model", "iam", "ml", "ml_spdf"]
+           "available", "get_density_model", "iam", "ml", "ml_solvent", "ml_spdf"]

@@ -30,9 +30,10 @@ log = logging.getLogger("densrefine")
 
 PAD = 10.0
 """Å of padding around the region's frame for the periodic FFTs."""
-VARIANTS = ("iam", "ml-screened", "ml-none", "ml")
-"""Density models scored: IAM; stage-1 Δρ with the old Yukawa screening (λ = 1.5 Å), with
-the bare Coulomb potential, and with the Poisson reaction field (``ml``, the default)."""
+VARIANTS = ("iam", "ml-screened", "ml-none", "ml-solvent")
+"""Density models scored: IAM; stage-1 Δρ with the Yukawa screening λ = 1.5 Å (density
+"ml", the first generation), with the bare Coulomb potential (the solute alone), and with
+the Poisson reaction field (density "ml-solvent", issue 21)."""
 
 
 def scaled_r(ref, model):
@@ -72,7 +73,7 @@ def model_terms(atoms, variant):
         warnings.simplefilter("ignore")
         if variant == "iam":
             return get_density_model("iam").terms(atoms, "electron")
-        response = {"ml-screened": "screened", "ml-none": "none", "ml": "poisson"}[variant]
+        response = {"ml-screened": "screened", "ml-none": "none", "ml-solvent": "poisson"}[variant]
         return ml_model.terms(atoms, "electron", response=response)
 
 

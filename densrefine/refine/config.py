@@ -41,9 +41,10 @@ class MapConfig:
         (`densrefine.scoring.masks.atom_radius`).
     table : {"electron", "xray"}
         Scattering table of the model map (X-ray data impose "xray").
-    density : {"iam", "ml"}
+    density : {"iam", "ml", "ml-solvent"}
         Density model of the model map (`densrefine.density`): independent atoms, or IAM
-        plus the learned deformation density (predicted once from the starting model).
+        plus the learned deformation density (predicted once from the starting model;
+        "ml-solvent" with a continuum solvent's reaction field, issue 21).
     samples_per_d : float or None
         Grid of the coordinate stages: a map sampled finer than d / ``samples_per_d``
         is Fourier-resampled to that spacing (nothing beyond the new Nyquist frequency
@@ -286,9 +287,9 @@ def _mode(value, flag: str) -> str:
 
 def validate(cfg: FitConfig) -> FitConfig:
     """Check types and ranges; return ``cfg`` with normalised values."""
-    if cfg.map.density not in ("iam", "ml"):
+    if cfg.map.density not in ("iam", "ml", "ml-solvent"):
         raise input_error("density", f"unknown density model {cfg.map.density!r}",
-                          "use iam or ml")
+                          "use iam, ml or ml-solvent")
     if isinstance(cfg.stages, str):
         cfg.stages = [s.strip() for s in cfg.stages.split(",") if s.strip()]
     bad = [s for s in cfg.stages if s not in STAGES]

@@ -42,13 +42,15 @@ the B stage on the d/2.5 grid instead of the map's own 1.05 Å grid, took 61 ins
 96 ms per evaluation and gave the same cctbx CC_mask after a full fit (0.8905 deposited
 start, 0.8893 from 1 Å errors)."""
 EXTRA_FIXED = True
-"""Treat a density model's grid part (the ML Δρ potential + solvent reaction field, an FFT
-and a Poisson solve) as a fixed field between refreshes: the coordinate and B gradients come
-from the atoms' own (IAM) Gaussians only, and an evaluation costs what the IAM's does
-(issue 21: `fit --density ml` ≤ 1.5× the IAM fit). What is left out is the gradient of the
-deformation part, small beside the atoms' own; the price is that the objective steps a
-little at each refresh, which can fall inside an optimiser call. False: differentiable,
-made at every evaluation."""
+"""Hold a density model's grid part that includes a solvent reaction field ("ml-solvent":
+the Coulomb potential of Δρ by FFT plus a Poisson solve) as a fixed field between refreshes,
+so that an evaluation costs what the IAM's does (issue 21: `fit --density ml` ≤ 1.5× the
+IAM fit). The coordinate and B gradients then come from the atoms' own (IAM) Gaussians and
+leave out the motion of Δρ and of the field; the differentiable alternative leaves out the
+field's motion only. On a perturbed peptide both gradients are 25–45 % off the true slope
+along random directions and both point downhill (tests/unit/test_refine_mapterm.py). The
+objective steps a little at each refresh, which can fall inside an optimiser call. False:
+made at every evaluation (as for "ml", whose grid part is an FFT only)."""
 EXTRA_REFRESH = 0.2
 """Å (rms over the map-term atoms): the fixed grid part is made again after this much motion."""
 EXTRA_REFRESH_B = 5.0
@@ -343,14 +345,14 @@ class MapTerm:
         return m
 
     def _extra_map(self, xyz, b_iso, occ, frame, blur):
-        """The density model's grid part (ML: the Δρ potential and the solvent's reaction
-        field) as a fixed field, made again when the frame or blur changes or once the atoms
+        """The density model's grid part; with a solvent reaction field ("ml-solvent": the
+        Δρ potential and the field) held as a fixed field, made again when the frame or blur changes or once the atoms
         have moved `EXTRA_REFRESH` Å or their B changed `EXTRA_REFRESH_B` Å² (rms) since
         (`EXTRA_FIXED`; else differentiable, made at every evaluation)."""
         import torch
 
         args = _take(self.atoms_t, xyz, b_iso, occ)
-        if not EXTRA_FIXED:
+        if not EXTRA_FIXED or getattr(self.extra, "solvent", None) is None:
             return grid_extra(self.extra, *args, frame, blur, CUTOFF)
         x, b = args[0].detach(), args[1].detach()
         key = (tuple(frame.shape), tuple(np.round(frame.origin, 4)), round(float(blur), 4))

@@ -114,18 +114,22 @@ def test_grid_part_gradient_is_exact():
 
 def test_ml_terms_are_typed_and_simulate_never_calls_back():
     """`ml.terms`: X-ray Δρ as extra Gaussian columns; electron as a filtered GaussianExtra."""
-    from densrefine.density import DensityTerms, GaussianExtra
+    from densrefine.density import DensityTerms, GaussianExtra, get_density_model
 
     m = ideal_peptide("AEKG")
     tx, te = ml.terms(m.atoms, "xray"), ml.terms(m.atoms, "electron")
     assert isinstance(tx, DensityTerms) and tx.extra is None and tx.a.shape[1] == 5 + 8
     assert isinstance(te.extra, GaussianExtra) and te.a.shape[1] == 5
-    assert te.extra.filter is ml.COULOMB and te.extra.c.shape[0] == len(m.atoms)
-    assert te.extra.solvent is not None and len(te.extra.solvent.radii) == len(m.atoms)
+    assert te.extra.filter is ml.POTENTIAL and te.extra.c.shape[0] == len(m.atoms)
+    assert te.extra.solvent is None                         # "ml": screened, no solve
     sub = te.select([0, 2])
     np.testing.assert_array_equal(sub.extra.c, te.extra.c[[0, 2]])
-    np.testing.assert_array_equal(sub.extra.solvent.radii, te.extra.solvent.radii[[0, 2]])
-    assert ml.terms(m.atoms, "electron", response="screened").extra.filter is ml.POTENTIAL
+    ts = get_density_model("ml-solvent").terms(m.atoms, "electron")
+    assert ts.extra.filter is ml.COULOMB and ts.name == "ml-solvent"
+    assert ts.extra.solvent is not None and len(ts.extra.solvent.radii) == len(m.atoms)
+    np.testing.assert_array_equal(ts.select([0, 2]).extra.solvent.radii,
+                                  ts.extra.solvent.radii[[0, 2]])
+    np.testing.assert_array_equal(ts.extra.c, te.extra.c)  # the same Δρ
 
 
 def test_unscreened_coulomb_drops_only_the_mean():

@@ -189,7 +189,7 @@ def test_map_term_restricted_to_main_chain_and_back():
 
 
 def test_ml_grid_part_is_a_fixed_field_refreshed_after_motion(monkeypatch):
-    """`--density ml` in the map term (issue 21): the Δρ + reaction-field part is made once
+    """`--density ml-solvent` in the map term (issue 21): the Δρ + reaction-field part is made once
     and held (no gradient through it) until the atoms move `EXTRA_REFRESH` Å rms or B changes
     `EXTRA_REFRESH_B` Å²; when made it equals the differentiable map exactly, and the
     coordinate gradient is then the one the atoms' own Gaussians give."""
@@ -207,7 +207,7 @@ def test_ml_grid_part_is_a_fixed_field_refreshed_after_motion(monkeypatch):
     at = m.atoms
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        terms = ml.terms(at, "electron")
+        terms = ml.terms(at, "electron", response="poisson")     # "ml-solvent"
     xyz0 = np.asarray(at.xyz)
     b = torch.tensor(np.asarray(at.b_iso), dtype=torch.float64)
     occ = torch.ones(len(b), dtype=torch.float64)
@@ -252,3 +252,14 @@ def test_ml_grid_part_is_a_fixed_field_refreshed_after_motion(monkeypatch):
     drop = (true_f(xp + h * g) - true_f(xp - h * g)) / (2 * h)    # −slope along −g
     predicted = float(p.grad.norm())
     assert drop > 0 and 0.5 < drop / predicted < 2.0
+    # "ml" (screened, an FFT only) is never held: its grid part is made at each evaluation
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = MapTerm(emap, 3.0, xyz0, ok, ok, ml.terms(at, "electron"), MapConfig(target="cc"),
+                        "cpu", torch.float64)
+    monkeypatch.setattr(mapterm, "EXTRA_FIXED", True)
+    plain.prepare(xyz0, b.numpy(), 1.0)
+    n0 = len(calls)
+    plain.model_map(x, b, occ)
+    plain.model_map(x, b, occ)
+    assert len(calls) == n0 + 2
