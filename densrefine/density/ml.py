@@ -294,7 +294,7 @@ RESPONSE = "screened"
 solvent's reaction field, `densrefine.simulate.solvent`; issue 21, the density model
 "ml-solvent", `densrefine.density.ml_solvent`) or "none" (the bare solute's Coulomb
 potential). "poisson" is closer to the independent DFT set's solvated potentials (scaled R
-of the IAM cut 26 / 25 % at 2 / 3 Å against 5 / 8 % for "screened") but loses CC_mask on
+of the IAM cut 24 / 25 % at 2 / 3 Å against 5 / 8 % for "screened") but loses CC_mask on
 three of the four real maps at the deposited coordinates (6YYT RNA −0.065, 3J6B −0.017,
 6VYB −0.004; 5NI1 +0.007; benchmarks/RESULTS.md, issue 21), so it is not the default."""
 CAVITY_SCALE = 1.2
