@@ -128,10 +128,17 @@ def calib_fragment(frag, settings, d=(2.0, 3.0)):
 
 
 SETTINGS = {f"w{w}_s{sc}": {"ml.BOUNDARY_WIDTH": w, "ml.CAVITY_SCALE": sc}
-            for w, sc in itertools.product((0.2, 0.3), (1.1, 1.2, 1.3, 1.4))}
+            for w, sc in itertools.product((0.2, 0.3), (1.2, 1.4, 1.5, 1.6, 1.7))}
 """Settings tried (round 2). Round 1, 2026-12-07, on 5 charged training fragments: the IAM
 atoms in the solve (``ml.SOLVE_IAM``) made R 3–5× worse at every width (they stay out);
-one neutral training fragment: the extra blur of the field (``api.POST_BLUR``) halves R."""
+one neutral training fragment: the extra blur of the field (``api.POST_BLUR``) halves R.
+Round 2, 2026-12-07 (``--max 8`` and ``--max 8 --charged-only``), mean R at 2 / 3 Å, mixed;
+charged: w0.3_s1.2 0.046 / 0.035; 0.064 / 0.045 — w0.3_s1.4 0.024 / 0.024; 0.030 / 0.025 —
+w0.3_s1.5 0.016 / 0.024; 0.018 / 0.025 — w0.3_s1.6 0.020 / 0.029; 0.033 / 0.041 — w0.2_s1.4
+0.019 / 0.024; 0.022 / 0.023 — w0.2_s1.5 0.016 / 0.026; 0.021 / 0.031 (scales 1.1, 1.3 of a
+first round-2 run, mixed set: worse than 1.4 at both widths). Lowest mean of the four:
+width 0.3 Å, scale 1.5, but on the independent set it did worse than 1.2 at 3 Å (see
+`densrefine.density.ml.CAVITY_SCALE`): not adopted."""
 
 
 def main(argv=None):
