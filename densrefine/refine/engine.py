@@ -83,6 +83,7 @@ class Run:
         self.mv = torch.as_tensor(np.flatnonzero(moving), device=device)
         self.w = 1.0
         self.w_cap = None  # the likelihood cap of the automatic weight (stages.weight_init)
+        self.final_capped = False  # the cap lowered for the finest-blur cycles (stages)
         self.fourier = False
         self.ref = None    # (N, 3) reference positions, and 1/σ² per atom (N,) Å⁻²
         self.ref_k = None
