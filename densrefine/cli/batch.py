@@ -48,16 +48,20 @@ from ..errors import InputError, input_error
 
 log = logging.getLogger("densrefine")
 
-FORBIDDEN = {"-o": "the job's output prefix is OUTDIR/NAME/NAME",
-             "--output-prefix": "the job's output prefix is OUTDIR/NAME/NAME",
-             "--json": "the job's JSON is OUTDIR/NAME/NAME_TASK.json",
-             "--map-out": "batch jobs write inside their own folder only",
+FORBIDDEN = {"-o": "remove it: the job's output prefix is OUTDIR/NAME/NAME",
+             "--output-prefix": "remove it: the job's output prefix is OUTDIR/NAME/NAME",
+             "--json": "remove it: the job's JSON is OUTDIR/NAME/NAME_TASK.json",
+             "--map-out": "remove it: batch jobs write inside their own folder only",
              "--half-maps": "give the second half map in the half_map_2 column",
              "-d": "give the resolution in the resolution column",
              "--resolution": "give the resolution in the resolution column",
              "--d-min": "give the resolution in the resolution column",
-             "--device": "give --device to densrefine batch (all jobs)",
-             "-h": "help is not a job option", "--help": "help is not a job option"}
+             "--device": "remove it and give --device to densrefine batch (all jobs)",
+             "-h": "help is not a job option", "--help": "help is not a job option",
+             **{f: "a batch job runs on one worker; refine a huge model with densrefine "
+                   "fit --partition, not in a batch" for f in
+                ("--partition", "--partition-passes", "--halo", "--scheduler", "--cluster",
+                 "--cluster-config", "--workers", "--threads", "--memory-limit")}}
 """Options a job may not carry, each with the fix shown."""
 
 

@@ -27,6 +27,10 @@ a warning when R-free rises while R-work falls.
 --select syntax: CHAIN, CHAIN/N or CHAIN/FIRST-LAST, comma-separated, e.g.
 "A/10-40,B"; unselected atoms stay fixed but count in the map and nonbonded terms.
 
+--partition auto|chains|N refines a huge model in blocks in parallel on Dask (each with a
+halo of fixed neighbours and its own map box; alternating shifted partitions; geometry
+across the block boundaries checked at the end; docs/batch.md).
+
 examples:
   densrefine fit example_maps/helix_start.pdb example_maps/helix_3A.mrc -d 3.0 -o helix_fit
   densrefine fit model.cif emd_3488.mrc -d 3.2 -o fit --select A/10-40 --stages xyz
@@ -42,6 +46,7 @@ import warnings
 import numpy as np
 
 from ..errors import DensrefineWarning
+from . import _partition
 
 log = logging.getLogger("densrefine")
 
@@ -118,6 +123,7 @@ def add_args(p) -> None:
                    help="2mFo-DFc map from the file's coefficients (file), computed with "
                         "sigmaA from F_obs and the model (compute), or the file's when present "
                         "(auto, default)")
+    _partition.add_args(p)
 
 
 def _overrides(args) -> dict:
@@ -353,6 +359,8 @@ def main(args) -> int:
     from ..report.html import report_html
     from . import _common
 
+    if args.partition:
+        return _partition.main(args)
     if args.map is not None:
         _common.check_order(args.model, args.map, "map or reflection",
                             "densrefine fit MODEL MAP -o PREFIX")
