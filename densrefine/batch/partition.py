@@ -96,16 +96,25 @@ def parse_mode(mode) -> str | int:
 
 
 def axis_counts(extent, n: int) -> np.ndarray:
-    """Cells along x, y, z (≥ 1 each, product near ``n``) for a box of ``extent`` Å."""
+    """Cells along x, y, z (≥ 1 each) for a box of ``extent`` Å: a product of at least
+    ``n`` and at most about 2n, with cells as close to cubes as that allows.
+
+    Examples
+    --------
+    >>> axis_counts([100, 10, 10], 4).tolist(), axis_counts([50, 50, 50], 8).tolist()
+    ([4, 1, 1], [2, 2, 2])
+    """
     e = np.maximum(np.asarray(extent, np.float64), 1e-3)
-    side = (np.prod(e) / n) ** (1.0 / 3.0)
-    counts = np.maximum(1, np.round(e / side)).astype(int)
-    while np.prod(counts) < n:          # round() may undershoot: grow the longest cells
-        counts[np.argmax(e / counts)] += 1
-    while np.prod(counts) > 2 * n and counts.max() > 1:
-        k = np.argmin(np.where(counts > 1, e / counts, np.inf))
-        counts[k] -= 1
-    return counts
+    best, best_score = None, np.inf
+    for cx in range(1, n + 1):
+        for cy in range(1, n // cx + 2):
+            cz = max(1, math.ceil(n / (cx * cy)))
+            c = np.array([cx, cy, cz])
+            size = e / c
+            score = np.log(size.max() / size.min()) + 2.0 * (c.prod() / n - 1.0)
+            if score < best_score - 1e-12:
+                best, best_score = c, score
+    return best
 
 
 def _edges(lo, hi, count, shifted):
