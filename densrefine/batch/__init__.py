@@ -15,3 +15,6 @@ The CLI (``densrefine batch``, ``densrefine fit --partition``) and the public AP
 (``dr.batch``, ``dr.fit(..., partition=...)``) sit on top. dask and distributed are
 imported by this package's modules; ``import densrefine`` does not load them.
 """
+
+TASKS = ("fit", "score", "rfactor")
+"""The commands a batch job can run (``densrefine batch --task``)."""

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from ..errors import check_readable, input_error
 from ..io.mrc import looks_like_map
 from ..scoring.api import MAX_RESOLUTION, MIN_RESOLUTION
+from . import TASKS
 
 REQUIRED = ("model", "data")
 OPTIONAL = ("resolution", "half_map_2", "name", "options")
-TASKS = ("fit", "score", "rfactor")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 RESERVED = {"summary.csv", "summary.json", "summary.html", "batch.log", ".staging"}
 

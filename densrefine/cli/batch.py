@@ -66,7 +66,7 @@ FORBIDDEN = {"-o": "remove it: the job's output prefix is OUTDIR/NAME/NAME",
 
 
 def add_args(p) -> None:
-    from ..batch.manifest import TASKS
+    from ..batch import TASKS
 
     p.add_argument("manifest", help="CSV (header: model,data[,resolution,half_map_2,name,"
                    "options]) or YAML list of jobs")
