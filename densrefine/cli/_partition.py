@@ -1,4 +1,4 @@
-"""``densrefine fit --partition``: the options and the run (`densrefine.batch.blockfit`).
+"""``densrefine fit --partition``: the options and the run (`densrefine.distributed.blockfit`).
 
 Kept out of ``fit.py`` so that the command's usual path stays as it is; ``fit`` calls
 `add_args` and, when ``--partition`` is given, `main`.
@@ -42,10 +42,10 @@ def add_args(p) -> None:
 
 def main(args) -> int:
     """Validate, open the cluster, refine in blocks, write fit's usual outputs."""
-    from ..batch.blockfit import check_inputs, fit_partitioned
-    from ..batch.cluster import ClusterSpec, check_spec, open_client
-    from ..batch.partition import HALO, parse_mode, plan_partitions
     from ..device import resolve_device
+    from ..distributed.blockfit import check_inputs, fit_partitioned
+    from ..distributed.cluster import ClusterSpec, check_spec, open_client
+    from ..distributed.partition import HALO, parse_mode, plan_partitions
     from ..errors import input_error
     from ..io import read_model, write_model
     from ..io.atomic import write_text_atomic

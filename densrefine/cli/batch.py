@@ -66,7 +66,7 @@ FORBIDDEN = {"-o": "remove it: the job's output prefix is OUTDIR/NAME/NAME",
 
 
 def add_args(p) -> None:
-    from ..batch import TASKS
+    from ..distributed import TASKS
 
     p.add_argument("manifest", help="CSV (header: model,data[,resolution,half_map_2,name,"
                    "options]) or YAML list of jobs")
@@ -110,7 +110,7 @@ def check_options(task: str, job) -> None:
     InputError
         Naming the manifest row, the option and the fix.
     """
-    from ..batch.jobs import argv_for
+    from ..distributed.jobs import argv_for
     from . import _common, _load
 
     for tok in job.options:
@@ -130,8 +130,8 @@ def check_options(task: str, job) -> None:
 
 
 def execute(spec: dict) -> dict:
-    """Run one job on a Dask worker (`densrefine.batch.jobs.run_job` with this CLI)."""
-    from ..batch.jobs import run_job
+    """Run one job on a Dask worker (`densrefine.distributed.jobs.run_job` with this CLI)."""
+    from ..distributed.jobs import run_job
     from . import main
 
     return run_job(spec, main)
@@ -184,7 +184,7 @@ def run(manifest, outdir, task: str = "fit", *, scheduler=None, cluster: str = "
         Output folder.
     task : {"fit", "score", "rfactor"}
     scheduler, cluster, cluster_config, workers, threads, memory_limit
-        Where to run (`densrefine.batch.cluster.ClusterSpec`).
+        Where to run (`densrefine.distributed.cluster.ClusterSpec`).
     device : str
         ``--device`` of every job.
     force : bool
@@ -208,10 +208,10 @@ def run(manifest, outdir, task: str = "fit", *, scheduler=None, cluster: str = "
         Any problem with the manifest, its files, options or names, OUTDIR, or the
         cluster options (an unreachable scheduler included), before any job runs.
     """
-    from ..batch.cluster import ClusterSpec, check_spec, open_client
-    from ..batch.manifest import read_manifest
-    from ..batch.run import plan_jobs, run_jobs
     from ..device import resolve_device
+    from ..distributed.cluster import ClusterSpec, check_spec, open_client
+    from ..distributed.manifest import read_manifest
+    from ..distributed.run import plan_jobs, run_jobs
 
     manifest, outdir = os.fspath(manifest), os.fspath(outdir)
     jobs = read_manifest(manifest, task, check_options=check_options)

@@ -180,7 +180,7 @@ def batch_html(doc: dict) -> str:
     doc : dict
         What ``densrefine batch`` writes as summary.json: ``task``, ``jobs`` (one record
         per job: name, status, error, time_s, worker, attempts and the numbers of
-        `densrefine.batch.summary.COLUMNS`), and the run's ``manifest``, ``cluster``,
+        `densrefine.distributed.summary.COLUMNS`), and the run's ``manifest``, ``cluster``,
         ``started``, ``wall_s``.
 
     Returns

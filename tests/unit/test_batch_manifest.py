@@ -12,12 +12,12 @@ import os
 import pytest
 
 import densrefine as dr
-from densrefine.batch import jobs as jobs_mod
-from densrefine.batch.cluster import ClusterSpec, check_spec
-from densrefine.batch.manifest import read_manifest
 from densrefine.build import ideal_peptide, with_cell_box
 from densrefine.cli import main
 from densrefine.cli.batch import check_options
+from densrefine.distributed import jobs as jobs_mod
+from densrefine.distributed.cluster import ClusterSpec, check_spec
+from densrefine.distributed.manifest import read_manifest
 from densrefine.errors import InputError
 from densrefine.simulate import simulate
 
@@ -116,7 +116,7 @@ def test_input_inside_a_job_folder_is_refused(pair, tmp_path, capsys):
 def test_unreachable_scheduler_exit_2(pair, tmp_path, capsys, monkeypatch):
     import socket
 
-    from densrefine.batch import cluster
+    from densrefine.distributed import cluster
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2)
     s = socket.socket()

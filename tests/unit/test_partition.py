@@ -7,8 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from densrefine.batch.blockfit import _geometry, fit_partitioned, later_pass_config
-from densrefine.batch.partition import (
+from densrefine.build import ideal_peptide, with_cell_box
+from densrefine.distributed.blockfit import _geometry, fit_partitioned, later_pass_config
+from densrefine.distributed.partition import (
     axis_counts,
     chain_partition,
     halo_of,
@@ -16,7 +17,6 @@ from densrefine.batch.partition import (
     plan_partitions,
     sub_model,
 )
-from densrefine.build import ideal_peptide, with_cell_box
 from densrefine.errors import InputError
 from densrefine.refine import load_config
 from densrefine.types import Atoms, Model
@@ -122,7 +122,7 @@ def test_later_passes_use_the_finest_blur_and_fewer_cycles():
 
 
 def test_geometry_counts_each_restraint_once_and_finds_boundary_bonds():
-    from densrefine.batch.partition import Partition
+    from densrefine.distributed.partition import Partition
 
     parts = [Partition("p", (np.array([0, 1]), np.array([2, 3])))]
     # both blocks report the bond 1-2 across their boundary (once each); 0-1 and 2-3 inside

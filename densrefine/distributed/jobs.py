@@ -163,7 +163,7 @@ def run_job(spec: dict, main) -> dict:
     Parameters
     ----------
     spec : dict
-        ``task``, ``job`` (a `densrefine.batch.manifest.Job`), ``outdir``, ``key`` and
+        ``task``, ``job`` (a `densrefine.distributed.manifest.Job`), ``outdir``, ``key`` and
         ``device``.
     main : callable
         ``main(argv) -> int``: the CLI entry point (``densrefine.cli.main``).

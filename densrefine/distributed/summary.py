@@ -61,7 +61,7 @@ def metrics(task: str, folder: str, outs: dict) -> dict:
     folder : str
         The job's folder.
     outs : dict
-        Output file names by role (`densrefine.batch.jobs.outputs_of`).
+        Output file names by role (`densrefine.distributed.jobs.outputs_of`).
     """
     path = os.path.join(folder, outs["stats" if task == "fit" else "json"])
     with open(path, encoding="utf-8") as f:

@@ -57,7 +57,7 @@ def plan_jobs(jobs, outdir: str, task: str, force: bool = False) -> dict:
     """Which jobs must run: ``{"keys", "records" (of the skipped ones), "todo"}``.
 
     A job is skipped when OUTDIR/NAME/job.json says "done" under the job's key and its
-    outputs are all present (`densrefine.batch.jobs.done_record`), unless ``force``.
+    outputs are all present (`densrefine.distributed.jobs.done_record`), unless ``force``.
     """
     keys = {j.name: job_key(j, task) for j in jobs}
     records: dict = {}
@@ -80,8 +80,8 @@ def run_jobs(client, jobs, outdir: str, task: str, execute, *, planned: dict | N
     ----------
     client : distributed.Client or None
         None only when nothing is left to run.
-    jobs : list of densrefine.batch.manifest.Job
-        Checked (`densrefine.batch.manifest.read_manifest`).
+    jobs : list of densrefine.distributed.manifest.Job
+        Checked (`densrefine.distributed.manifest.read_manifest`).
     outdir : str
         Output folder (created).
     task : {"fit", "score", "rfactor"}

@@ -1,6 +1,6 @@
 """Partitioned refinement (``fit --partition``): blocks refined in parallel on Dask, merged.
 
-Each pass cuts the current model into blocks (`densrefine.batch.partition`); every block
+Each pass cuts the current model into blocks (`densrefine.distributed.partition`); every block
 is refined by `densrefine.refine.fit` on a worker as a model of its own — the block's
 atoms moving, its halo fixed (nonbonded, link and map terms see the neighbours) —
 against its own box of the map (the block plus the map term's margin and resampling
@@ -272,10 +272,11 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
         d (Å); required (no whole-model estimate).
     client : distributed.Client, optional
         Where blocks run; None: a cluster is opened from ``cluster``.
-    cluster : ClusterSpec, optional
-        `densrefine.batch.cluster.ClusterSpec` (default: the embedded LocalCluster).
+    cluster : ClusterSpec or dict, optional
+        `densrefine.distributed.cluster.ClusterSpec` or its fields (default: the embedded
+        LocalCluster).
     partition : {"auto", "chains"} or int
-        See `densrefine.batch.partition`.
+        See `densrefine.distributed.partition`.
     passes : int
         Passes over the model (alternating partitions).
     halo : float
@@ -298,7 +299,7 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
     emap = check_inputs(model, emap, resolution)
     parts = plan_partitions(model, partition, passes)
     if client is None:
-        spec = cluster or ClusterSpec()
+        spec = cluster if isinstance(cluster, ClusterSpec) else ClusterSpec(**(cluster or {}))
         with open_client(spec, check_spec(spec)) as (cl, _):
             return fit_partitioned(model, emap, resolution, client=cl, partition=partition,
                                    passes=passes, halo=halo, config=cfg, device=device,
@@ -316,7 +317,7 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
              "partition": {"mode": str(partition), "halo": halo, "passes": []}}
     stats["before"] = _score(model, emap, d, cfg, "before", score_limit)
     xyz, b = np.array(at.xyz, np.float64), np.array(at.b_iso, np.float64)
-    fit_kw = {"device": device, "seed": seed, "monlib": monlib, "ligands": tuple(ligands),
+    fit_kw = {"device": str(device), "seed": seed, "monlib": monlib, "ligands": tuple(ligands),
               "unknown": unknown}
     before_geo = []
     for p, part in enumerate(parts):
