@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 
 log = logging.getLogger("densrefine")
 
@@ -92,6 +93,8 @@ def main(args) -> int:
                               ligands=tuple(args.ligand), unknown=args.unknown_residues,
                               callback=progress)
     res.stats["partition"]["cluster"] = info
+    res.stats["partition"]["client_peak_rss_mb"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     write_model(res.model, out["model"], inputs=_inputs(args))
     res.stats["outputs"] = {k: os.path.abspath(v) for k, v in out.items()}
     res.stats["warnings"] = _warnings()
