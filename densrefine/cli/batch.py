@@ -157,15 +157,22 @@ def plan(manifest: str, outdir: str, jobs: list) -> dict:
            "summary_csv": os.path.join(outdir, "summary.csv"),
            "summary_html": os.path.join(outdir, "summary.html")}
     out = _common.plan_outputs(out, inputs)
+    from ..distributed.jobs import RECORD, STAGING
+
     real = [os.path.realpath(p) for p in inputs]
     for j in jobs:
-        for folder in (os.path.join(outdir, j.name), os.path.join(outdir, ".staging")):
-            d = os.path.realpath(folder) + os.sep
+        for folder in (os.path.join(outdir, j.name), os.path.join(outdir, STAGING)):
+            top = os.path.realpath(folder)
             for p, r in zip(inputs, real):
-                if r.startswith(d):
+                if r == top or r.startswith(top + os.sep):
                     raise input_error(j.where, f"input {p} lies inside {folder}, which the "
                                       "batch replaces", "move the input out of OUTDIR or "
                                       "choose another -o/--output-dir")
+        folder = os.path.join(outdir, j.name)
+        if os.path.lexists(folder) and not os.path.isfile(os.path.join(folder, RECORD)):
+            raise input_error(j.where, f"{folder} exists and is not a batch job folder "
+                              f"(no {RECORD}); a run would replace it", "move it away, or "
+                              "give the row another 'name' or choose another -o/--output-dir")
     return out
 
 

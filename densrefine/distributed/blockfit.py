@@ -153,13 +153,23 @@ def check_block(task: dict) -> dict:
                 "peak_rss_mb": _peak_rss_mb()}
 
 
-def _submit_all(client, fn, tasks, name):
-    """Submit ``tasks``, wait for all; results in order (a failure raises)."""
+def _submit_all(client, fn, tasks, name, what: str = "block"):
+    """Submit ``tasks``, wait for all; results in order (a failure raises).
+
+    Logs one line as each task finishes (progress of a long pass)."""
+    from distributed import as_completed
+
     with warnings.catch_warnings():           # each task carries its block and map box
         warnings.filterwarnings("ignore", message=".*Large object.*")
         warnings.filterwarnings("ignore", message=".*large graph.*")
         futs = [client.submit(fn, t, key=f"densrefine-{name}-{k}-{time.time_ns()}",
                               pure=False) for k, t in enumerate(tasks)]
+    index = {f.key: k for k, f in enumerate(futs)}
+    t0 = time.perf_counter()
+    for done, fut in enumerate(as_completed(futs, loop=client.loop), 1):
+        if fut.status == "finished":
+            log.info("  %s %d finished (%d/%d, %.0f s)", what, index[fut.key] + 1, done,
+                     len(futs), time.perf_counter() - t0)
     return client.gather(futs)
 
 
@@ -360,7 +370,8 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
          "cuts": labels[:, t],
          "restraint_kw": {"monlib": monlib, "ligands": tuple(ligands), "unknown": unknown}}
         for blk in parts[-1].blocks
-        for t in [np.sort(np.concatenate([blk, halo_of(new.atoms, blk, halo)]))]], "check")
+        for t in [np.sort(np.concatenate([blk, halo_of(new.atoms, blk, halo)]))]], "check",
+        "geometry check of block")
     geom, bound = _geometry(checks, parts, n)
     log.info("Geometry of the merged model: bond RMSD %.4f Å, angle RMSD %.3f° (%d bonds, "
              "%d angles)", geom["bond_rmsd"] or 0, geom["angle_rmsd"] or 0, geom["n_bonds"],

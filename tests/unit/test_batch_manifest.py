@@ -113,6 +113,19 @@ def test_input_inside_a_job_folder_is_refused(pair, tmp_path, capsys):
     assert rc == 2 and "lies inside" in err and (inner / "pep.pdb").exists()
 
 
+def test_a_folder_that_is_not_a_job_folder_is_refused(pair, tmp_path, capsys):
+    """OUTDIR/NAME holding the user's own files (no job.json) is never replaced."""
+    mine = tmp_path / "out" / "pep"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    m = _write(tmp_path, "m2.csv", f"model,data\n{pair / 'pep.pdb'},{pair / 'pep.mrc'}\n")
+    rc = main(["batch", str(m), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "not a batch job folder" in err, err
+    assert "m2.csv line 2" in err and (mine / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path / "out")) == ["pep"]
+
+
 def test_unreachable_scheduler_exit_2(pair, tmp_path, capsys, monkeypatch):
     import socket
 
