@@ -363,11 +363,14 @@ def main(args) -> int:
     from ..device import resolve_device
     from ..io import looks_like_map, read_map, read_model, write_model
     from ..io.atomic import write_text_atomic
-    from ..refine import dump_config, fit
+    from ..refine import dump_config
     from ..report import write_json_atomic
     from ..report.html import report_html
+    from ..simulate.params import check_params
     from . import _common
 
+    if args.resolution is not None:      # fit's own check and message, before torch
+        check_params(args.resolution)
     if args.partition:
         return _partition.main(args)
     if args.map is not None:
@@ -384,6 +387,8 @@ def main(args) -> int:
     dev = resolve_device(args.device)
     _common.log_device(dev)
     progress = _Progress(out, dump_config(cfg), _n_calls(cfg, model))
+    from ..refine import fit  # the engine imports torch: inputs are read by now
+
     try:
         res = fit(model, data, args.resolution, config=cfg, select=args.select, device=dev,
                   seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),

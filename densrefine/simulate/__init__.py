@@ -19,14 +19,29 @@ Public functions:
     Resolution helpers. `GridFrame` (from `densrefine.grid`) describes a grid without
     values; `box_around` (also from there) makes a box around a model.
 """
-from ..grid import box_around
-from ..types import GridFrame
-from .api import grid_extra, simulate, simulate_tensor
-from .fourier import default_blur, fourier_truncate, refmac_blur
-from .kernel import splat
+from importlib import import_module
+
+# Imported on first use (PEP 562), so that `densrefine.simulate.params` and the plans
+# load without torch: the CLI refuses bad parameters before paying for that import.
+_LAZY = {"GridFrame": "..types", "box_around": "..grid", "grid_extra": ".api",
+         "simulate": ".api", "simulate_tensor": ".api", "default_blur": ".fourier",
+         "fourier_truncate": ".fourier", "refmac_blur": ".fourier", "splat": ".kernel"}
 
 __all__ = ["GridFrame", "box_around", "grid_extra", "default_blur", "fourier_truncate", "refmac_blur",
            "simulate", "simulate_tensor", "splat"]
+
+
+def __getattr__(name):
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(where, __name__), name)
+    globals()[name] = value          # later look-ups (and monkeypatch) see a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 class _CallableModule(__import__("types").ModuleType):
@@ -37,7 +52,7 @@ class _CallableModule(__import__("types").ModuleType):
     """
 
     def __call__(self, *args, **kwargs):
-        return simulate(*args, **kwargs)
+        return __getattr__("simulate")(*args, **kwargs)
 
 
 __import__("sys").modules[__name__].__class__ = _CallableModule
