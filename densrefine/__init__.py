@@ -22,6 +22,7 @@ __all__ = [
     "Atoms", "GaussianSet", "Grid", "Model", "UnitCell",
     "DensrefineError", "DensrefineWarning", "DeviceError", "FormatError", "InputError",
     "read_model", "write_model", "read_map", "write_map", "simulate", "score", "fit",
+    "batch",
 ]
 
 
@@ -68,10 +69,33 @@ def score(model, emap, resolution, **kwargs):
 
 
 def fit(model, data=None, resolution=None, **kwargs):
-    """Refine a model against a map, half maps or X-ray data; see `densrefine.refine.fit`."""
+    """Refine a model against a map, half maps or X-ray data; see `densrefine.refine.fit`.
+
+    With ``partition="auto" | "chains" | N`` the model is refined in blocks in parallel on
+    Dask (`densrefine.distributed.blockfit.fit_partitioned`: ``passes``, ``halo``,
+    ``cluster`` or ``client``; a cryo-EM map and ``resolution`` are needed).
+    """
+    if kwargs.get("partition") is not None:
+        from .distributed.blockfit import fit_partitioned
+
+        return fit_partitioned(model, data, resolution, **kwargs)
+    kwargs.pop("partition", None)
     from .refine import fit as _f
 
     return _f(model, data, resolution, **kwargs)
+
+
+def batch(manifest, outdir, task="fit", **kwargs):
+    """Run every row of a batch manifest on Dask, resumably; the summary dict.
+
+    The work of ``densrefine batch`` (`densrefine.cli.batch.run`; docs/batch.md):
+    ``scheduler``, ``cluster``, ``cluster_config``, ``workers``, ``threads``,
+    ``memory_limit``, ``device``, ``force``. Outputs go to OUTDIR/NAME/ per job and
+    OUTDIR/summary.csv, .json, .html.
+    """
+    from .cli.batch import run as _f
+
+    return _f(manifest, outdir, task, **kwargs)
 
 
 _TYPES = ("Atoms", "GaussianSet", "Grid", "Model", "UnitCell")
