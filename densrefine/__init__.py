@@ -14,6 +14,7 @@ a computation needs it; the console script relies on that to answer Ctrl-C in on
 """
 from __future__ import annotations
 
+from ._lazy import lazy_attributes
 from .errors import DensrefineError, DensrefineWarning, DeviceError, FormatError, InputError
 
 __version__ = "0.1.0"
@@ -101,9 +102,5 @@ def batch(manifest, outdir, task="fit", **kwargs):
 _TYPES = ("Atoms", "GaussianSet", "Grid", "Model", "UnitCell")
 
 
-def __getattr__(name):  # PEP 562: the data types load numpy, so on first use only
-    if name in _TYPES:
-        from . import types
-
-        return getattr(types, name)
-    raise AttributeError(f"module 'densrefine' has no attribute {name!r}")
+# PEP 562: the data types load numpy, so on first use only
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(_TYPES, ".types"))[0]
