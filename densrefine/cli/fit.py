@@ -31,6 +31,10 @@ when R-free rises while R-work falls.
 --select syntax: CHAIN, CHAIN/N or CHAIN/FIRST-LAST, comma-separated, e.g.
 "A/10-40,B"; unselected atoms stay fixed but count in the map and nonbonded terms.
 
+--partition auto|chains|N refines a huge model in blocks in parallel on Dask (each with a
+halo of fixed neighbours and its own map box; alternating shifted partitions; geometry
+across the block boundaries checked at the end; docs/batch.md).
+
 examples:
   densrefine fit example_maps/helix_start.pdb example_maps/helix_3A.mrc -d 3.0 -o helix_fit
   densrefine fit model.cif emd_3488.mrc -d 3.2 -o fit --select A/10-40 --stages xyz
@@ -46,6 +50,7 @@ import warnings
 import numpy as np
 
 from ..errors import DensrefineWarning
+from . import _partition
 
 log = logging.getLogger("densrefine")
 
@@ -128,6 +133,7 @@ def add_args(p) -> None:
                    help="2mFo-DFc map from the file's coefficients (file), computed with "
                         "sigmaA from F_obs and the model (compute), or the file's when present "
                         "(auto, default)")
+    _partition.add_args(p)
 
 
 def _overrides(args) -> dict:
@@ -366,6 +372,8 @@ def main(args) -> int:
 
     if args.resolution is not None:      # fit's own check and message, before torch
         check_params(args.resolution)
+    if args.partition:
+        return _partition.main(args)
     if args.map is not None:
         _common.check_order(args.model, args.map, "map or reflection",
                             "densrefine fit MODEL MAP -o PREFIX")

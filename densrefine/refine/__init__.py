@@ -23,7 +23,7 @@ Examples
 >>> res = dr.fit(dr.read_model("m.pdb"), dr.read_map("m.mrc"), 3.0)  # doctest: +SKIP
 >>> res.stats["after"]["cc_mask"], res.model                        # doctest: +SKIP
 """
-from importlib import import_module
+from .._lazy import lazy_attributes
 
 # Imported on first use (PEP 562): the CLI reads and checks --config (`config`, torch-free)
 # and refuses bad input before the engine (torch) is imported.
@@ -39,14 +39,4 @@ __all__ = ["DataSpec", "FitConfig", "HalfMapTerm", "MapConfig", "MapTerm", "Refi
            "parse_selection", "process_settings", "read_data", "select_atoms"]
 
 
-def __getattr__(name):
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(where, __name__), name)
-    globals()[name] = value          # later look-ups (and monkeypatch) see a plain attribute
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

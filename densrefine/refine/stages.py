@@ -291,7 +291,10 @@ def xyz_stage(run):
         run.record("b", val, t0, b_mean=float(run.b[run.mv].mean()), before_xyz=True)
     for i in range(cfg.cycles):
         t0 = time.perf_counter()
-        val = _xyz_cycle(run, _blur_factor(cfg.map.blur_factors, i, cfg.cycles))
+        factor = _blur_factor(cfg.map.blur_factors, i, cfg.cycles)
+        if factor == cfg.map.blur_factors[-1]:
+            _final_cap(run)
+        val = _xyz_cycle(run, factor)
         rec = run.record("xyz", val, t0)
         if cfg.weights.weight is None:
             _adjust_weight(run, rec)
@@ -339,6 +342,23 @@ def _joint_b(run) -> bool:
         log.info("Coordinates and B together in each macro cycle (likelihood data term): "
                  "w · (−log L + ½Σ(ΔB/σ)² / b_weight_scale) + geometry")
     return joint
+
+
+def _final_cap(run) -> None:
+    """Lower the weight cap to ``likelihood_cap_final`` for the finest-blur cycles (once)."""
+    wc = run.cfg.weights
+    if (run.w_cap is None or wc.weight is not None or wc.likelihood_cap_final is None
+            or run.final_capped):
+        return
+    run.final_capped = True
+    cap = run.w_cap * float(wc.likelihood_cap_final) / float(wc.likelihood_cap)
+    if cap < run.w_cap:
+        run.w_cap = cap
+        if run.w > cap:
+            log.info("Map weight capped at %.4g = %.3g × the Gaussian-likelihood weight for "
+                     "the finest-blur cycles (likelihood_cap_final)", cap,
+                     wc.likelihood_cap_final)
+            run.w = cap
 
 
 def _xyz_cycle(run, blur_factor) -> float:

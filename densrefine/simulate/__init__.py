@@ -19,7 +19,7 @@ Public functions:
     Resolution helpers. `GridFrame` (from `densrefine.grid`) describes a grid without
     values; `box_around` (also from there) makes a box around a model.
 """
-from importlib import import_module
+from .._lazy import lazy_attributes
 
 # Imported on first use (PEP 562), so that `densrefine.simulate.params` and the plans
 # load without torch: the CLI refuses bad parameters before paying for that import.
@@ -31,17 +31,7 @@ __all__ = ["GridFrame", "box_around", "grid_extra", "default_blur", "fourier_tru
            "simulate", "simulate_tensor", "splat"]
 
 
-def __getattr__(name):
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(where, __name__), name)
-    globals()[name] = value          # later look-ups (and monkeypatch) see a plain attribute
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 class _CallableModule(__import__("types").ModuleType):

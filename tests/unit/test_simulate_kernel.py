@@ -1,6 +1,8 @@
 """The splat kernel: values, integrals, translation, periodicity, paths, gradients, memory."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -381,6 +383,8 @@ def test_unusable_numba_falls_back_with_a_warning(monkeypatch, caplog):
     monkeypatch.setitem(jit_mod._STATE, "kernels", None)
     monkeypatch.setattr(jit_mod, "_build", broken)
     monkeypatch.delenv("DENSREFINE_JIT", raising=False)
+    # the CLI tests set up the "densrefine" logger without propagation to the root
+    monkeypatch.setattr(logging.getLogger("densrefine"), "propagate", True)
     with caplog.at_level("WARNING", logger="densrefine"):
         assert not jit_mod.available()
     assert "torch kernels" in caplog.text
