@@ -47,8 +47,9 @@ the Coulomb potential of Δρ by FFT plus a Poisson solve) as a fixed field betw
 so that an evaluation costs what the IAM's does (issue 21: `fit --density ml` ≤ 1.5× the
 IAM fit). The coordinate and B gradients then come from the atoms' own (IAM) Gaussians and
 leave out the motion of Δρ and of the field; the differentiable alternative leaves out the
-field's motion only. On a perturbed peptide both gradients are 25–45 % off the true slope
-along random directions and both point downhill (tests/unit/test_refine_mapterm.py). The
+field's motion only. On a perturbed peptide (0.3 Å) both miss the true directional slope by
+5–70 % along random directions, and both point downhill (the held one's slope along −g is
+1.3× its prediction; tests/unit/test_refine_mapterm.py). The
 objective steps a little at each refresh, which can fall inside an optimiser call. False:
 made at every evaluation (as for "ml", whose grid part is an FFT only)."""
 EXTRA_REFRESH = 0.2
