@@ -23,6 +23,7 @@ __all__ = [
     "Atoms", "GaussianSet", "Grid", "Model", "UnitCell",
     "DensrefineError", "DensrefineWarning", "DeviceError", "FormatError", "InputError",
     "read_model", "write_model", "read_map", "write_map", "simulate", "score", "fit",
+    "Session",
 ]
 
 
@@ -73,3 +74,11 @@ def fit(model, data=None, resolution=None, **kwargs):
     from .refine import fit as _f
 
     return _f(model, data, resolution, **kwargs)
+
+
+def __getattr__(name):
+    if name == "Session":  # lazy: the live session pulls in torch
+        from .live.session import Session
+
+        return Session
+    raise AttributeError(f"module 'densrefine' has no attribute {name!r}")

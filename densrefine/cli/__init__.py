@@ -17,7 +17,7 @@ import sys
 from ..errors import DeviceError, InputError
 from . import _common
 
-COMMANDS = ["info", "simulate", "score", "fit", "rfactor", "validate"]
+COMMANDS = ["info", "simulate", "score", "fit", "rfactor", "validate", "serve"]
 
 
 def _load(name):

@@ -157,14 +157,14 @@ class EmLive:
         """Move atoms; return CC_mask, the touched residues' CCs and timings (see `XrayLive`)."""
         idx, xyz, b, occ = check_update(len(self.xyz), idx, xyz, b_iso, occ, self.xyz,
                                         self.b_iso, self.occ)
-        t0 = time.perf_counter()
-        cc0 = self.cc_mask()
-        old = (self.xyz[idx].copy(), self.b_iso[idx].copy(), self.occ[idx].copy())
-        self.xyz[idx], self.b_iso[idx], self.occ[idx] = xyz, b, occ
         if float(b.min()) < self.b_min:
             raise input_error("b_iso", f"B {float(b.min()):.2f} Å² is below the session's "
                               f"smallest B {self.b_min:.2f} Å² (it sets the map's blur)",
                               "restart the session with this model")
+        t0 = time.perf_counter()
+        cc0 = self.cc_mask()
+        old = (self.xyz[idx].copy(), self.b_iso[idx].copy(), self.occ[idx].copy())
+        self.xyz[idx], self.b_iso[idx], self.occ[idx] = xyz, b, occ
         terms = self.terms.select(np.concatenate([idx, idx]))
         boxes = local_density(self.frame, np.concatenate([old[0], xyz]),
                               np.concatenate([old[1], b]), np.concatenate([-old[2], occ]),
@@ -230,7 +230,9 @@ class EmLive:
         k = float(((ev - ev.mean()) * mc).sum() / max((mc * mc).sum(), 1e-30))
         diff = (ee - ev.mean()) - k * (mm - mv.mean())
         return {"origin": f.index_to_xyz(a).tolist(), "steps": f.steps.tolist(),
-                "shape": [int(s) for s in size[::-1]],
+                "shape": [int(s) for s in size[::-1]], "start": a.tolist(),
+                "grid": [int(x) for x in n], "map_origin": f.origin.tolist(),
+                "cell": [float(x) for x in f.voxel_size * n] + [90.0, 90.0, 90.0],
                 "maps": {"model": mm.astype(np.float32), "difference": diff.astype(np.float32)},
                 "scale": k}
 

@@ -93,6 +93,13 @@ class SymmetryIndex:
         return (np.bincount(idx, c.real.ravel(), size)
                 + 1j * np.bincount(idx, c.imag.ravel(), size))
 
+    def map_weight_sum(self):
+        """Σ over the images of each reflection of its weight (2 acentric, 1 centric, ×
+        the number of distinct images): Σ_h this·|F(h)|² = Σ_k |F(k)|² over the sphere."""
+        if self._map_weights is None:
+            self._map_weights = self._weights()
+        return self._map_weights.sum(0)
+
     def _weights(self):
         k, _ = symmetry_images(self._spacegroup, self._hkl)
         span = 2 * np.abs(k).max() + 1
@@ -254,3 +261,33 @@ class BoxTransform:
         full = full.reshape(bz, len(self.ky), len(self.kx))
         a = np.matmul(ey.T[None], full)                     # (bz, by, n_kx)
         return a @ ex                                       # (bz, by, bx)
+
+    def inverse_box_many(self, coefs, lo, size):
+        """`inverse_box` for a stack of coefficient layouts at once (torch, complex64).
+
+        Parameters
+        ----------
+        coefs : torch.Tensor, shape (m, n_kz · n_col), complex64
+        lo, size : sequence of 3 ints
+            As in `inverse_box`.
+
+        Returns
+        -------
+        torch.Tensor, shape (m, bz, by, bx), complex64
+        """
+        import torch
+
+        bx, by, bz = (int(s) for s in size)
+        ez = self._table64(2, int(lo[2]), bz)                       # (n_kz, bz)
+        ey = self._table64(1, int(lo[1]), by)                       # (n_ky, by)
+        ex = self._table64(0, int(lo[0]), bx)                       # (n_kx, bx)
+        m = coefs.shape[0]
+        c = coefs.reshape(m, len(self.kz), -1)                      # (m, n_kz, n_col)
+        a = torch.matmul(ez.T, c)                                   # (m, bz, n_col)
+        full = torch.zeros((m, bz, len(self.ky) * len(self.kx)), dtype=a.dtype)
+        if self._columns is None:
+            self._columns = torch.from_numpy(self.sym.columns)
+        full[:, :, self._columns] = a
+        full = full.reshape(m, bz, len(self.ky), len(self.kx))
+        a = torch.matmul(ey.T, full)                                # (m, bz, by, n_kx)
+        return torch.matmul(a, ex)                                  # (m, bz, by, bx)

@@ -343,6 +343,97 @@ class XrayLive:
         self.fc_all = self._full_fc()
         self._refresh()
 
+    def map_coefficients(self):
+        """σA-weighted 2mFo−DFc and mFo−DFc coefficients (n,) of the current model.
+
+        As `densrefine.xtal.maps.map_coefficients`, except that the per-bin σA (the one
+        maximum-likelihood fit per bin) is re-estimated only with the scales
+        (`rescale`); between fits the bin scales Σ_c, E_c, m and D follow the current
+        |F_model| with that σA. Cached per update.
+        """
+        if getattr(self, "_coef_version", None) == self.version:
+            return self._coefs
+        from scipy.special import i0e, i1e
+
+        fm = self.fmodel
+        if getattr(self, "_sa_scales", None) is not fm.scales:
+            from ..xtal.maps import sigmaa
+
+            h32 = np.asarray(fm.hkl, np.int32)
+            ops = self.sg.operations()
+            self._eps = ops.epsilon_factor_array(h32).astype(np.float64)
+            self._centric = ops.centric_flag_array(h32).astype(bool)
+            self._sa = sigmaa(fm.fo, fm.fmodel_abs, fm.hkl, self.sg, fm.scales.bins,
+                              work=np.asarray(fm.work, bool))[0]
+            self._sa_scales = fm.scales
+        bins, work, eps, sa = fm.scales.bins, np.asarray(fm.work, bool), self._eps, self._sa
+        fa, fo = fm.fmodel_abs, fm.fo
+        nb = int(bins.max()) + 1
+        fit = work.copy()
+        cnt = np.bincount(bins[fit], minlength=nb)
+        fit |= (cnt[bins] == 0)                     # a bin without work reflections: all
+        cnt = np.maximum(np.bincount(bins[fit], minlength=nb), 1)
+        so = np.bincount(bins[fit], (fo ** 2 / eps)[fit], nb) / cnt
+        sc = np.bincount(bins[fit], (fa ** 2 / eps)[fit], nb) / cnt
+        eo = fo / np.sqrt(eps * so[bins])
+        ec = fa / np.sqrt(eps * sc[bins])
+        d = sa * np.sqrt(so[bins] / sc[bins])
+        x = 2 * sa * eo * ec / (1 - sa * sa)
+        m = np.where(self._centric, np.tanh(x / 2), i1e(x) / np.maximum(i0e(x), 1e-300))
+        phase = fm.fmodel / np.maximum(np.abs(fm.fmodel), 1e-30)
+        two = np.where(self._centric, m * fo, 2 * m * fo - d * fa)
+        two = np.where(work, two, d * fa)
+        one = np.where(work, m * fo - d * fa, 0.0)
+        self._coefs = (two * phase, one * phase)
+        self._coef_version = self.version
+        return self._coefs
+
+    def maps(self, lo, hi) -> dict:
+        """2mFo−DFc and mFo−DFc on the F_calc cell grid (spacing ≈ d/3) over a box.
+
+        Parameters
+        ----------
+        lo, hi : sequence of 3 floats
+            Cartesian corners of the box, Å; the grid box covers them.
+
+        Returns
+        -------
+        dict
+            ``origin`` (Å, voxel [0, 0, 0]), ``steps`` (3×3, columns: the Å vectors of one
+            step along x, y, z), ``shape`` (nz, ny, nx), ``maps`` {"2fofc", "fofc"}
+            float32 arrays (e/Å³, absolute scale of F_obs), ``start`` (grid index of the
+            first voxel), ``grid`` (nx, ny, nz of the cell grid), ``rms`` of each map over
+            the cell (Parseval).
+        """
+        import torch
+
+        if self.fmodel.twin_f is not None and not hasattr(self, "_sym_map"):
+            self._sym_map = SymmetryIndex(self.sg, self.fmodel.hkl)
+            self._tc_map = BoxTransform(self.plan.frame.shape, self._sym_map)
+        sym = getattr(self, "_sym_map", self.sym)
+        tc = getattr(self, "_tc_map", self.tc)
+        frame = self.plan.frame
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                            for z in (lo[2], hi[2])], np.float64)
+        u = frame.xyz_to_index(corners)
+        a = np.floor(u.min(0)).astype(np.int64)
+        b = np.ceil(u.max(0)).astype(np.int64)
+        size = np.minimum(b - a + 1, frame.shape_xyz)
+        c2, c1 = self.map_coefficients()
+        lay = torch.stack([torch.from_numpy(sym.map_layout(c)).to(torch.complex64)
+                           for c in (c2, c1)])
+        vol = float(self.cell.volume)
+        vals = tc.inverse_box_many(lay, a, size).real / vol
+        rms = [float(np.sqrt(np.sum(np.abs(c) ** 2 * sym.map_weight_sum()) / vol ** 2))
+               for c in (c2, c1)]
+        return {"origin": frame.index_to_xyz(a).tolist(), "steps": frame.steps.tolist(),
+                "shape": [int(x) for x in size[::-1]], "start": a.tolist(),
+                "grid": [int(x) for x in frame.shape_xyz],
+                "cell": [float(x) for x in self.cell.parameters],
+                "maps": {"2fofc": vals[0].numpy().astype(np.float32),
+                         "fofc": vals[1].numpy().astype(np.float32)},
+                "rms": {"2fofc": rms[0], "fofc": rms[1]}}
+
     def current_model(self):
         """The model with the current coordinates, B and occupancies."""
         at = self.model.atoms.replace(xyz=self.xyz.copy(), b_iso=self.b_iso.copy(),
