@@ -16,7 +16,9 @@ F_calc, gemmi's cctbx mask, scales, twin decision). Then, for every move of k at
   each set is refitted, as `r_factor` always does).
 
 A lower B than the smallest B at the start changes the FFT's blur: such an update
-recomputes F_calc from scratch.
+recomputes F_calc from scratch. Small models with ANISOU, for which ``rfactor`` sums F_calc
+directly (`densrefine.xtal.fcalc.choose_method`), are updated by direct summation of the
+moved atoms (anisotropic U kept; a new B replaces an atom's ANISOU).
 """
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ class XrayLive:
         from ..density import get_density_model
         from ..xtal.api import make_fmodel
         from ..xtal.bulk import solvent_mask
-        from ..xtal.fcalc import FcalcPlan, fcalc_tensor
+        from ..xtal.fcalc import FcalcPlan
 
         t0 = time.perf_counter()
         self.model = model
@@ -85,15 +87,11 @@ class XrayLive:
         self.plan = FcalcPlan.make(self.cell, self.sg, hkl, fm.d_min, b_min=self.b_min)
         self.frac = np.array(self.cell.frac.mat.tolist(), np.float64)
         self.orth = np.array(self.cell.orth.mat.tolist(), np.float64)
-        if fm.method != "fft":
-            # the session's updates are FFT-exact; start from the FFT F_calc as well
-            import torch
-            t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-            self.fc_all = fcalc_tensor(t(self.xyz), t(self.b_iso), t(self.occ), self.terms,
-                                       self.plan).detach().numpy()
-            log.info("Live: the model has ANISOU; live F_calc uses the FFT with B_eq")
-        else:
-            self.fc_all = None
+        # small models with ANISOU: rfactor sums directly (anisotropic, exact); so do the
+        # updates, atom by atom
+        self.direct = fm.method == "direct"
+        self.u_aniso = None if at.u_aniso is None else np.array(at.u_aniso, np.float64)
+        self.fc_all = None
         self.sym = SymmetryIndex(self.sg, hkl)
         self.tc = BoxTransform(self.plan.frame.shape, self.sym)
         from ..io.model import to_gemmi
@@ -137,8 +135,13 @@ class XrayLive:
     def _full_fc(self):
         import torch
 
-        from ..xtal.fcalc import fcalc_tensor
+        from ..xtal.fcalc import fcalc_direct_tensor, fcalc_tensor
         t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+        if self.direct:
+            return fcalc_direct_tensor(t(self.xyz), t(self.b_iso), t(self.occ),
+                                       (self.terms.a, self.terms.b), self.cell, self.sg,
+                                       self.hkl_all, u_aniso=None if self.u_aniso is None
+                                       else t(self.u_aniso)).numpy().astype(np.complex128)
         return fcalc_tensor(t(self.xyz), t(self.b_iso), t(self.occ), self.terms,
                             self.plan).detach().numpy().astype(np.complex128)
 
@@ -216,7 +219,7 @@ class XrayLive:
         t0 = time.perf_counter()
         rw0, rf0 = self.fmodel.r_work, self.fmodel.r_free
         old = (self.xyz[idx].copy(), self.b_iso[idx].copy(), self.occ[idx].copy())
-        full = len(b) and float(b.min()) < self.b_min
+        full = not self.direct and len(b) and float(b.min()) < self.b_min
         self.xyz[idx], self.b_iso[idx], self.occ[idx] = xyz, b, occ
         t1 = time.perf_counter()
         if full:
@@ -224,6 +227,8 @@ class XrayLive:
                      float(b.min()), self.b_min)
             self._replan()
             dc = None
+        elif self.direct:
+            dc = self._delta_direct(idx, old, (xyz, b, occ))
         else:
             dc = self._delta_fc(idx, old, (xyz, b, occ))
         t2 = time.perf_counter()
@@ -270,13 +275,41 @@ class XrayLive:
             dsum = dd if dsum is None else dsum + dd
         return dsum * self.unblur_layout
 
+    def _delta_direct(self, idx, old, new):
+        """ΔF_calc (n_all,) by direct summation (models whose F_calc is summed directly)."""
+        import torch
+
+        from ..xtal.fcalc import fcalc_direct_tensor
+
+        u = None
+        if self.u_aniso is not None:
+            u_old = self.u_aniso[idx].copy()
+            changed_b = new[1] != old[1]
+            self.u_aniso[idx[changed_b]] = np.nan           # a new B replaces the ANISOU
+            u = torch.as_tensor(np.concatenate([u_old, self.u_aniso[idx]]))
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+        terms = self.terms.select(np.concatenate([idx, idx]))
+        f = fcalc_direct_tensor(t(np.concatenate([old[0], new[0]])),
+                                t(np.concatenate([old[1], new[1]])),
+                                t(np.concatenate([-old[2], new[2]])), (terms.a, terms.b),
+                                self.cell, self.sg, self.hkl_all, u_aniso=u)
+        return f.numpy().astype(np.complex128)
+
     def _apply(self, dc, dm):
         """Add layout changes of F_calc (``dc``) and F_mask (``dm``): one gather for R now,
-        the separate F_calc / F_mask later (`flush`)."""
+        the separate F_calc / F_mask later (`flush`). A numpy ``dc`` (direct summation)
+        is per reflection already."""
         import torch
 
         if dc is None and dm is None:
             return
+        if isinstance(dc, np.ndarray):
+            self.fc_all += dc
+            self.mix += dc
+            dc = None
+            if dm is None:
+                self._fmodel_from_mix()
+                return
         mixd = dc if dm is None else (dm * self.kmask_layout if dc is None
                                       else dc + dm * self.kmask_layout)
         self.mix += self.sym.gather(mixd)
@@ -437,7 +470,8 @@ class XrayLive:
     def current_model(self):
         """The model with the current coordinates, B and occupancies."""
         at = self.model.atoms.replace(xyz=self.xyz.copy(), b_iso=self.b_iso.copy(),
-                                      occ=self.occ.copy())
+                                      occ=self.occ.copy(), u_aniso=None if self.u_aniso is None
+                                      else self.u_aniso.copy())
         return self.model.with_atoms(at)
 
     def scores(self) -> dict:
