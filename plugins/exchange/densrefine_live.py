@@ -33,10 +33,24 @@ import struct
 import subprocess
 import time
 
-try:  # the exchange module sits next to this file
+try:  # the exchange module sits next to this file (Coot, PyMOL)
     from densrefine_exchange import DensrefineError, densrefine_command
-except ImportError:  # pragma: no cover - imported as a package elsewhere
-    from .densrefine_exchange import DensrefineError, densrefine_command
+except ImportError:  # a copy inside a host bundle (ChimeraX): stand-alone
+    import shlex
+    import shutil
+
+    class DensrefineError(RuntimeError):
+        """densrefine failed; ``str(err)`` is one line for a status bar or dialog."""
+
+    def densrefine_command(exe=None):
+        """argv prefix of densrefine: ``exe``, $DENSREFINE_EXE, ``densrefine`` on PATH,
+        else ``python3 -m densrefine``."""
+        if exe is None:
+            exe = os.environ.get("DENSREFINE_EXE", "").strip() or None
+        if exe is None:
+            found = shutil.which("densrefine")
+            return [found] if found else ["python3", "-m", "densrefine"]
+        return shlex.split(exe) if isinstance(exe, str) else [str(x) for x in exe]
 
 __all__ = ["LiveClient", "LiveError", "AtomTracker", "status_text", "read_pdb_atoms",
            "write_ccp4_box", "decode_array"]

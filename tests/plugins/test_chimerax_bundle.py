@@ -117,8 +117,8 @@ def test_chimerax_devel_install_from_another_folder_then_commands_work(tmp_path,
             ("__init__", "cmd", "host", "job", "matching", "report")} <= set(whl["files"])
     inst = out["installed"]
     assert inst == {"version": "0.1.0", "package": "chimerax.densrefine",
-                    "commands": ["densrefine fit", "densrefine score", "densrefine set",
-                                 "densrefine stop"]}
+                    "commands": ["densrefine fit", "densrefine live", "densrefine score",
+                                 "densrefine set", "densrefine stop"]}
     # the installed copy runs, not the source tree, and every command got registered
     assert str(tmp_path / "cxhome") in out["module_file"]
     assert out["set"]["timeout"] == 42.0
