@@ -35,7 +35,8 @@ log = logging.getLogger("densrefine")
 WATCH_S = 0.25
 """Seconds between checks of the parent process."""
 IDLE_RESCALE_S = 0.5
-"""X-ray: idle seconds after which scales are refitted when the model has changed."""
+"""X-ray: idle seconds after which the scales are refitted (in a background thread; edits
+are answered meanwhile) when the model has changed."""
 IDLE_RESCALE_CHANGE = 0.005
 """X-ray: refit in idle time when ‖ΔF‖/‖F‖ since the last fit exceeds this."""
 
@@ -119,6 +120,9 @@ class LiveServer:
                             self.running = False
                     else:
                         self._read(key.fileobj)
+                core = getattr(self.session, "core", None)
+                if hasattr(core, "poll_rescale"):
+                    core.poll_rescale()
                 stop = self._should_stop()
                 if stop:
                     why, self.running = stop, False
@@ -140,8 +144,9 @@ class LiveServer:
     def _idle(self):
         core = getattr(self.session, "core", None)
         if (self.session.kind == "xray" and time.monotonic() - self.last_request > IDLE_RESCALE_S
+                and getattr(core, "_thread", None) is None
                 and core.change() > IDLE_RESCALE_CHANGE):
-            core.rescale()
+            core.rescale_async()
 
     def close(self):
         for c in list(self.conns):

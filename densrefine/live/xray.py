@@ -36,7 +36,7 @@ log = logging.getLogger("densrefine")
 
 FLUSH_EVERY = 200
 """Pending layout changes are gathered into F_calc and F_mask after this many updates."""
-RESCALE_CHANGE = 0.02
+RESCALE_CHANGE = 0.05
 """Refit the scales when ‖F_calc − F_calc at the last fit‖ / ‖F_calc‖ exceeds this."""
 
 
@@ -359,6 +359,10 @@ class XrayLive:
         """Refit all scales for the current F_calc and F_mask (as a full `FModel.update`)."""
         from ..xtal.scale import fit_scales
 
+        t = getattr(self, "_thread", None)
+        if t is not None:                       # a background fit would be stale: drop it
+            t.join()
+            self._thread = None
         fm, n = self.fmodel, self.n
         self._refresh()
         r = fm.refl
@@ -369,6 +373,49 @@ class XrayLive:
         self._mark()
         log.info("Live: scales refitted (k_sol %.3f, B_sol %.1f); R-work %.4f", fm.scales.k_sol,
                  fm.scales.b_sol, fm.r_work)
+
+    def rescale_async(self) -> None:
+        """Refit the scales in a background thread on a copy of F_calc and F_mask; the
+        result is applied by `poll_rescale` (the server calls it between requests), so
+        edits keep being answered meanwhile."""
+        import threading
+
+        from ..xtal.scale import fit_scales
+
+        if getattr(self, "_thread", None) is not None:
+            return
+        fm, n = self.fmodel, self.n
+        self.flush()
+        fc, fmask, mix = self.fc_all.copy(), self.fm_all.copy(), self.mix.copy()
+        r = fm.refl
+        twin = None if fm.twin_f is None else (fc[n:], fmask[n:], fm.scales.twin_fraction)
+        box = {}
+
+        def work():
+            box["scales"] = fit_scales(fm.fo, fc[:n], fmask[:n], fm.hkl, r.cell, r.spacegroup,
+                                       fm.work, bins=fm.bins, twin=twin)
+        self._thread = threading.Thread(target=work, daemon=True)
+        self._thread_box, self._thread_mix = box, mix
+        self._thread.start()
+
+    def poll_rescale(self) -> bool:
+        """Apply scales from a finished `rescale_async`; True when applied."""
+        t = getattr(self, "_thread", None)
+        if t is None or t.is_alive():
+            return False
+        self._thread = None
+        if "scales" not in self._thread_box:
+            return False
+        self.fmodel.scales = self._thread_box["scales"]
+        self._refresh()
+        # the fit saw F at the snapshot: the change since then still counts
+        self.rx = self._thread_mix
+        self.norm2 = float((self.rx.real ** 2 + self.rx.imag ** 2).sum())
+        self.version += 1
+        log.info("Live: scales refitted in the background (k_sol %.3f, B_sol %.1f); R-work "
+                 "%.4f", self.fmodel.scales.k_sol, self.fmodel.scales.b_sol,
+                 self.fmodel.r_work)
+        return True
 
     def recompute(self) -> None:
         """F_calc from scratch (a check of the incremental state; the mask is exact)."""

@@ -200,3 +200,37 @@ def test_ten_thousand_random_updates_leave_r_exact(xray_paths, torch1):
     s.rescale()
     assert s.fmodel.r_work == pytest.approx(fresh.r_work, abs=1e-4)
     assert s.fmodel.r_free == pytest.approx(fresh.r_free, abs=1e-4)
+
+
+def test_session_refine_selection_moves_only_it_and_improves_cc(torch1):
+    import densrefine as dr
+
+    s = dr.Session(str(EXAMPLE / "helix_start.pdb"), str(EXAMPLE / "helix_3A.mrc"), 3.0)
+    before = s.core.xyz.copy()
+    cc0 = s.scores()["cc_mask"]
+    out = s.refine("A/5-7", cycles=2)
+    moved = np.flatnonzero(np.abs(s.core.xyz - before).max(1) > 0)
+    assert set(moved) <= set(out["atoms"]) and len(moved) > 0
+    assert out["cc_mask"] > cc0 + 0.005
+    rep = dr.score(s.current_model(), dr.read_map(EXAMPLE / "helix_3A.mrc"), 3.0, fsc=False)
+    assert out["cc_mask"] == pytest.approx(rep.cc_mask, abs=1e-6)
+
+
+def test_background_rescale_equals_synchronous(xray_paths, torch1):
+    import time
+
+    import densrefine as dr
+    from densrefine.live.xray import XrayLive
+
+    model = dr.read_model(xray_paths[0])
+    s = XrayLive(model, xray_paths[1], twin="off")
+    sel = np.flatnonzero(model.atoms.res_index == model.atoms.res_index[5])
+    s.update(sel, s.xyz[sel] + 0.3)
+    s.rescale_async()
+    t0 = time.monotonic()
+    while not s.poll_rescale():
+        assert time.monotonic() - t0 < 60
+        time.sleep(0.05)
+    r_bg = (s.fmodel.r_work, s.fmodel.r_free)
+    s.rescale()
+    assert r_bg == pytest.approx((s.fmodel.r_work, s.fmodel.r_free), abs=1e-9)
