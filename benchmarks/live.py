@@ -94,7 +94,8 @@ def bench_xray(name, s, rng, n):
         return np.arange(i0, i0 + 200)
 
     for _ in range(3):
-        s.update(*(lambda sel: (sel, core.xyz[sel]))(one()))
+        sel = one()
+        s.update(sel, core.xyz[sel])
     t1, out1 = _pairs(s, core, one, rng, n)
     t2, _ = _pairs(s, core, many, rng, max(4, n // 4))
     c = core.xyz[len(at) // 2]

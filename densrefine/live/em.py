@@ -72,7 +72,7 @@ class EmLive:
         self.terms = get_density_model("iam").terms(at, table)
         self.cutoff = 1e-5
         self._filter_setup()
-        t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+        t = lambda a: torch.as_tensor(a, dtype=torch.float64)
         rho = simulate_tensor(t(self.xyz), t(self.b_iso), t(self.occ), self.terms, self.frame,
                               blur=self.blur, cutoff=self.cutoff, method="blur")
         self.m = torch.fft.irfftn(torch.fft.rfftn(rho) * self.filt, s=self.frame.shape).numpy()
@@ -96,7 +96,7 @@ class EmLive:
     def _filter_setup(self):
         from ..grid import reciprocal_s2
 
-        nz, ny, nx = self.frame.shape
+        nz, ny = self.frame.shape[:2]
         s2 = torch.as_tensor(reciprocal_s2(tuple(self.frame.shape), self.frame.cell_matrix),
                              dtype=torch.float64)
         keep = s2 < 1.0 / self.d ** 2
@@ -172,7 +172,7 @@ class EmLive:
         t1 = time.perf_counter()
         self.m += self._delta_map(boxes)
         t2 = time.perf_counter()
-        dm, lo, nch = self.mask.update(self._frac(old[0]), self._frac(xyz), self.radii[idx],
+        _, _, nch = self.mask.update(self._frac(old[0]), self._frac(xyz), self.radii[idx],
                                        self.radii[idx])
         if nch:
             self._mask_index()
@@ -243,5 +243,5 @@ class EmLive:
         return self.model.with_atoms(at)
 
     def scores(self) -> dict:
-        return {"cc_mask": self.cc_mask(), "n_mask_voxels": int(len(self.mask_idx)),
+        return {"cc_mask": self.cc_mask(), "n_mask_voxels": len(self.mask_idx),
                 "d_min": self.d, "atom_radius": self.radius}

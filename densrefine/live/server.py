@@ -27,8 +27,14 @@ import time
 import traceback
 
 from ..errors import InputError
-from .protocol import MAX_REQUEST_BYTES, MAX_UPDATE_ATOMS, PROTOCOL_VERSION, ProtocolError
-from .protocol import parse_request, reply
+from .protocol import (
+    MAX_REQUEST_BYTES,
+    MAX_UPDATE_ATOMS,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    parse_request,
+    reply,
+)
 
 log = logging.getLogger("densrefine")
 
@@ -83,7 +89,7 @@ class LiveServer:
         elif transport == "tcp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.bind(("127.0.0.1", 0))
-            self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+            self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         else:
             raise ValueError(f"transport must be 'unix' or 'tcp', got {transport!r}")
         self.transport = transport

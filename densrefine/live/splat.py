@@ -59,7 +59,7 @@ def local_density(frame: GridFrame, xyz, b_iso, occ, terms, *, blur: float, cuto
     xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
     if not len(xyz):
         return []
-    t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a, np.float64))
     b = np.asarray(b_iso, np.float64)
     width = t(terms.b + b[:, None] + blur)
     radius = atom_radii(terms.a, width, cutoff)

@@ -218,7 +218,6 @@ class BoxTransform:
         """
         import torch
 
-        nz, ny, nx = self.shape
         bz, by, bx = values.shape
         ex = self._table64(0, int(lo[0]), bx).T                     # (bx, n_kx)
         ey = self._table64(1, int(lo[1]), by)                       # (n_ky, by)

@@ -124,8 +124,9 @@ class XrayLive:
             self.fc_all = np.array(fc, np.complex128)
         fmask = fm.fm if fm.twin_f is None else np.concatenate([fm.fm, fm.twin_f[1]])
         if len(fmask) != len(self.hkl_all):
-            from ..xtal.bulk import gather_p1
             import torch
+
+            from ..xtal.bulk import gather_p1
             ft = torch.fft.rfftn(torch.from_numpy(self.mask.mask)).numpy()
             fmask = gather_p1(ft, self.hkl_all, self.mask.mask.shape).astype(
                 np.complex128) * self.scale_m
@@ -136,7 +137,7 @@ class XrayLive:
         import torch
 
         from ..xtal.fcalc import fcalc_direct_tensor, fcalc_tensor
-        t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+        t = lambda a: torch.as_tensor(a, dtype=torch.float64)
         if self.direct:
             return fcalc_direct_tensor(t(self.xyz), t(self.b_iso), t(self.occ),
                                        (self.terms.a, self.terms.b), self.cell, self.sg,
@@ -287,7 +288,7 @@ class XrayLive:
             changed_b = new[1] != old[1]
             self.u_aniso[idx[changed_b]] = np.nan           # a new B replaces the ANISOU
             u = torch.as_tensor(np.concatenate([u_old, self.u_aniso[idx]]))
-        t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+        t = lambda a: torch.as_tensor(np.asarray(a, np.float64))
         terms = self.terms.select(np.concatenate([idx, idx]))
         f = fcalc_direct_tensor(t(np.concatenate([old[0], new[0]])),
                                 t(np.concatenate([old[1], new[1]])),
@@ -299,7 +300,6 @@ class XrayLive:
         """Add layout changes of F_calc (``dc``) and F_mask (``dm``): one gather for R now,
         the separate F_calc / F_mask later (`flush`). A numpy ``dc`` (direct summation)
         is per reflection already."""
-        import torch
 
         if dc is None and dm is None:
             return

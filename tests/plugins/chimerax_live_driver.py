@@ -10,20 +10,19 @@ saves the model (``save_pdb``) for the comparison with ``densrefine rfactor``/``
 Prints ``DRIVER_JSON {...}``.
 """
 import json
-import os
 import pathlib
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import chimerax_driver as cxd  # noqa: E402
+import chimerax_driver as cxd
 
 
 def main():
     a = json.loads(sys.argv[1])
     session = cxd.build_session()
-    plugin = cxd.load_plugin()
-    import chimerax_densrefine.cmd as cmd
+    cxd.load_plugin()
+    from chimerax_densrefine import cmd
     cmd.register_commands(session)
     from chimerax.core.commands import run
 

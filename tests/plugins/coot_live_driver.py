@@ -33,7 +33,8 @@ def snapshot(mc, imol, path, live):
 def main():
     import coot_headless_api as coot
 
-    cfg = json.load(open(sys.argv[1]))
+    with open(sys.argv[1]) as fh:
+        cfg = json.load(fh)
     sys.path.insert(0, cfg["plugin_dir"])
     import densrefine_live as live
 

@@ -178,8 +178,8 @@ def stop(session):
     if st.handler is not None:
         try:
             session.triggers.remove_handler(st.handler)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        except Exception as exc:  # noqa: BLE001 - already gone
+            session.logger.info(f"densrefine live: frame handler already gone ({exc})")
     st.client.close()
     session.logger.status("densrefine live: off", log=True)
     return True

@@ -52,8 +52,15 @@ except ImportError:  # a copy inside a host bundle (ChimeraX): stand-alone
             return [found] if found else ["python3", "-m", "densrefine"]
         return shlex.split(exe) if isinstance(exe, str) else [str(x) for x in exe]
 
-__all__ = ["LiveClient", "LiveError", "AtomTracker", "status_text", "read_pdb_atoms",
-           "write_ccp4_box", "decode_array"]
+__all__ = [
+    "AtomTracker",
+    "LiveClient",
+    "LiveError",
+    "decode_array",
+    "read_pdb_atoms",
+    "status_text",
+    "write_ccp4_box",
+]
 
 #: seconds to wait for the server to load the model and data
 START_TIMEOUT = 300.0
@@ -142,7 +149,7 @@ class LiveClient:
                 if not chunk:
                     raise LiveError("gone", "the session closed the connection")
                 self._buf += chunk
-        except (OSError, socket.timeout) as err:
+        except (TimeoutError, OSError) as err:
             raise LiveError("gone", f"the session is not answering ({err})") from None
         line, self._buf = self._buf.split(b"\n", 1)
         rep = json.loads(line.decode("utf-8"))
@@ -284,7 +291,7 @@ def decode_array(d):
     try:
         import numpy as np
     except ImportError:  # pragma: no cover
-        return list(struct.unpack("<%df" % (len(raw) // 4), raw)), d["shape"]
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw)), d["shape"]
     return np.frombuffer(raw, "<f4").reshape(d["shape"])
 
 
@@ -336,6 +343,6 @@ def write_ccp4_box(path, values, box):
     raw[224:224 + len(label)] = label
     with open(path + ".tmp", "wb") as fh:
         fh.write(bytes(raw))
-        fh.write(struct.pack("<%df" % len(flat), *flat))
+        fh.write(struct.pack(f"<{len(flat)}f", *flat))
     os.replace(path + ".tmp", path)
     return path
