@@ -93,6 +93,8 @@ class LiveServer:
         else:
             raise ValueError(f"transport must be 'unix' or 'tcp', got {transport!r}")
         self.transport = transport
+        if session.kind == "xray":   # refits run in the background, never inside an edit
+            session.core.rescale_change = float("inf")
         self.sock.listen(4)
         self.sock.setblocking(False)
         self.sel.register(self.sock, selectors.EVENT_READ, "listen")

@@ -56,6 +56,9 @@ class XrayLive:
         Kept current: ``fc``, ``fm``, ``fmodel``, ``fmodel_abs`` follow every update.
     xyz, b_iso, occ : ndarray
         Current atom parameters (Å, Å², occupancy).
+    rescale_change : float
+        `update` refits the scales itself when the change since the last fit exceeds this
+        (default `RESCALE_CHANGE`; the server sets ∞ and refits in the background).
     """
 
     def __init__(self, model, data, *, labin=None, d_min=None, free_flag=None,
@@ -104,6 +107,7 @@ class XrayLive:
         self.unblur_layout = torch_c64(np.exp(self.plan.blur * self.sym.layout_s2(self.frac)
                                               / 4.0) * self.scale_c)
         self.pend_c = self.pend_m = None
+        self.rescale_change = RESCALE_CHANGE
         self._init_f()
         self._mark()
         self.version = 0
@@ -350,7 +354,7 @@ class XrayLive:
         return float(np.sqrt((d.real ** 2 + d.imag ** 2).sum() / max(self.norm2, 1e-30)))
 
     def _maybe_rescale(self) -> bool:
-        if self.change() <= RESCALE_CHANGE:
+        if self.change() <= self.rescale_change:
             return False
         self.rescale()
         return True
