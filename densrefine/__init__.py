@@ -9,13 +9,12 @@ Public API (numpydoc on each function states shapes and units)::
     report = dr.score(model, emap, resolution=3.2)
     print(report.cc_mask)
 
-Submodules are imported lazily so ``import densrefine`` stays cheap (no torch until a
-computation needs it).
+Submodules are imported lazily so ``import densrefine`` stays cheap (no numpy or torch until
+a computation needs it; the console script relies on that to answer Ctrl-C in one line).
 """
 from __future__ import annotations
 
 from .errors import DensrefineError, DensrefineWarning, DeviceError, FormatError, InputError
-from .types import Atoms, GaussianSet, Grid, Model, UnitCell
 
 __version__ = "0.1.0"
 
@@ -76,8 +75,15 @@ def fit(model, data=None, resolution=None, **kwargs):
     return _f(model, data, resolution, **kwargs)
 
 
-def __getattr__(name):
-    if name == "Session":  # lazy: the live session pulls in torch
+_TYPES = ("Atoms", "GaussianSet", "Grid", "Model", "UnitCell")
+
+
+def __getattr__(name):  # PEP 562: the data types load numpy, so on first use only
+    if name in _TYPES:
+        from . import types
+
+        return getattr(types, name)
+    if name == "Session":  # lazy: the live session pulls in numpy and torch
         from .live.session import Session
 
         return Session

@@ -1,9 +1,5 @@
 import sys
 
-try:
-    from .cli import main
-except KeyboardInterrupt:  # Ctrl-C while importing: one line, no traceback
-    sys.stderr.write("densrefine: interrupted\n")
-    sys.exit(130)
+from .launch import main
 
 sys.exit(main())

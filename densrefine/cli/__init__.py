@@ -64,8 +64,12 @@ def main(argv=None) -> int:
     (one line on stderr naming the file or option and the fix), 130 interrupted
     (SIGINT), 143 terminated (SIGTERM).
     """
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    try:  # building the parser imports every command module (~1 s): Ctrl-C there too
+        parser = build_parser()
+        args, rest = parser.parse_known_args(argv)
+    except KeyboardInterrupt:
+        print("densrefine: interrupted", file=sys.stderr)
+        return 130
     if rest:  # named by the subcommand's parser: "densrefine score: error: ..."
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(rest)}")
     _common.setup_logging(args)

@@ -16,13 +16,17 @@ Outputs (never overwriting the inputs):
   PREFIX_config.yaml         resolved configuration (reusable with --config)
   PREFIX_report.html         per-residue CC before/after, FSC curve, CC per cycle
 
-X-ray data (MTZ, or mmCIF structure factors) instead of a map: the model is refined in
-real space against a 2mFo-DFc map on a P1 box around it — the file's map coefficients
-(FWT/PHWT, 2FOFCWT/PH2FOFCWT) when present, else computed with sigmaA weights from
-F_obs and the model (--xray-map) — with the X-ray scattering table; -d defaults to the
-data's resolution. R-work/R-free (bulk solvent, anisotropic scaling) are computed after
-every cycle, logged and stored (stats "xray" block and per-cycle "r_work"/"r_free"), with
-a warning when R-free rises while R-work falls.
+X-ray data (MTZ, or mmCIF structure factors) instead of a map: by default
+(--xray-target ml) the model is refined against |F_obs| of the work reflections with the
+amplitude likelihood (Read 1986; D and S per resolution bin from the work set) through
+F_calc (FFT with the space-group symmetry, X-ray table) with bulk solvent, anisotropic
+scaling and the twin model held fixed within a cycle and refitted between cycles;
+--xray-target lsq uses least squares instead; --xray-target real-space refines in real
+space against a 2mFo-DFc map on a P1 box around the model (the file's map coefficients
+FWT/PHWT, 2FOFCWT/PH2FOFCWT when present, else computed with sigmaA weights; --xray-map).
+-d defaults to the data's resolution. R-work/R-free are computed after every cycle,
+logged and stored (stats "xray" block and per-cycle "r_work"/"r_free"), with a warning
+when R-free rises while R-work falls.
 
 --select syntax: CHAIN, CHAIN/N or CHAIN/FIRST-LAST, comma-separated, e.g.
 "A/10-40,B"; unselected atoms stay fixed but count in the map and nonbonded terms.
@@ -114,6 +118,11 @@ def add_args(p) -> None:
     x.add_argument("--twin", default="auto", metavar="auto|off|on|LAW",
                    help="twin model of the R factors (see densrefine rfactor --help; "
                         "default: %(default)s)")
+    x.add_argument("--xray-target", choices=["auto", "ml", "lsq", "real-space"], default="auto",
+                   help="X-ray data term: ml (amplitude likelihood with sigmaA-type D and S per "
+                        "resolution bin from the work set), lsq (least squares on |F_obs|), both "
+                        "through F_calc with bulk solvent and scales; or real-space (the map "
+                        "term on the 2mFo-DFc map); auto = ml (default: %(default)s)")
     x.add_argument("--xray-map", choices=["auto", "file", "compute"], default="auto",
                    help="2mFo-DFc map from the file's coefficients (file), computed with "
                         "sigmaA from F_obs and the model (compute), or the file's when present "
@@ -371,7 +380,8 @@ def main(args) -> int:
         res = fit(model, data, args.resolution, config=cfg, select=args.select, device=dev,
                   seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),
                   unknown=args.unknown_residues, callback=progress, labin=args.labin,
-                  xray_map=args.xray_map, twin=args.twin, half_maps=halves,
+                  xray_map=args.xray_map, twin=args.twin, xray_target=args.xray_target,
+                  half_maps=halves,
                   half_map_work=args.half_map_work)
     except KeyboardInterrupt as exc:
         progress.interrupted("terminated (SIGTERM)" if isinstance(exc, _common.Terminated)

@@ -19,6 +19,7 @@ network, Δρ a `FieldExtra`).
 """
 from __future__ import annotations
 
+from ..errors import input_error
 from . import iam, ml, ml_spdf
 from .terms import (DensityTerms, FieldExtra, GaussianExtra, GridExtra,  # noqa: F401
                     ScreenedCoulomb)
@@ -39,7 +40,6 @@ def get_density_model(name: str):
     InputError
         When no model has that name (the message lists the known ones).
     """
-    from ..errors import input_error
 
     try:
         return _REGISTRY[str(name).lower()]

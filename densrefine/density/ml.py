@@ -37,7 +37,13 @@ import warnings
 
 import numpy as np
 
+from ..errors import input_error
+from ..io.atomic import atomic_path
+from ..io.model import structure_from_model
+from ..restraints.monlib import find_monlib
+from ..types import Model
 from . import iam, ml_basis
+from .charges import formal_charges
 from .terms import DensityTerms, GaussianExtra, ScreenedCoulomb
 
 log = logging.getLogger("densrefine")
@@ -124,10 +130,6 @@ def implicit_hydrogens(atoms) -> np.ndarray:
     (logged).
     """
     import gemmi
-
-    from ..io.model import structure_from_model
-    from ..restraints.monlib import find_monlib
-    from ..types import Model
 
     st = structure_from_model(Model(atoms=atoms))   # same atom order as ``atoms``
     key_of, n = {}, 0
@@ -223,8 +225,6 @@ def read_weights(path: str, what: str = "ML density", fix: str = "reinstall dens
     """
     import torch
 
-    from ..errors import input_error
-
     if not os.path.exists(path):
         raise input_error(path, f"the {what} weights are missing", fix)
     try:
@@ -237,7 +237,6 @@ def read_weights(path: str, what: str = "ML density", fix: str = "reinstall dens
 def fill_net(net, state: dict, path: str, what: str = "ML density",
              fix: str = "reinstall densrefine, or use --density iam"):
     """``net`` with ``state`` loaded, in eval mode; a one-line `InputError` on a mismatch."""
-    from ..errors import input_error
 
     try:
         net.load_state_dict(state)
@@ -255,8 +254,6 @@ def load_net(path: str = WEIGHTS):
 def save_net(net, path: str, meta: dict | None = None) -> None:
     """Write the weights (and a few metadata strings) as npz, atomically."""
     import json
-
-    from ..io.atomic import atomic_path
 
     arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     arrays["meta_json"] = np.array(json.dumps(meta or {}))
@@ -299,8 +296,6 @@ def terms(atoms, table: str = "electron") -> DensityTerms:
     screened Mott–Bethe filter (`SCREENING_LENGTH`).
     """
     import time
-
-    from .charges import formal_charges
 
     t0 = time.perf_counter()
     a, b = iam.coefficients(atoms, table)

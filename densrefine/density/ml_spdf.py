@@ -27,7 +27,9 @@ import os
 
 import numpy as np
 
-from . import ml, ml_basis
+from ..io.atomic import atomic_path
+from . import iam, ml, ml_basis
+from .charges import formal_charges
 from .terms import DensityTerms, FieldExtra
 
 log = logging.getLogger("densrefine")
@@ -125,7 +127,6 @@ def make_net(scale_heavy=None, scale_h=None):
 
 def save_net(net, path: str, meta: dict | None = None) -> None:
     """Weights as npz (flattened state dict, float arrays only) plus ``meta_json``, atomically."""
-    from ..io.atomic import atomic_path
 
     arrays = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     arrays["meta_json"] = np.array(json.dumps(meta or {}, default=float))
@@ -209,9 +210,6 @@ def terms(atoms, table: str = "electron") -> DensityTerms:
     """
     import functools
     import warnings
-
-    from . import iam
-    from .charges import formal_charges
 
     a, b = iam.coefficients(atoms, table)
     el = np.array([str(e).strip().upper() for e in atoms.element])

@@ -60,6 +60,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .. import __version__
 from ..errors import DensrefineWarning, FormatError, check_readable, format_error, input_error
 from ..types import Grid, UnitCell
 from .atomic import atomic_path, check_output_path
@@ -376,8 +377,6 @@ def _space_group_number(name: str) -> int:
 
 def _add_label(mrc) -> None:
     import time
-
-    from .. import __version__
 
     mrc.add_label(f"densrefine {__version__} {time.strftime('%Y-%m-%d %H:%M:%S')}")
 

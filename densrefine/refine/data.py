@@ -17,7 +17,12 @@ interface (servalcat's ``LL_SPA`` / ``LL_Xtal`` behind one ``run_cycles``):
 ``finish(model) -> dict``
     Extra blocks of the stats JSON for the refined model ("xray", "half_maps").
 Attributes ``name``, ``d`` (Å), ``blur`` (Å²), ``grid_full`` (the map the model is
-scored against before and after) and ``table`` (scattering table).
+scored against before and after) and ``table`` (scattering table). Optional:
+``likelihood`` (True: the target is a negative log-likelihood in absolute units, as the
+X-ray ML target; the automatic weight then has no map-CC cap, the coordinate cycles
+refine B as well and the B stage minimises the target plus the B prior directly,
+`densrefine.refine.stages`) and ``weight_scale`` (a factor on the automatic weight's
+gradient-norm ratio, default 1).
 
 `read_data` reads and checks what ``fit`` was given (a `Grid`, a map file, X-ray
 reflections, or two half maps) into a `DataSpec`; `make_term` builds the term once the
@@ -195,7 +200,8 @@ def read_half_maps(model, half_maps, full=None):
 
 
 def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1", labin=None,
-              xray_map="auto", twin="auto", device="cpu", check: bool = False) -> DataSpec:
+              xray_map="auto", twin="auto", xray_target="auto", device="cpu",
+              check: bool = False) -> DataSpec:
     """Read and check what ``fit`` refines against.
 
     Parameters
@@ -209,9 +215,10 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
     half_maps : pair of (path or Grid), optional
         Independent half maps: refine against ``half_map_work`` ("half1", or the
         "average" of both) and cross-validate with half map 2.
-    labin, xray_map, twin
+    labin, xray_map, twin, xray_target
         X-ray data: columns, where the 2mFo−DFc map comes from ("auto", "file", "compute";
-        `densrefine.xtal.maps.map_from_data`) and the twin model of R (`read_xray`).
+        `densrefine.xtal.maps.map_from_data`), the twin model and the data term
+        ("auto"/"ml", "lsq" or "real-space"; `read_xray`).
     device : torch.device
         For the resolution estimate.
     check : bool
@@ -241,7 +248,7 @@ def read_data(model, data, resolution, *, half_maps=None, half_map_work="half1",
                           "data or two half maps")
     if not isinstance(data, Grid) and not looks_like_map(data):
         xr = read_xray(model, os.fspath(data), resolution, labin=labin, source=xray_map,
-                       twin=twin)
+                       twin=twin, target=xray_target)
         return DataSpec("xray", xr["map"], xr["d"], table="xray", xray=xr)
     emap = _read_map(data)
     if resolution is not None and np.isfinite(resolution) and resolution > 0:
@@ -261,7 +268,8 @@ def make_term(spec: DataSpec, model, terms, moving, in_map, map_cfg, device, dty
     if spec.kind == "half maps":
         return HalfMapTerm(MapTerm(spec.grid, spec.d, *args, d_atom=local),
                            MapTerm(spec.half2, spec.d, *args, d_atom=local), spec.work)
-    return XrayTerm(MapTerm(spec.grid, spec.d, *args), spec.xray, model)
+    return XrayTerm(MapTerm(spec.grid, spec.d, *args), spec.xray, model, device, dtype,
+                    remap=lambda grid: MapTerm(grid, spec.d, *args))
 
 
 class HalfMapTerm(WrappedMapTerm):

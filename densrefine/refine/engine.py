@@ -89,6 +89,8 @@ class Run:
         # resolution the map supports around each atom (Å; `DataSpec.d_atom`)
         self.d_atom = np.full(len(at), float(term.d)) if d_atom is None else d_atom
         self.rigid_atoms = None  # (N,) bool: the data term's atoms in rigid/SSE passes
+        self.joint_b = False     # xyz cycles refine B too (likelihood data terms, stages.py)
+        self._b_pairs = None     # B-similarity restraint pairs, built once (stages._b_prior)
         self.stats, self.cycles = stats, stats["cycles"]
         self.callback, self.monitor = callback, monitor
 
@@ -143,7 +145,7 @@ class Run:
 def fit(model: Model, data=None, resolution=None, *, config=None, select=None, device="auto",
         seed=0, monlib=None, ligands=(), unknown="error", callback=None, monitor=None,
         half_maps=None, half_map_work="half1", labin=None, xray_map="auto",
-        twin="auto") -> RefineResult:
+        twin="auto", xray_target="auto") -> RefineResult:
     """Refine ``model`` against a map, two half maps or X-ray data, with restraints.
 
     Parameters
@@ -152,8 +154,9 @@ def fit(model: Model, data=None, resolution=None, *, config=None, select=None, d
         Starting model in the data's frame (Å, Å²).
     data : Grid or str or path-like or None
         A map (`Grid`, or an MRC/CCP4 file), or X-ray reflections (MTZ or mmCIF
-        structure factors: refined in real space against a σA-weighted 2mFo−DFc map with
-        R-work/R-free every cycle, `densrefine.refine.xray`), or the full map beside
+        structure factors: refined against |F_obs| with the amplitude likelihood, or in
+        real space against a σA-weighted 2mFo−DFc map, see ``xray_target``; R-work/R-free
+        every cycle, `densrefine.refine.xray`), or the full map beside
         ``half_maps`` (checked against them), or None with ``half_maps``.
     resolution : float or None
         d (Å), 0.5–50. None: for maps the d_model estimate from the map and the starting
@@ -183,8 +186,13 @@ def fit(model: Model, data=None, resolution=None, *, config=None, select=None, d
         X-ray data: the 2mFo−DFc map from the file's coefficients, computed with σA, or
         the file's when present.
     twin : str
-        X-ray data: twin model of the R factors ("auto", "off", "on" or a law such as
-        "-h,k,-l"; `densrefine.xtal.FModel`).
+        X-ray data: twin model of the R factors and the target ("auto", "off", "on" or a
+        law such as "-h,k,-l"; `densrefine.xtal.FModel`).
+    xray_target : {"auto", "ml", "lsq", "real-space"}
+        X-ray data: the data term. "ml" (= "auto"): σA amplitude likelihood of the work
+        reflections through F_calc with bulk solvent and scales
+        (`densrefine.xtal.target`); "lsq": least squares on |F_obs|; "real-space": the
+        map term on the 2mFo−DFc map.
 
     Returns
     -------
@@ -209,8 +217,8 @@ def fit(model: Model, data=None, resolution=None, *, config=None, select=None, d
     cfg = config if isinstance(config, FitConfig) else load_config(config)
     dev = resolve_device(device)
     spec = read_data(model, data, resolution, half_maps=half_maps, half_map_work=half_map_work,
-                     labin=labin, xray_map=xray_map, twin=twin, device=dev,
-                     check=cfg.resolution_check)
+                     labin=labin, xray_map=xray_map, twin=twin, xray_target=xray_target,
+                     device=dev, check=cfg.resolution_check)
     if spec.table is not None and spec.table != cfg.map.table:
         log.info("%s data: the model map uses the %s scattering table", spec.kind, spec.table)
         cfg = dataclasses.replace(cfg, map=dataclasses.replace(cfg.map, table=spec.table))

@@ -43,11 +43,14 @@ def weight_init(run):
     g_map = float(g.norm())
     sig = _median_bond_sigma(run.geom.restraints)
     g_geo = np.sqrt(len(run.mv)) * 2.0 * wc.target_bond_rmsd / sig**2
-    run.w = wc.scale * g_geo / max(g_map, 1e-12)
+    k_term = float(getattr(run.term, "weight_scale", 1.0))
+    run.w = wc.scale * k_term * g_geo / max(g_map, 1e-12)
     log.info("Map weight w = %.4g (automatic: gradient-norm ratio, geometry at bond RMSD "
-             "%.3g Å vs map term at the final blur; adjusted between macro cycles)", run.w,
-             wc.target_bond_rmsd)
-    if wc.likelihood_cap is not None:
+             "%.3g Å vs map term at the final blur%s; adjusted between macro cycles)", run.w,
+             wc.target_bond_rmsd, "" if k_term == 1.0 else f", × {k_term:g} for the "
+             f"{getattr(run.term, 'kind', run.term.name)} data term")
+    if wc.likelihood_cap is not None and not getattr(run.term, "likelihood", False):
+        # (a data term that is itself a log-likelihood, e.g. X-ray ML, has no map CC)
         with torch.no_grad():
             cc = -float(run.term.target(run.xyz, run.b, run.occ, kind="cc"))
         run.w_cap = likelihood_cap(run, cc)
@@ -217,6 +220,14 @@ def xyz_stage(run):
     log.info("Coordinates: all-atom L-BFGS (strong Wolfe), %d iterations × %d macro cycles, "
              "blur 4d²·%s", cfg.xyz_iterations, cfg.cycles, cfg.map.blur_factors)
     rec = None
+    run.joint_b = _joint_b(run)
+    if run.joint_b and cfg.cycles:
+        # B alone first: a start with one flat B (a reset, or a molecular-replacement
+        # model) is mostly wrong in B, which the joint cycles correct only slowly
+        t0 = time.perf_counter()
+        run.term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
+        val = b_likelihood(run, max(4, cfg.b_iterations // 2))
+        run.record("b", val, t0, b_mean=float(run.b[run.mv].mean()), before_xyz=True)
     for i in range(cfg.cycles):
         t0 = time.perf_counter()
         val = _xyz_cycle(run, _blur_factor(cfg.map.blur_factors, i, cfg.cycles))
@@ -256,15 +267,81 @@ def _reference_restraints(run):
              sigma)
 
 
+def _joint_b(run) -> bool:
+    """With a data term that is a log-likelihood (X-ray ML) and a B stage to come, the
+    coordinate cycles refine xyz and B together (servalcat and REFMAC refine both every
+    cycle; a start with one flat B would otherwise fit its coordinates to wrong B, and one
+    evaluation gives both gradients)."""
+    cfg = run.cfg
+    joint = bool(getattr(run.term, "likelihood", False) and "b" in cfg.stages)
+    if joint:
+        log.info("Coordinates and B together in each macro cycle (likelihood data term): "
+                 "w · (−log L + ½Σ(ΔB/σ)² / b_weight_scale) + geometry")
+    return joint
+
+
 def _xyz_cycle(run, blur_factor) -> float:
-    """One L-BFGS call on the refined atoms' coordinates at blur 4d²·``blur_factor``."""
+    """One L-BFGS call on the refined atoms' coordinates at blur 4d²·``blur_factor``
+    (and their B with ``run.joint_b``, `_xyz_b_cycle`)."""
     run.term.prepare(run.numpy_xyz(), run.numpy_b(), blur_factor)
+    if getattr(run, "joint_b", False):
+        return _xyz_b_cycle(run)
     p = run.xyz[run.mv].clone().requires_grad_(True)
     try:
         return minimise(p, lambda: run.total(run.xyz.index_copy(0, run.mv, p)),
                         run.cfg.xyz_iterations)
     finally:
         run.xyz = run.xyz.index_copy(0, run.mv, p.detach())
+
+
+def _b_prior(run):
+    """(pairs, σ) tensors of the B-similarity restraint (`geometry.b_restraint_pairs`)."""
+    import torch
+
+    if getattr(run, "_b_pairs", None) is None:
+        pairs, sig = _geometry.b_restraint_pairs(run.geom, run.cfg.b_sigma)
+        run._b_pairs = (torch.as_tensor(pairs, device=run.b.device),
+                        torch.as_tensor(sig, device=run.b.device, dtype=run.b.dtype))
+    return run._b_pairs
+
+
+def _b_logit(run):
+    """B of the refined atoms as u with B = lo + (hi − lo)·sigmoid(u), kept ≥ 0.5 Å²
+    inside the bounds so that atoms at a bound can move."""
+    import torch
+
+    lo, hi = run.cfg.b_range
+    edge = min(0.5, 0.25 * (hi - lo))
+    b0 = run.b[run.mv].clamp(lo + edge, hi - edge)
+    return torch.logit((b0 - lo) / (hi - lo))
+
+
+def _xyz_b_cycle(run) -> float:
+    """One L-BFGS call on the refined atoms' xyz and B together: w · (data + ½Σ(ΔB/σ)² /
+    b_weight_scale) + geometry, so that the B part is the B stage's posterior
+    (`b_likelihood`) scaled by w."""
+    import torch
+
+    lo, hi = run.cfg.b_range
+    pairs, sig = _b_prior(run)
+    m = len(run.mv)
+    p = torch.cat([run.xyz[run.mv].reshape(-1), _b_logit(run)]).detach().requires_grad_(True)
+    kb = 0.5 / float(run.cfg.b_weight_scale)
+
+    def parts():
+        xyz = run.xyz.index_copy(0, run.mv, p[:3 * m].view(m, 3))
+        b = run.b.index_copy(0, run.mv, lo + (hi - lo) * torch.sigmoid(p[3 * m:]))
+        return xyz, b
+
+    def target():
+        xyz, b = parts()
+        return run.total(xyz, b) + run.w * kb * _geometry.b_similarity(b, pairs, sig)
+
+    try:
+        return minimise(p, target, run.cfg.xyz_iterations)
+    finally:
+        xyz, b = parts()
+        run.xyz, run.b = xyz.detach(), b.detach()
 
 
 def _polish(run, rec):
@@ -352,6 +429,8 @@ def b_stage(run):
     t0 = time.perf_counter()
     run.fourier = True
     term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
+    if getattr(term, "likelihood", False):
+        return _b_stage_likelihood(run, t0)
     kind, rounds, overall = cfg.map.b_target, 2, bool(cfg.b_overall)
     vol = term.mask_volume()
     edge = min(0.5, 0.25 * (hi - lo))
@@ -396,6 +475,54 @@ def b_stage(run):
             run.b = full_b().detach()
     extra = {"b_overall_offset": float(offset().detach())} if overall else {}
     run.record("b", val, t0, b_mean=float(run.b[run.mv].mean()), b_weight=wb, **extra)
+
+
+def b_likelihood(run, iterations: int, rounds: int = 1) -> float:
+    """Per-atom B against a data term that is a negative log-likelihood
+    (``term.likelihood``, the X-ray ML target): minimise ``b_weight_scale`` · (−log L)
+    + ½ Σ (ΔB/σ)² (bonded / 1-3 pairs, `geometry.b_restraint_pairs`) by L-BFGS over
+    B = lo + (hi − lo)·sigmoid(u), in ``rounds`` with the term refitted (scales, D, S)
+    between them. Updates ``run.b``; returns the final target."""
+    import torch
+
+    cfg, term = run.cfg, run.term
+    lo, hi = cfg.b_range
+    pairs, sig = _b_prior(run)
+    wb = float(cfg.b_weight_scale)
+    val = 0.0
+    for k in range(rounds):
+        if k:
+            term.prepare(run.numpy_xyz(), run.numpy_b(), 1.0)
+        u = _b_logit(run).detach().requires_grad_(True)
+
+        def full_b(u=u):
+            return run.b.index_copy(0, run.mv, lo + (hi - lo) * torch.sigmoid(u))
+
+        def target(full_b=full_b):
+            b = full_b()
+            return (wb * term.target(run.xyz, b, run.occ, True)
+                    + 0.5 * _geometry.b_similarity(b, pairs, sig))
+
+        n_it = iterations // rounds + (iterations % rounds if k == 0 else 0)
+        try:
+            val = minimise(u, target, n_it)
+        finally:
+            run.b = full_b().detach()
+    return val
+
+
+def _b_stage_likelihood(run, t0):
+    cfg = run.cfg
+    if cfg.b_overall:
+        log.info("b_overall ignored: the data term's scales carry the overall B")
+    log.info("B-factors: per atom, %.0f–%.0f Å²; −log posterior = %.3g × the data term's "
+             "−log-likelihood (%s) + ½Σ(ΔB/σ)² over bonded / 1-3 pairs (σ = %.3g / %.3g Å²); "
+             "L-BFGS %d iterations in 2 rounds, the data term refitted between them",
+             *cfg.b_range, cfg.b_weight_scale, getattr(run.term, "kind", run.term.name),
+             cfg.b_sigma, _geometry.B_SIGMA_13 * cfg.b_sigma, cfg.b_iterations)
+    val = b_likelihood(run, cfg.b_iterations, 2)
+    run.record("b", val, t0, b_mean=float(run.b[run.mv].mean()),
+               b_weight=float(cfg.b_weight_scale))
 
 
 STAGE_FUNCTIONS = {"rigid": rigid_stage, "sse": sse_stage, "chi1": chi1_stage,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import platform
 
+from .. import __version__
+
 
 def versions_str() -> str:
     """Versions of densrefine and its main dependencies, one line."""
-    from .. import __version__
 
     parts = [f"densrefine {__version__}", f"Python {platform.python_version()}"]
     for mod in ("torch", "gemmi", "numpy", "scipy", "mrcfile"):

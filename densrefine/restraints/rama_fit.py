@@ -40,7 +40,8 @@ import pathlib
 
 import numpy as np
 
-from .rama import CLASSES, PARAMS_FILE, find_residues
+from ..io.model import read_model
+from .rama import CLASSES, PARAMS_FILE, find_residues, log_density_np
 
 MODELS = {   # name: (path under the data folder, method and resolution)
     "5e5z": ("5e5z/5e5z.pdb.gz", "X-ray 1.66 Å"),
@@ -61,7 +62,6 @@ GRID = 96
 
 def training_angles(data_dir, exclude=()) -> tuple[dict, dict]:
     """{class: (n, 2) φ, ψ radians} and {model: counts} from the shared models."""
-    from ..io.model import read_model
 
     per = {c: [] for c in CLASSES}
     counts = {}
@@ -207,7 +207,6 @@ def fit_mixture(x, k, seed=0, restarts=2, iters=40, tol=1e-5):
 
 def levels(comp, n=360) -> dict:
     """log p_max and the density levels holding 98 % / 99.95 % of the mass (1° grid)."""
-    from .rama import log_density_np
 
     g = (np.arange(n) + 0.5) * (2 * math.pi / n) - math.pi
     phi, psi = np.meshgrid(g, g, indexing="ij")

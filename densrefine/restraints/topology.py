@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 
 from ..errors import DensrefineWarning, InputError, input_error
+from ..io.model import structure_from_model
+from ..types import Model
 from .monlib import read_library
 from .nonbonded import nonbonded_parameters
 from .restraint_set import RestraintSet
@@ -241,6 +243,55 @@ def _choose_h_distances(arr, xyz, hydrogen, h_distance) -> str:
     return h_distance
 
 
+PUCKERS = ("C2e-", "C3e-")
+"""Label prefixes of the monomer library's alternative ribose restraints: every nucleotide
+carries both a C2′-endo and a C3′-endo set of ring torsions (ν0–ν4) and glycosidic χ, which
+cannot hold at once (on 6YYT's RNA both sets gave a torsion RMSZ of 12–19 and pulled the
+deposited sugars 0.8 Å away)."""
+
+
+def _one_pucker(arr: dict, atoms) -> dict:
+    """Keep, per residue, only the sugar-pucker torsion set the input is closer to.
+
+    The alternative sets (`PUCKERS`) are scored by Σ z² of their torsions at the input
+    coordinates; the other set of that residue is dropped (the pucker does not change in a
+    refinement: a conformational change of that size needs rebuilding).
+    """
+    import torch  # lazy: building restraints must not pull torch into CLI start-up
+
+    from .energy import dihedrals_deg, torsion_deviation
+
+    labels = np.asarray(arr["torsion_label"]).astype(str)
+    alt = np.array([lab[:4] if lab.startswith(PUCKERS) else "" for lab in labels])
+    if not (alt != "").any():
+        return arr
+    idx = np.asarray(arr["torsions"], np.int64)
+    with torch.no_grad():
+        th = dihedrals_deg(torch.tensor(np.asarray(atoms.xyz, np.float64)),
+                           torch.as_tensor(idx))
+        dev = torsion_deviation(th, torch.as_tensor(np.asarray(arr["torsion_ideal"], float)),
+                                torch.as_tensor(np.asarray(arr["torsion_period"], float)))
+    z2 = (dev.numpy() / np.asarray(arr["torsion_sigma"], float)) ** 2
+    res = np.asarray(atoms.res_index)[idx[:, 1]]
+    drop = np.zeros(len(labels), bool)
+    chosen = {}
+    for r in np.unique(res[alt != ""]):
+        here = (res == r) & (alt != "")
+        score = {p: z2[here & (alt == p)].sum() for p in PUCKERS if (here & (alt == p)).any()}
+        if len(score) < 2:
+            continue
+        best = min(score, key=score.get)
+        chosen[best] = chosen.get(best, 0) + 1
+        drop |= here & (alt != best)
+    if drop.any():
+        for k in ("torsions", "torsion_ideal", "torsion_sigma", "torsion_period", "torsion_label"):
+            arr[k] = np.asarray(arr[k])[~drop]
+        log.info("Sugar puckers: %s (the library's other alternative set of ring torsions "
+                 "left out per residue)", ", ".join(f"{n} {p[:2]}′-endo" for p, n in
+                                                    sorted(chosen.items())))
+    return arr
+
+
 def _chem_types(topo, n) -> np.ndarray:
     """Energy type (ener_lib) of each atom from the final (modified) monomer."""
     types = np.full(n, "", dtype=object)
@@ -260,7 +311,6 @@ def _known_part(model, missing):
 
     Returns the sub-model and the original index of each of its atoms.
     """
-    from ..types import Model
 
     at = model.atoms
     unk = np.isin(at.res_name, list(missing))
@@ -323,7 +373,6 @@ def build_restraints(model, *, monlib=None, ligands=(), unknown="error",
     >>> rs.counts()["bonds"]
     22
     """
-    from ..io.model import structure_from_model
 
     if unknown not in ("error", "self"):
         raise input_error("unknown", f"invalid value {unknown!r}", "use 'error' or 'self'")
@@ -342,7 +391,7 @@ def build_restraints(model, *, monlib=None, ligands=(), unknown="error",
     gaps = _polymer_gaps(st)
     topo, msgs, unknown_links = _topology(st, ml, model.path)
     unknown_links += _check_connections(st, topo)
-    arr = _remap(_arrays(topo), keep)
+    arr = _one_pucker(_remap(_arrays(topo), keep), at)
     h_mode = _choose_h_distances(arr, at.xyz, at.is_hydrogen, h_distance)
     if missing:
         sel = np.isin(at.res_name, missing)

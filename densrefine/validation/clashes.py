@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..io.model import to_gemmi
 from ..restraints.monlib import read_library
 
 log = logging.getLogger("densrefine")
@@ -100,7 +101,6 @@ class HydrogenatedAtoms:
 
 
 def _structure(model):
-    from ..io.model import to_gemmi
 
     st = to_gemmi(model)
     st.setup_entities()
@@ -122,7 +122,6 @@ def add_hydrogens(model, monlib=None) -> HydrogenatedAtoms:
     -------
     HydrogenatedAtoms
     """
-    import gemmi
 
     st = _structure(model)
     n_heavy = st[0].count_atom_sites()

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import DensrefineWarning, input_error
+from ..io.model import to_gemmi
+from ..io.reflections import Reflections, check_model_compatible, read_reflections
 from .bulk import fmask
-from .fcalc import fcalc
+from .fcalc import choose_method, fcalc
 from .scale import f_model, f_model_abs, fit_scales, r_factor, resolution_bins
+from .twin import ALPHA_MIN, analyse_twinning, apply_law, law_name, twin_laws
+
+MASK_REUSE_SHIFT = 0.25
+"""Å. `FModel.update` with ``warm=True`` (between macro cycles of a refinement) keeps the
+bulk-solvent F_mask while every atom is within this distance of where it was when the
+mask was made (the flat mask's probe is 1.1 Å and it is shrunk by 0.9 Å; 3IO0's mask
+over its 173 Å cubic cell takes ~1.4 s to remake)."""
 
 TWIN_MODES = ("auto", "off", "on")
 """``twin``: "auto" (model the twin when the data indicate it, `densrefine.xtal.twin`),
@@ -101,8 +112,6 @@ class FModel:
         self.update(model)
 
     def _choose_twin(self, twin: str) -> None:
-        from ..errors import input_error
-        from .twin import analyse_twinning, law_name, twin_laws
 
         self.twin_analysis, op = analyse_twinning(self.refl)
         if twin == "auto":
@@ -126,7 +135,6 @@ class FModel:
         self.twin_op = match[0]
 
     def _alpha0(self) -> float:
-        from .twin import law_name
 
         name = law_name(self.twin_op)
         for h in (self.twin_analysis.h_tests if self.twin_analysis else []):
@@ -134,11 +142,16 @@ class FModel:
                 return max(h["alpha"], 0.05)
         return 0.25
 
-    def update(self, model) -> None:
-        """Recompute F_calc, F_mask and all scales for ``model``'s coordinates."""
-        from ..io.model import to_gemmi
-        from .fcalc import choose_method
-        from .twin import ALPHA_MIN, apply_law, law_name
+    def update(self, model, fc=None, warm: bool = False) -> None:
+        """Recompute F_calc, F_mask and all scales for ``model``'s coordinates.
+
+        ``fc``: F_calc (complex, n; 2n with a twin law: the twin mates Th after h)
+        computed by the caller for ``model`` (`densrefine.xtal.target.XrayTarget` has it
+        already), used instead of computing it again. ``warm``: the scales are refined from
+        the previous call's (`fit_scales` ``start``; refinement between macro cycles) and
+        F_mask is reused while no atom has moved more than `MASK_REUSE_SHIFT` from where
+        it was when the mask was last computed; the log lines go to DEBUG.
+        """
 
         r = self.refl
         n = len(self.hkl)
@@ -147,25 +160,39 @@ class FModel:
             hkl = np.concatenate([self.hkl, apply_law(self.twin_op, self.hkl)])
         t0 = time.perf_counter()
         self.method = choose_method(model.atoms, len(r.spacegroup.operations()), len(hkl))
-        fc = fcalc(model, hkl, r.cell, r.spacegroup, self.d_min, method=self.method,
-                   density=self.density)
+        if fc is None:
+            fc = fcalc(model, hkl, r.cell, r.spacegroup, self.d_min, method=self.method,
+                       density=self.density)
+        elif len(fc) != len(hkl):
+            raise ValueError(f"FModel.update: {len(fc)} F_calc given for {len(hkl)} reflections")
         t1 = time.perf_counter()
-        fm, self.solvent_fraction = fmask(to_gemmi(model), r.cell, r.spacegroup, hkl,
-                                          self.d_min)
+        say = log.debug if warm else log.info
+        xyz = np.asarray(model.atoms.xyz, np.float64)
+        cached = getattr(self, "_mask_for", None)
+        if (warm and cached is not None and cached[0].shape == xyz.shape
+                and float(np.abs(cached[0] - xyz).max(initial=0.0)) < MASK_REUSE_SHIFT):
+            fm = cached[1]
+        else:
+            fm, self.solvent_fraction = fmask(to_gemmi(model), r.cell, r.spacegroup, hkl,
+                                              self.d_min, quiet=warm)
+            self._mask_for = (xyz.copy(), fm)
         t2 = time.perf_counter()
+        prev = getattr(self, "_prev_scales", {}) if warm else {}
         self.fc, self.fm = fc[:n], fm[:n]
         self.scales = fit_scales(self.fo, self.fc, self.fm, self.hkl, r.cell, r.spacegroup,
-                                 self.work, bins=self.bins)
+                                 self.work, bins=self.bins, start=prev.get("plain"))
+        self._prev_scales = {"plain": self.scales}
         self.twin_f = None
         untwinned = {"r_work": self._r(self.work), "r_free": self._r(self.free)}
         if self.twin_op is not None:
             twin = (fc[n:], fm[n:], self._alpha0())
             sc_t = fit_scales(self.fo, self.fc, self.fm, self.hkl, r.cell, r.spacegroup,
-                              self.work, bins=self.bins, twin=twin)
+                              self.work, bins=self.bins, twin=twin, start=prev.get("twin"))
+            self._prev_scales["twin"] = sc_t
             keep = self.twin_mode != "auto" or sc_t.twin_fraction >= ALPHA_MIN
-            log.info("Twin model %s (|F|^2 = (1-a)|F(h)|^2 + a|F(Th)|^2, a refined with the "
-                     "scales by least squares): twin fraction %.3f%s", law_name(self.twin_op),
-                     sc_t.twin_fraction, "" if keep else f" < {ALPHA_MIN}: not applied")
+            say("Twin model %s (|F|^2 = (1-a)|F(h)|^2 + a|F(Th)|^2, a refined with the "
+                "scales by least squares): twin fraction %.3f%s", law_name(self.twin_op),
+                sc_t.twin_fraction, "" if keep else f" < {ALPHA_MIN}: not applied")
             if keep:
                 self.scales, self.twin_f = sc_t, twin[:2]
         t3 = time.perf_counter()
@@ -174,7 +201,7 @@ class FModel:
                                       self.twin_f)
         self.timings = {"fcalc_s": t1 - t0, "mask_s": t2 - t1, "scale_s": t3 - t2}
         self.twin_info = self._twin_info(untwinned)
-        log.info("Scaling: k_sol %.3f, B_sol %.1f Å², B_aniso %s Å²%s; R-work %.4f, R-free %s",
+        say("Scaling: k_sol %.3f, B_sol %.1f Å², B_aniso %s Å²%s; R-work %.4f, R-free %s",
                  self.scales.k_sol, self.scales.b_sol,
                  " ".join(f"{b:.2f}" for b in self.scales.b_cart),
                  "" if self.twin_f is None else
@@ -186,7 +213,6 @@ class FModel:
                                                 self.scales)), sel)
 
     def _twin_info(self, untwinned) -> dict | None:
-        from .twin import law_name
 
         if self.twin_mode == "off":
             return None
@@ -255,14 +281,16 @@ class RefineMonitor:
         self.warnings = []
 
     def __call__(self, xyz, b) -> dict:
-        import warnings
-
-        from ..errors import DensrefineWarning
-
+        """Update the `FModel` for coordinates ``xyz`` (N, 3) Å and B (N,) Å², then `check`."""
         at = self.model.atoms
         new = self.model.with_atoms(at.replace(xyz=np.asarray(xyz, np.float64),
                                                b_iso=np.asarray(b, np.float64)))
         self.fmodel.update(new)
+        return self.check()
+
+    def check(self) -> dict:
+        """R-work/R-free of the `FModel` as it is now (updated by the caller), with the
+        overfitting warning against the previous call."""
         rw, rf = self.fmodel.r_work, self.fmodel.r_free
         pw, pf = self.history[-1]
         self.history.append((rw, rf))
@@ -282,7 +310,6 @@ def prepare(model, data, *, labin=None, d_min=None, d_max=None, free_flag=None):
 
     InputError naming both values when the cell or space group disagree.
     """
-    from ..io.reflections import Reflections, check_model_compatible, read_reflections
 
     refl = data if isinstance(data, Reflections) else read_reflections(
         data, labin=labin, d_min=d_min, d_max=d_max, free_flag=free_flag)
@@ -300,7 +327,6 @@ def make_fmodel(model, data, *, labin=None, d_min=None, d_max=None, free_flag=No
 
     Parameters are those of `rfactor`; ``fmodel.timings["read_s"]`` is the reading time.
     """
-    from ..errors import input_error
 
     if twin not in TWIN_MODES and not (isinstance(twin, str) and "h" in twin):
         raise input_error("twin", f"{twin!r} is not a twin mode",

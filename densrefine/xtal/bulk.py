@@ -16,6 +16,8 @@ import logging
 
 import numpy as np
 
+from .fcalc import cell_grid_shape
+
 log = logging.getLogger("densrefine")
 
 MASK_SPACING = 0.6
@@ -50,7 +52,6 @@ def gather_p1(ft, hkl, full_shape):
 
 
 def mask_grid_shape(cell, spacegroup, d_min: float):
-    from .fcalc import cell_grid_shape
 
     # finer than 0.6 Å only when the data go beyond the grid's Nyquist limit (d < 1.2 Å)
     return cell_grid_shape(cell, spacegroup, min(MASK_SPACING, float(d_min) / 2.5))
@@ -74,8 +75,12 @@ def solvent_mask(structure, cell, spacegroup, d_min: float) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 1, 0))
 
 
-def fmask(structure, cell, spacegroup, hkl, d_min: float) -> tuple[np.ndarray, float]:
-    """F_mask at ``hkl`` (complex128, n) and the solvent fraction of the cell."""
+def fmask(structure, cell, spacegroup, hkl, d_min: float,
+          quiet: bool = False) -> tuple[np.ndarray, float]:
+    """F_mask at ``hkl`` (complex128, n) and the solvent fraction of the cell.
+
+    ``quiet``: the log line goes to DEBUG (repeated calls during refinement).
+    """
     mask = solvent_mask(structure, cell, spacegroup, d_min)
     import torch
 
@@ -83,7 +88,7 @@ def fmask(structure, cell, spacegroup, hkl, d_min: float) -> tuple[np.ndarray, f
     f = gather_p1(ft, hkl, mask.shape).astype(np.complex128) * (cell.volume / mask.size)
     frac = float(mask.mean())
     nz, ny, nx = mask.shape
-    log.info("Bulk solvent: flat mask (cctbx radii, probe 1.1 Å, shrink 0.9 Å; gemmi "
+    (log.debug if quiet else log.info)("Bulk solvent: flat mask (cctbx radii, probe 1.1 Å, shrink 0.9 Å; gemmi "
              "SolventMasker), grid %dx%dx%d (spacing ≤ %.1f Å), solvent fraction %.3f",
              nx, ny, nz, MASK_SPACING, frac)
     return f, frac

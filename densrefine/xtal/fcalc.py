@@ -30,7 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..density import get_density_model
+from ..errors import input_error
 from ..grid import fft_size
+from ..simulate.api import simulate_tensor
+from ..simulate.fourier import refmac_blur
 from ..types import GridFrame
 
 log = logging.getLogger("densrefine")
@@ -120,7 +124,6 @@ class FcalcPlan:
 
         ``b_min`` is the smallest atomic B (Å²) of the model, which the blur may use up.
         """
-        from ..simulate.fourier import refmac_blur
 
         hkl = np.asarray(hkl, np.int64).reshape(-1, 3)
         spacing = float(d_min) / (2.0 * rate)
@@ -171,7 +174,6 @@ def fcalc_tensor(xyz, b_iso, occ, coeffs, plan: FcalcPlan, *, cutoff: float = 1e
         F(h) in electrons; complex128 for float64 input, complex64 for float32.
         Differentiable w.r.t. ``xyz``, ``b_iso`` and ``occ``.
     """
-    from ..simulate.api import simulate_tensor
 
     frac = torch.as_tensor(plan.frac, dtype=xyz.dtype, device=xyz.device)
     f = xyz @ frac.T
@@ -289,8 +291,6 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
     ``density``: "iam", or "ml" (IAM + the learned deformation density as extra
     Gaussians per atom, `densrefine.density.ml`).
     """
-    from ..density import get_density_model
-    from ..errors import input_error
 
     if density not in XRAY_DENSITIES:  # others add their Δρ on a grid, which F_calc never sees
         raise input_error(model.path, f"density model {density!r} has no X-ray structure "

@@ -3,7 +3,9 @@
 σA (Read 1986, Acta Cryst. A42, 140; Srinivasan 1966) is estimated per resolution bin by
 maximising the likelihood of the normalised observed amplitudes E_o given the
 normalised model amplitudes E_c (acentric and centric distributions), with
-Σ = ⟨F²/ε⟩ per bin (ε: the epsilon factor, gemmi ``GroupOps.epsilon_factor_array``).
+Σ = ⟨F²/ε⟩ per bin (ε: the epsilon factor, gemmi ``GroupOps.epsilon_factor_array``),
+from the work reflections only; free reflections get their expectation D·|F_model| in
+2mFo−DFc and 0 in mFo−DFc, so no free F_obs enters a map (as phenix and servalcat do).
 Then, with X = 2σA E_o E_c / (1 − σA²):
 
 * figure of merit m = I₁(X)/I₀(X) (acentric), tanh(X/2) (centric);
@@ -24,7 +26,10 @@ import math
 
 import numpy as np
 
+from ..errors import InputError
 from ..grid import box_map
+from ..io.reflections import read_map_coefficients
+from .api import FModel, prepare
 
 log = logging.getLogger("densrefine")
 
@@ -42,6 +47,10 @@ def _loglik(sa, eo, ec, centric):
 
 def sigmaa(fo, fc_abs, hkl, spacegroup, bins, work=None):
     """Per-reflection σA, m, D (see module docstring) from bins of reflections.
+
+    ``work`` (bool, n): Σ_o, Σ_c and σA of each bin are estimated from these reflections
+    only (the work set: the free F_obs must not shape the maps refinement reads) and
+    applied to all.
 
     Parameters
     ----------
@@ -157,9 +166,6 @@ def map_from_data(model, data, *, kind: str = "2fofc", source: str = "auto", lab
         ``source`` ("file: FWT,PHWT" or "computed 2mFo-DFc, sigmaA"), ``d_min``,
         and ``fmodel`` (the `FModel` when computed or when F_obs is present, else None).
     """
-    from ..errors import InputError
-    from ..io.reflections import read_map_coefficients
-    from .api import FModel, prepare
 
     if source in ("auto", "file"):
         try:

@@ -18,6 +18,10 @@ import logging
 
 import numpy as np
 
+from ..io.mrc import write_map
+from ..types import Grid, UnitCell
+from .maps import cell_map, map_coefficients
+
 log = logging.getLogger("densrefine")
 
 MERGE_DISTANCE = 1.0
@@ -34,7 +38,6 @@ def cell_maps(fmodel, kinds=("2fofc", "fofc"), sample_rate: float = 3.0) -> dict
     sample_rate : float
         Grid spacing ≤ d_min / sample_rate (gemmi).
     """
-    from .maps import cell_map, map_coefficients
 
     out = {}
     for kind in kinds:
@@ -194,8 +197,6 @@ def write_cell_maps(maps: dict, fmodel, prefix: str, *, inputs=()) -> list[str]:
     One unit cell, origin 0, the data's space group in the header (CCP4/MRC2014 through
     `densrefine.io.mrc.write_map`, atomically). Returns the paths written.
     """
-    from ..io.mrc import write_map
-    from ..types import Grid, UnitCell
 
     cell, sg = fmodel.refl.cell, fmodel.refl.spacegroup
     uc = UnitCell(*cell.parameters)

@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .fcalc import symmetry_images
+
 log = logging.getLogger("densrefine")
 
 L_TWINNED = 0.44
@@ -100,7 +102,6 @@ class ReflectionLookup:
     (merged, ASU) reflections map to their row; absent indices give −1."""
 
     def __init__(self, hkl, spacegroup, margin: int = 4):
-        from .fcalc import symmetry_images
 
         k, _ = symmetry_images(spacegroup, hkl)                      # (n_ops, n, 3)
         allk = np.concatenate([k, -k]).reshape(-1, 3)

@@ -246,3 +246,26 @@ def test_h_distance_auto_picks_nuclear_ideals_for_3io0():
     xray = geometry_stats(model.atoms.xyz, build_restraints(model, h_distance="xray"))
     assert auto["bond_rmsd"] < 0.02 < xray["bond_rmsd"]
     assert auto["bond_rmsd_non_h"] == pytest.approx(xray["bond_rmsd_non_h"])
+
+
+def test_one_sugar_pucker_per_nucleotide_6yyt():
+    """The monomer library gives every nucleotide both C2'-endo and C3'-endo ring torsions;
+    only the set the input is closer to is kept, so the deposited RNA's torsion RMSZ is
+    small (with both sets it was 12-19 on the ring torsions)."""
+    import torch
+
+    from densrefine.restraints.energy import dihedrals_deg, torsion_deviation
+
+    m = dr.read_model(require_data("emd-11007_6yyt-rna", "6yyt_rna.pdb.gz"))
+    rs = build_restraints(m)
+    labels = rs.torsion_label.astype(str)
+    res = m.atoms.res_index[rs.torsions[:, 1]]
+    for r in np.unique(res):
+        kinds = {lab[:4] for lab in labels[res == r] if lab.startswith(("C2e-", "C3e-"))}
+        assert len(kinds) <= 1, (r, kinds)
+    ring = np.array([str(l).startswith(("C2e-nyu", "C3e-nyu")) for l in labels])
+    assert ring.sum() == 5 * len(np.unique(res))              # ν0–ν4 of one pucker each
+    th = dihedrals_deg(torch.tensor(m.atoms.xyz), torch.tensor(rs.torsions[ring]))
+    dev = torsion_deviation(th, torch.tensor(rs.torsion_ideal[ring]),
+                            torch.tensor(rs.torsion_period[ring].astype(float))).numpy()
+    assert np.sqrt(np.mean((dev / rs.torsion_sigma[ring]) ** 2)) < 3.0

@@ -59,3 +59,32 @@ def test_info_missing_file(capsys, tmp_path, name):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "error" in err and name in err and "not found" in err
+
+
+def test_ctrl_c_while_the_cli_imports_is_one_line(monkeypatch, capsys):
+    """The console script's entry (`densrefine.launch`) answers a Ctrl-C that arrives while
+    the CLI modules are still importing with one line and exit code 130, not a traceback."""
+    import sys
+    import types
+
+    from densrefine import launch
+
+    class Importing(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "densrefine.cli", Importing("densrefine.cli"))
+    assert launch.main() == 130
+    assert capsys.readouterr().err == "densrefine: interrupted\n"
+
+
+def test_import_densrefine_loads_no_numpy():
+    """`import densrefine` stays light (the Ctrl-C window of the console script); the data
+    types still resolve on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, densrefine; a = 'numpy' in sys.modules; "
+            "print(a, densrefine.Model.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "densrefine.types"]

@@ -88,9 +88,47 @@ def test_fmodel_r_work_and_scales_ignore_free_reflections(case):
 
 
 def test_map_coefficients_of_work_reflections_ignore_free_set(case):
+    """σA from the work set; free reflections get D·|F_model| (2mFo−DFc): no coefficient
+    depends on a free F_obs."""
     from densrefine.xtal.maps import map_coefficients
 
     model, cell, sg, hkl, _, _, fo, free = case
     a = map_coefficients(FModel(model, _refl(fo, free, hkl, cell, sg)))
     b = map_coefficients(FModel(model, _refl(_wild(fo, free), free, hkl, cell, sg)))
     np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-9)  # every coefficient
+
+
+@pytest.mark.parametrize("kind", ["ml", "lsq"])
+def test_reciprocal_target_ignores_free_reflections(case, kind):
+    """The refinement target (`densrefine.xtal.target.XrayTarget`), its gradient w.r.t.
+    coordinates and B, and the likelihood parameters D, S (or the LSQ variances) are the
+    same whatever the free F_obs are; only R-free sees them."""
+    import torch
+
+    from densrefine.xtal.target import XrayTarget
+
+    model, cell, sg, hkl, _, _, fo, free = case
+    at = model.atoms
+
+    def run(f_obs):
+        fm = FModel(model, _refl(f_obs, free, hkl, cell, sg))
+        tgt = XrayTarget(fm, model, kind=kind, dtype=torch.float64)
+        xyz = torch.tensor(np.array(at.xyz), dtype=torch.float64, requires_grad=True)
+        b = torch.tensor(np.array(at.b_iso), dtype=torch.float64, requires_grad=True)
+        val = tgt(xyz, b, torch.tensor(np.array(at.occ), dtype=torch.float64))
+        val.backward()
+        # after a refit at moved coordinates too (scales and D/S re-estimated)
+        tgt.refit(np.array(at.xyz) + 0.05, np.array(at.b_iso) + 2.0)
+        return (float(val), xyz.grad.numpy(), b.grad.numpy(), tgt.ml, tgt.value, fm.r_work,
+                fm.r_free)
+
+    a, b = run(fo), run(_wild(fo, free))
+    assert a[0] == pytest.approx(b[0], rel=1e-12)
+    np.testing.assert_allclose(b[1], a[1], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(b[2], a[2], rtol=1e-10, atol=1e-12)
+    for key in a[3]:
+        np.testing.assert_allclose(b[3][key], a[3][key], rtol=1e-9)
+    assert b[4] == pytest.approx(a[4], rel=1e-10)
+    assert b[5] == pytest.approx(a[5], rel=1e-9)
+    assert a[6] < 0.12 and b[6] > 0.5            # only R-free moved
+    assert np.abs(a[1]).max() > 0                # the gradient is real
