@@ -38,7 +38,8 @@ def _run_driver(tmp_path, cfg):
     # Coot's Python must not import the system densrefine / numpy: only the plugin dir
     env.pop("PYTHONPATH", None)
     out = subprocess.run([str(py), str(DRIVER), str(tmp_path / "cfg.json")],
-                         check=False, capture_output=True, text=True, env=env, timeout=600)
+                         check=False, capture_output=True, text=True, env=env, timeout=600,
+                         cwd=tmp_path)          # Coot may write ./coot-backup
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, out.stdout[-2000:] + out.stderr[-3000:]
     return json.loads(lines[-1][7:])
