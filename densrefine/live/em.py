@@ -16,15 +16,24 @@ updated arrays.
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import numpy as np
 import torch
 
+from ..density import get_density_model
 from ..errors import input_error
+from ..grid import box_cell, periodic_box, rebox_periodic, reciprocal_s2, take_periodic
+from ..io import read_map
+from ..scoring.api import check_inputs, check_resolution
+from ..scoring.cc import pearson
+from ..scoring.masks import atom_radius, molecular_mask, site_voxels
+from ..simulate.api import simulate_tensor
+from ..simulate.fourier import refmac_blur
+from ..types import GridFrame
 from .mask import LocalMask, mask_radii
 from .splat import local_density
+from .symdft import phase_columns
 from .xray import check_update
 
 log = logging.getLogger("densrefine")
@@ -45,17 +54,8 @@ class EmLive:
     """
 
     def __init__(self, model, emap, resolution: float, *, table: str = "electron"):
-        from ..density import get_density_model
-        from ..grid import rebox_periodic
-        from ..scoring.api import check_inputs, check_resolution
-        from ..scoring.masks import atom_radius, molecular_mask
-        from ..simulate.api import simulate_tensor
-        from ..simulate.fourier import refmac_blur
-        from ..types import GridFrame
-
         t0 = time.perf_counter()
         if not hasattr(emap, "values"):
-            from ..io import read_map
             emap = read_map(emap)
         check_resolution(resolution)
         self.d = float(resolution)
@@ -94,8 +94,6 @@ class EmLive:
 
     # ------------------------------------------------------------------ set-up
     def _filter_setup(self):
-        from ..grid import reciprocal_s2
-
         nz, ny = self.frame.shape[:2]
         s2 = torch.as_tensor(reciprocal_s2(tuple(self.frame.shape), self.frame.cell_matrix),
                              dtype=torch.float64)
@@ -113,15 +111,9 @@ class EmLive:
         self._tab = {}
 
     def _table(self, axis, lo, size):
-        n = self.frame.shape[2 - axis]
-        if axis not in self._tab:
-            k = (np.arange(0, self.kmax[0] + 1) if axis == 0
-                 else np.arange(-self.kmax[axis], self.kmax[axis] + 1))
-            x = np.arange(n)
-            t = np.exp(-2j * math.pi * np.mod(np.outer(k, x), n) / n)
-            self._tab[axis] = torch.from_numpy(t).to(torch.complex64)
-        cols = torch.from_numpy(np.mod(np.arange(lo, lo + size, dtype=np.int64), n))
-        return self._tab[axis][:, cols]
+        k = (np.arange(0, self.kmax[0] + 1) if axis == 0
+             else np.arange(-self.kmax[axis], self.kmax[axis] + 1))
+        return phase_columns(self._tab, axis, k, self.frame.shape[2 - axis], lo, size)
 
     def _frac(self, xyz):
         return (np.asarray(xyz, np.float64) - self.frame.origin) @ self.inv_cell.T
@@ -189,15 +181,12 @@ class EmLive:
 
     def cc_mask(self) -> float:
         """Pearson CC of map and model map over the molecular mask (`scoring.cc.cc_mask`)."""
-        from ..scoring.cc import pearson
 
         idx = self.mask_idx
         return pearson(self.e.reshape(-1)[idx], self.m.reshape(-1)[idx])
 
     def residue_cc(self, residues) -> list:
         """CC over the voxels within the atom radius of each residue (`scoring.residues`)."""
-        from ..scoring.cc import pearson
-        from ..scoring.masks import site_voxels
 
         at = self.model.atoms
         out = []
@@ -217,13 +206,8 @@ class EmLive:
         """Model map and difference (map − k·model map, k the LSQ scale over the mask) on
         the voxels between Cartesian corners ``lo`` and ``hi`` (Å)."""
         f = self.frame
-        a = np.floor(f.xyz_to_index(np.asarray(lo, float))).astype(np.int64)
-        b = np.ceil(f.xyz_to_index(np.asarray(hi, float))).astype(np.int64)
-        n = f.shape_xyz
-        size = np.minimum(b - a + 1, n)
-        ix = [np.mod(np.arange(a[i], a[i] + size[i]), n[i]) for i in range(3)]
-        sub = np.ix_(ix[2], ix[1], ix[0])
-        mm, ee = self.m[sub], self.e[sub]
+        a, size = periodic_box(f, lo, hi)
+        mm, ee = take_periodic(self.m, a, size), take_periodic(self.e, a, size)
         idx = self.mask_idx
         ev, mv = self.e.reshape(-1)[idx], self.m.reshape(-1)[idx]
         mc = mv - mv.mean()
@@ -231,8 +215,8 @@ class EmLive:
         diff = (ee - ev.mean()) - k * (mm - mv.mean())
         return {"origin": f.index_to_xyz(a).tolist(), "steps": f.steps.tolist(),
                 "shape": [int(s) for s in size[::-1]], "start": a.tolist(),
-                "grid": [int(x) for x in n], "map_origin": f.origin.tolist(),
-                "cell": [float(x) for x in f.voxel_size * n] + [90.0, 90.0, 90.0],
+                "grid": [int(x) for x in f.shape_xyz], "map_origin": f.origin.tolist(),
+                "cell": [float(x) for x in box_cell(self.grid).parameters],
                 "maps": {"model": mm.astype(np.float32), "difference": diff.astype(np.float32)},
                 "scale": k}
 

@@ -8,13 +8,18 @@ import time
 import numpy as np
 
 from ..errors import input_error
+from ..io import read_model, write_model
+from ..refine import fit
+from ..refine.select import select_atoms
+from ..xtal.maps import map_from_data
+from .em import EmLive
+from .xray import XrayLive
 
 log = logging.getLogger("densrefine")
 
 MAP_SUFFIXES = (".mrc", ".map", ".ccp4", ".mrc.gz", ".map.gz", ".ccp4.gz")
 MAX_BOX_A = 60.0
 """Largest edge (Å) of a `Session.maps` box."""
-
 
 class Session:
     """A warm session: X-ray (R-work/R-free, 2mFo−DFc/mFo−DFc) or cryo-EM (CC, model map).
@@ -43,21 +48,16 @@ class Session:
 
     def __init__(self, model, data, resolution=None, *, labin=None, twin: str = "auto",
                  table: str = "electron"):
-        from ..io import read_model
 
         t0 = time.perf_counter()
         self.model0 = read_model(model) if isinstance(model, (str, os.PathLike)) else model
         if is_map(data):
-            from .em import EmLive
-
             if resolution is None:
                 raise input_error("resolution", "a cryo-EM session needs the map's resolution",
                                   "give -d D (Å)")
             self.kind = "em"
             self.core = EmLive(self.model0, data, float(resolution), table=table)
         else:
-            from .xray import XrayLive
-
             self.kind = "xray"
             self.core = XrayLive(self.model0, data, labin=labin, d_min=resolution, twin=twin)
         self.data = data
@@ -131,8 +131,6 @@ class Session:
         dict
             ``atoms`` (indices), ``xyz`` (new positions, Å), and the update's numbers.
         """
-        from ..refine import fit
-        from ..refine.select import select_atoms
 
         model = self.core.current_model()
         sel = np.flatnonzero(select_atoms(model.atoms, selection))
@@ -142,8 +140,6 @@ class Session:
         if self.kind == "em":
             data, d = self.core.grid, self.core.d
         else:
-            from ..xtal.maps import map_from_data
-
             data, _ = map_from_data(model, None, source="compute", fmodel=self.core.fmodel)
             d = self.core.fmodel.d_min
         t0 = time.perf_counter()
@@ -161,7 +157,6 @@ class Session:
 
     def write_model(self, path) -> str:
         """Write the current model (PDB or mmCIF by suffix); returns the path."""
-        from ..io import write_model
 
         write_model(self.current_model(), path)
         return os.fspath(path)

@@ -19,11 +19,21 @@ B_z planes, a few ms for a residue (see benchmarks/live.py).
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ..grid import dft_phases
 from ..xtal.fcalc import symmetry_images
+
+
+def phase_columns(cache: dict, key, k, n: int, lo: int, size: int):
+    """complex64 columns x = lo … lo+size−1 (wrapped) of the table e^{−2πi k x/n}
+    (`densrefine.grid.dft_phases`), cut from a full-period table kept in ``cache[key]``."""
+    import torch
+
+    if key not in cache:
+        cache[key] = torch.from_numpy(dft_phases(k, n)).to(torch.complex64)
+    cols = torch.from_numpy(np.mod(np.arange(lo, lo + size, dtype=np.int64), n))
+    return cache[key][:, cols]
 
 
 class SymmetryIndex:
@@ -181,23 +191,12 @@ class BoxTransform:
 
     @staticmethod
     def _table(k, lo, size, n):
-        x = np.arange(lo, lo + size, dtype=np.int64)
-        # e^{-2πi k x / n}: the rfftn sign; k x is reduced mod n in integers first, so the
-        # phase stays exact for any box position
-        kx = np.mod(np.outer(k, x), n).astype(np.float64)
-        return np.exp(-2j * math.pi * kx / n)
+        return dft_phases(k, n, np.arange(lo, lo + size, dtype=np.int64))
 
     def _table64(self, axis, lo, size):
         """complex64 table e^{−2πi k x/n} (n_k, size) from a cached full-period table."""
-        import torch
-
-        if axis not in self._full:
-            k = (self.kx, self.ky, self.kz)[axis]
-            n = self.shape[2 - axis]
-            self._full[axis] = torch.from_numpy(self._table(k, 0, n, n)).to(torch.complex64)
-        n = self.shape[2 - axis]
-        cols = torch.from_numpy(np.mod(np.arange(lo, lo + size, dtype=np.int64), n))
-        return self._full[axis][:, cols]
+        k = (self.kx, self.ky, self.kz)[axis]
+        return phase_columns(self._full, axis, k, self.shape[2 - axis], lo, size)
 
     def dft(self, values, lo):
         """D of a box (the ``rfftn`` sign: Σ v(x) exp(−2πi k·x/n)), flat.

@@ -27,7 +27,16 @@ import time
 
 import numpy as np
 
+from ..density import get_density_model
 from ..errors import input_error
+from ..grid import periodic_box
+from ..io.model import to_gemmi
+from ..xtal.api import make_fmodel
+from ..xtal.bulk import gather_p1, solvent_mask
+from ..xtal.fcalc import FcalcPlan, fcalc_direct_tensor, fcalc_tensor
+from ..xtal.maps import sigmaa
+from ..xtal.scale import f_model, fit_scales, twin_amplitude
+from ..xtal.twin import apply_law
 from .mask import LocalMask, mask_radii
 from .splat import local_density
 from .symdft import BoxTransform, SymmetryIndex
@@ -38,7 +47,6 @@ FLUSH_EVERY = 200
 """Pending layout changes are gathered into F_calc and F_mask after this many updates."""
 RESCALE_CHANGE = 0.05
 """Refit the scales when ‖F_calc − F_calc at the last fit‖ / ‖F_calc‖ exceeds this."""
-
 
 class XrayLive:
     """F_calc, F_mask, scales and R of a model against reflections, updated in place.
@@ -63,10 +71,6 @@ class XrayLive:
 
     def __init__(self, model, data, *, labin=None, d_min=None, free_flag=None,
                  twin: str = "auto"):
-        from ..density import get_density_model
-        from ..xtal.api import make_fmodel
-        from ..xtal.bulk import solvent_mask
-        from ..xtal.fcalc import FcalcPlan
 
         t0 = time.perf_counter()
         self.model = model
@@ -83,7 +87,6 @@ class XrayLive:
         self.terms = get_density_model("iam").terms(at.replace(u_aniso=None), "xray")
         hkl = fm.hkl
         if fm.twin_op is not None:
-            from ..xtal.twin import apply_law
             hkl = np.concatenate([fm.hkl, apply_law(fm.twin_op, fm.hkl)])
         self.hkl_all, self.n = hkl, len(fm.hkl)
         self.b_min = float(self.b_iso.min()) if len(self.b_iso) else 0.0
@@ -97,7 +100,6 @@ class XrayLive:
         self.fc_all = None
         self.sym = SymmetryIndex(self.sg, hkl)
         self.tc = BoxTransform(self.plan.frame.shape, self.sym)
-        from ..io.model import to_gemmi
         mask0 = solvent_mask(to_gemmi(model), self.cell, self.sg, fm.d_min)
         self.mask = LocalMask(self.orth, mask0.shape, self.sg, self._frac(self.xyz),
                               self._mask_radius(self.occ), mask=mask0)
@@ -108,6 +110,7 @@ class XrayLive:
                                               / 4.0) * self.scale_c)
         self.pend_c = self.pend_m = None
         self.rescale_change = RESCALE_CHANGE
+        self._syncs = 0                         # full F_calc recomputations (`recompute`)
         self._init_f()
         self._mark()
         self.version = 0
@@ -128,27 +131,32 @@ class XrayLive:
             self.fc_all = np.array(fc, np.complex128)
         fmask = fm.fm if fm.twin_f is None else np.concatenate([fm.fm, fm.twin_f[1]])
         if len(fmask) != len(self.hkl_all):
-            import torch
-
-            from ..xtal.bulk import gather_p1
-            ft = torch.fft.rfftn(torch.from_numpy(self.mask.mask)).numpy()
-            fmask = gather_p1(ft, self.hkl_all, self.mask.mask.shape).astype(
-                np.complex128) * self.scale_m
+            fmask = self._full_fm(self.mask.mask)
         self.fm_all = np.array(fmask, np.complex128)
         self._refresh()
 
-    def _full_fc(self):
+    def _full_fc(self, state=None, plan=None):
+        """F_calc (n_all,) from scratch: of the current atoms, or of ``state`` (xyz, b,
+        occ, u_aniso) with ``plan`` (a snapshot, for the background resync)."""
         import torch
 
-        from ..xtal.fcalc import fcalc_direct_tensor, fcalc_tensor
+        xyz, b, occ, u = state if state is not None else (self.xyz, self.b_iso, self.occ,
+                                                          self.u_aniso)
         t = lambda a: torch.as_tensor(a, dtype=torch.float64)
         if self.direct:
-            return fcalc_direct_tensor(t(self.xyz), t(self.b_iso), t(self.occ),
-                                       (self.terms.a, self.terms.b), self.cell, self.sg,
-                                       self.hkl_all, u_aniso=None if self.u_aniso is None
-                                       else t(self.u_aniso)).numpy().astype(np.complex128)
-        return fcalc_tensor(t(self.xyz), t(self.b_iso), t(self.occ), self.terms,
-                            self.plan).detach().numpy().astype(np.complex128)
+            return fcalc_direct_tensor(t(xyz), t(b), t(occ), (self.terms.a, self.terms.b),
+                                       self.cell, self.sg, self.hkl_all,
+                                       u_aniso=None if u is None else t(u)
+                                       ).numpy().astype(np.complex128)
+        return fcalc_tensor(t(xyz), t(b), t(occ), self.terms, plan or self.plan
+                            ).detach().numpy().astype(np.complex128)
+
+    def _full_fm(self, mask):
+        """F_mask (n_all,) of a whole mask array (one FFT), as at the start."""
+        import torch
+
+        ft = torch.fft.rfftn(torch.from_numpy(mask)).numpy()
+        return gather_p1(ft, self.hkl_all, mask.shape).astype(np.complex128) * self.scale_m
 
     def _frac(self, xyz):
         return np.asarray(xyz, np.float64) @ self.frac.T
@@ -159,7 +167,6 @@ class XrayLive:
 
     def _refresh(self):
         """F_model from F_calc, F_mask and the stored scales (after a fit or a flush)."""
-        from ..xtal.scale import f_model
 
         fm, n = self.fmodel, self.n
         self.flush()
@@ -175,8 +182,6 @@ class XrayLive:
         self._fmodel_from_mix()
 
     def _fmodel_from_mix(self):
-        from ..xtal.scale import twin_amplitude
-
         fm, n = self.fmodel, self.n
         fm.fmodel = self.k_total * self.mix[:n]
         if fm.twin_f is None:
@@ -284,8 +289,6 @@ class XrayLive:
         """ΔF_calc (n_all,) by direct summation (models whose F_calc is summed directly)."""
         import torch
 
-        from ..xtal.fcalc import fcalc_direct_tensor
-
         u = None
         if self.u_aniso is not None:
             u_old = self.u_aniso[idx].copy()
@@ -336,8 +339,6 @@ class XrayLive:
         self.norm2 = float((self.mix.real ** 2 + self.mix.imag ** 2).sum())
 
     def _replan(self):
-        from ..xtal.fcalc import FcalcPlan
-
         self.b_min = float(self.b_iso.min())
         self.plan = FcalcPlan.make(self.cell, self.sg, self.hkl_all, self.fmodel.d_min,
                                    b_min=self.b_min)
@@ -346,6 +347,7 @@ class XrayLive:
                                               / 4.0) * self.scale_c)
         self.flush()
         self.fc_all = self._full_fc()
+        self._syncs += 1                    # a background resync under way is stale now
         self._refresh()
 
     def change(self) -> float:
@@ -360,15 +362,16 @@ class XrayLive:
         return True
 
     def rescale(self) -> None:
-        """Refit all scales for the current F_calc and F_mask (as a full `FModel.update`)."""
-        from ..xtal.scale import fit_scales
-
+        """F_calc and F_mask recomputed from scratch (clearing the complex64 rounding of
+        the incremental sums) and all scales refitted: a full `FModel.update`."""
         t = getattr(self, "_thread", None)
         if t is not None:                       # a background fit would be stale: drop it
             t.join()
             self._thread = None
         fm, n = self.fmodel, self.n
-        self._refresh()
+        self.flush()
+        self.fm_all = self._full_fm(self.mask.mask)
+        self.recompute()
         r = fm.refl
         fm.scales = fit_scales(fm.fo, fm.fc, fm.fm, fm.hkl, r.cell, r.spacegroup, fm.work,
                                bins=fm.bins, twin=None if fm.twin_f is None else
@@ -379,31 +382,42 @@ class XrayLive:
                  fm.scales.b_sol, fm.r_work)
 
     def rescale_async(self) -> None:
-        """Refit the scales in a background thread on a copy of F_calc and F_mask; the
-        result is applied by `poll_rescale` (the server calls it between requests), so
-        edits keep being answered meanwhile."""
-        import threading
+        """Refit the scales in a background thread; the result is applied by
+        `poll_rescale` (the server calls it between requests), so edits keep being
+        answered meanwhile.
 
-        from ..xtal.scale import fit_scales
+        The thread first recomputes F_calc and F_mask from scratch for the atoms as they
+        are now (the snapshot): the incremental changes are summed in complex64, whose
+        rounding (~1e-7 of each change) would otherwise add up over many edits.
+        `poll_rescale` replaces the snapshot's incremental F by the exact one and keeps
+        the changes made since."""
+        import threading
 
         if getattr(self, "_thread", None) is not None:
             return
         fm, n = self.fmodel, self.n
         self.flush()
         fc, fmask, mix = self.fc_all.copy(), self.fm_all.copy(), self.mix.copy()
+        state = (self.xyz.copy(), self.b_iso.copy(), self.occ.copy(),
+                 None if self.u_aniso is None else self.u_aniso.copy())
+        mask, plan = self.mask.mask.copy(), self.plan
         r = fm.refl
-        twin = None if fm.twin_f is None else (fc[n:], fmask[n:], fm.scales.twin_fraction)
+        twin_fraction = fm.scales.twin_fraction
         box = {}
 
         def work():
-            box["scales"] = fit_scales(fm.fo, fc[:n], fmask[:n], fm.hkl, r.cell, r.spacegroup,
-                                       fm.work, bins=fm.bins, twin=twin)
+            fc_x, fm_x = self._full_fc(state, plan), self._full_fm(mask)
+            twin = None if fm.twin_f is None else (fc_x[n:], fm_x[n:], twin_fraction)
+            box["scales"] = fit_scales(fm.fo, fc_x[:n], fm_x[:n], fm.hkl, r.cell,
+                                       r.spacegroup, fm.work, bins=fm.bins, twin=twin)
+            box["exact"] = (fc_x - fc, fm_x - fmask)
         self._thread = threading.Thread(target=work, daemon=True)
-        self._thread_box, self._thread_mix = box, mix
+        self._thread_box, self._thread_mix, self._thread_syncs = box, mix, self._syncs
         self._thread.start()
 
     def poll_rescale(self) -> bool:
-        """Apply scales from a finished `rescale_async`; True when applied."""
+        """Apply scales and the exact F_calc, F_mask from a finished `rescale_async`;
+        True when applied."""
         t = getattr(self, "_thread", None)
         if t is None or t.is_alive():
             return False
@@ -411,6 +425,11 @@ class XrayLive:
         if "scales" not in self._thread_box:
             return False
         self.fmodel.scales = self._thread_box["scales"]
+        self.flush()
+        if self._thread_syncs == self._syncs:      # else F_calc was recomputed meanwhile
+            dc, dm = self._thread_box["exact"]
+            self.fc_all += dc
+            self.fm_all += dm
         self._refresh()
         # the fit saw F at the snapshot: the change since then still counts
         self.rx = self._thread_mix
@@ -422,9 +441,10 @@ class XrayLive:
         return True
 
     def recompute(self) -> None:
-        """F_calc from scratch (a check of the incremental state; the mask is exact)."""
+        """F_calc from scratch (the mask itself is exact; `rescale` redoes F_mask too)."""
         self.flush()
         self.fc_all = self._full_fc()
+        self._syncs += 1                    # a background resync under way is stale now
         self._refresh()
 
     def map_coefficients(self):
@@ -441,8 +461,6 @@ class XrayLive:
 
         fm = self.fmodel
         if getattr(self, "_sa_scales", None) is not fm.scales:
-            from ..xtal.maps import sigmaa
-
             h32 = np.asarray(fm.hkl, np.int32)
             ops = self.sg.operations()
             self._eps = ops.epsilon_factor_array(h32).astype(np.float64)
@@ -497,12 +515,7 @@ class XrayLive:
         sym = getattr(self, "_sym_map", self.sym)
         tc = getattr(self, "_tc_map", self.tc)
         frame = self.plan.frame
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                            for z in (lo[2], hi[2])], np.float64)
-        u = frame.xyz_to_index(corners)
-        a = np.floor(u.min(0)).astype(np.int64)
-        b = np.ceil(u.max(0)).astype(np.int64)
-        size = np.minimum(b - a + 1, frame.shape_xyz)
+        a, size = periodic_box(frame, lo, hi)
         c2, c1 = self.map_coefficients()
         lay = torch.stack([torch.from_numpy(sym.map_layout(c)).to(torch.complex64)
                            for c in (c2, c1)])
