@@ -258,7 +258,24 @@ class LiveServer:
                 "scores": self.session.scores()}
 
     def op_scores(self, args):
+        self._settle()
         return self.session.scores()
+
+    def _settle(self):
+        """X-ray: the numbers asked for outright (``scores``, ``write_model``) are the
+        settled ones, as ``densrefine rfactor`` gives them on the saved model: a running
+        background refit is waited for, and a model changed by more than
+        `IDLE_RESCALE_CHANGE` since the last fit is refitted now (``update`` replies stay
+        fast and use the scales as they are)."""
+        if self.session.kind != "xray":
+            return
+        core = self.session.core
+        t = getattr(core, "_thread", None)
+        if t is not None:
+            t.join()
+            core.poll_rescale()
+        if core.change() > IDLE_RESCALE_CHANGE:
+            core.rescale()
 
     def op_update(self, args):
         _only(args, ("atoms", "xyz", "b_iso", "occ"))
@@ -295,6 +312,7 @@ class LiveServer:
         if not isinstance(path, str) or not path.lower().endswith(
                 (".pdb", ".cif", ".pdb.gz", ".cif.gz", ".ent")):
             raise ProtocolError("bad_request", "write_model needs path ending .pdb or .cif")
+        self._settle()
         return {"path": self.session.write_model(path), "scores": self.session.scores()}
 
     def op_shutdown(self, args):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,8 +36,11 @@ def _run_driver(tmp_path, cfg):
     cfg = dict(cfg, outdir=str(tmp_path / "out"), plugin_dir=str(EXCHANGE))
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     env = _env()
-    # Coot's Python must not import the system densrefine / numpy: only the plugin dir
+    # Coot's Python must not import the system densrefine / numpy: only the plugin dir;
+    # the densrefine it starts finds this checkout through its own PYTHONPATH
     env.pop("PYTHONPATH", None)
+    env["DENSREFINE_EXE"] = (f"env PYTHONPATH={shlex.quote(str(ROOT))} "
+                             f"{shlex.quote(sys.executable)} -m densrefine")
     out = subprocess.run([str(py), str(DRIVER), str(tmp_path / "cfg.json")],
                          check=False, capture_output=True, text=True, env=env, timeout=600,
                          cwd=tmp_path)          # Coot may write ./coot-backup
