@@ -176,8 +176,10 @@ def _worktree(rev) -> pathlib.Path:
 
 
 def _in(tree, args):
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refactor_ab.py"), *args],
+    # the tree's own copy of this script: it puts its own root first on sys.path (this
+    # copy would import this tree's densrefine whatever PYTHONPATH says)
+    env = dict(os.environ, PYTHONPATH=str(tree), DENSREFINE_DATA=str(DATA))
+    return subprocess.run([sys.executable, str(tree / "benchmarks" / "refactor_ab.py"), *args],
                           env=env, check=True, cwd=str(tree))
 
 

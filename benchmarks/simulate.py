@@ -18,7 +18,13 @@ seconds; gemmi runs single-threaded, torch uses its default threads):
             (gemmi has no gradients: the ratio is against gemmi's forward)
 
 densrefine timings start from a `Model` (coefficient lookup, radii, planning and the
-kernel included; no file I/O), gemmi's from a `gemmi.Model` on a zeroed grid.
+kernel included; no file I/O), gemmi's from a `gemmi.Model` on a zeroed grid. Each
+timing is the best of --repeat wall times; the CPU seconds of that run (all threads)
+follow in brackets, steadier than wall time on a shared machine. Every row names the
+machine: CPU SIMD flags (AVX2 / AVX-512 / NEON), cores, torch threads, torch's kernel
+level and the splat path (``jit``: compiled numba kernels, with numba's target CPU;
+``torch``: with DENSREFINE_JIT=0). To time a machine without AVX-512 on one that has
+it, run with ``NUMBA_CPU_NAME=haswell ATEN_CPU_CAPABILITY=avx2``.
 --memory measures peak RSS of separate processes simulating 100k atoms on the
 216 × 360 × 216 grid (16.8 M voxels) at 1 Å, forward and forward + backward.
 """
@@ -169,8 +175,45 @@ def ours(model, like, res, method, device, backward=False):
 
 
 def best(fn, repeat):
+    """(wall, CPU) seconds of the fastest of ``repeat`` calls after one warm-up."""
     fn()                                   # warm-up (first call allocates, loads kernels)
-    return min(fn() for _ in range(repeat))
+    runs = []
+    for _ in range(repeat):
+        c0 = time.process_time()
+        w = fn()
+        runs.append((w, time.process_time() - c0))
+    return min(runs)
+
+
+def machine() -> str:
+    """CPU SIMD flags, cores, torch threads and kernel level, splat path: one line."""
+    import platform
+
+    import torch
+
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    simd = [name for name, flag in (("AVX2", "avx2"), ("AVX-512", "avx512f"),
+                                    ("NEON", "asimd")) if flag in flags]
+    if platform.machine() in ("arm64", "aarch64") and "NEON" not in simd:
+        simd.append("NEON")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from densrefine.simulate import jit
+
+    if jit.available():
+        import numba
+
+        path = f"jit (numba {numba.__version__}, target {os.environ.get('NUMBA_CPU_NAME', 'host')})"
+    else:
+        path = "torch"
+    return (f"{'+'.join(simd) or 'no AVX2/NEON'}, {cores} cores, {torch.get_num_threads()} "
+            f"threads, torch {torch.backends.cpu.get_cpu_capability()}, {path}")
 
 
 def _rss_mb():
@@ -239,6 +282,12 @@ def measure_memory(src, n=100000, shape_xyz=(216, 360, 216)):
     return rows
 
 
+def _pair(ours_t, peer_t) -> str:
+    """"ours [CPU] / gemmi [CPU] (wall ratio)"."""
+    return (f"{ours_t[0]:.3f} [{ours_t[1]:.3f}] / {peer_t[0]:.3f} [{peer_t[1]:.3f}] "
+            f"({ours_t[0] / peer_t[0]:.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -268,12 +317,23 @@ def main():
     warnings.simplefilter("ignore")
     devices = a.devices.split(",") if a.devices else ["cpu"] + (
         ["cuda"] if torch.cuda.is_available() else [])
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    mach = machine()
     lines = [(f"# densrefine {__import__('densrefine').__version__} vs gemmi "
-              f"{gemmi.__version__}, torch {torch.__version__} ({torch.get_num_threads()} "
-              f"threads), resolution {a.res} Å, spacing {a.spacing} Å, best of {a.repeat}"),
+              f"{gemmi.__version__}, torch {torch.__version__}, {cpu}, load average "
+              f"{os.getloadavg()[0]:.2f}, resolution {a.res} Å, spacing {a.spacing} Å, best of "
+              f"{a.repeat} (wall s [CPU s])"),
              ("| atoms | grid (x×y×z) | device | blur: ours / gemmi (ratio) | fourier: ours / "
-              "gemmi (ratio) | fwd+bwd ours (ratio to gemmi fwd) |"),
-             "|---|---|---|---|---|---|"]
+              "gemmi (ratio) | fwd+bwd ours (ratio to gemmi fwd) | machine |"),
+             "|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     for n in (int(x) for x in a.sizes.split(",")):
         st, model, like = make_case(a.model, n, a.spacing)
@@ -284,9 +344,9 @@ def main():
             t_four = best(ours(model, like, a.res, "fourier", dev), a.repeat)
             t_bwd = best(ours(model, like, a.res, "blur", dev, backward=True), a.repeat)
             row = (f"| {len(model):,} | {'×'.join(str(v) for v in like.shape_xyz)} | {dev} | "
-                   f"{t_blur:.3f} / {g_blur:.3f} ({t_blur / g_blur:.2f}) | "
-                   f"{t_four:.3f} / {g_four:.3f} ({t_four / g_four:.2f}) | "
-                   f"{t_bwd:.3f} ({t_bwd / g_blur:.2f}) |")
+                   f"{_pair(t_blur, g_blur)} | {_pair(t_four, g_four)} | "
+                   f"{t_bwd[0]:.3f} [{t_bwd[1]:.3f}] ({t_bwd[0] / g_blur[0]:.2f}) | "
+                   f"{mach}{'' if dev == 'cpu' else ' (GPU)'} |")
             print(row, flush=True)
             lines.append(row)
     if a.memory:

@@ -14,6 +14,7 @@ a computation needs it; the console script relies on that to answer Ctrl-C in on
 """
 from __future__ import annotations
 
+from ._lazy import lazy_attributes
 from .errors import DensrefineError, DensrefineWarning, DeviceError, FormatError, InputError
 
 __version__ = "0.1.0"
@@ -22,7 +23,7 @@ __all__ = [
     "Atoms", "GaussianSet", "Grid", "Model", "UnitCell",
     "DensrefineError", "DensrefineWarning", "DeviceError", "FormatError", "InputError",
     "read_model", "write_model", "read_map", "write_map", "simulate", "score", "fit",
-    "Session",
+    "batch", "Session",
 ]
 
 
@@ -69,22 +70,38 @@ def score(model, emap, resolution, **kwargs):
 
 
 def fit(model, data=None, resolution=None, **kwargs):
-    """Refine a model against a map, half maps or X-ray data; see `densrefine.refine.fit`."""
+    """Refine a model against a map, half maps or X-ray data; see `densrefine.refine.fit`.
+
+    With ``partition="auto" | "chains" | N`` the model is refined in blocks in parallel on
+    Dask (`densrefine.distributed.blockfit.fit_partitioned`: ``passes``, ``halo``,
+    ``cluster`` or ``client``; a cryo-EM map and ``resolution`` are needed).
+    """
+    if kwargs.get("partition") is not None:
+        from .distributed.blockfit import fit_partitioned
+
+        return fit_partitioned(model, data, resolution, **kwargs)
+    kwargs.pop("partition", None)
     from .refine import fit as _f
 
     return _f(model, data, resolution, **kwargs)
 
 
+def batch(manifest, outdir, task="fit", **kwargs):
+    """Run every row of a batch manifest on Dask, resumably; the summary dict.
+
+    The work of ``densrefine batch`` (`densrefine.cli.batch.run`; docs/batch.md):
+    ``scheduler``, ``cluster``, ``cluster_config``, ``workers``, ``threads``,
+    ``memory_limit``, ``device``, ``force``. Outputs go to OUTDIR/NAME/ per job and
+    OUTDIR/summary.csv, .json, .html.
+    """
+    from .cli.batch import run as _f
+
+    return _f(manifest, outdir, task, **kwargs)
+
+
 _TYPES = ("Atoms", "GaussianSet", "Grid", "Model", "UnitCell")
 
 
-def __getattr__(name):  # PEP 562: the data types load numpy, so on first use only
-    if name in _TYPES:
-        from . import types
-
-        return getattr(types, name)
-    if name == "Session":  # lazy: the live session pulls in numpy and torch
-        from .live.session import Session
-
-        return Session
-    raise AttributeError(f"module 'densrefine' has no attribute {name!r}")
+# PEP 562: the data types load numpy, and the live session numpy and torch, so on first use only
+__getattr__ = lazy_attributes(__name__, {**dict.fromkeys(_TYPES, ".types"),
+                                         "Session": ".live.session"})[0]

@@ -57,3 +57,25 @@ def describe_device(device) -> str:
         p = torch.cuda.get_device_properties(device)
         return f"{device} ({p.name}, {p.total_memory / 2**30:.1f} GiB)"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def cpu_budget() -> int:
+    """CPU cores this process may use: its affinity mask, capped by ``$DENSREFINE_CPUS``.
+
+    Dask workers of ``densrefine batch`` and of partitioned ``fit`` get
+    ``DENSREFINE_CPUS`` (their share of the machine), so that jobs running side by side
+    do not each start threads for every core.
+
+    Examples
+    --------
+    >>> cpu_budget() >= 1
+    True
+    """
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = n or 1
+    cap = os.environ.get("DENSREFINE_CPUS", "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        n = min(n, int(cap))
+    return n

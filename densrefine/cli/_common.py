@@ -27,6 +27,61 @@ from ..report.provenance import versions_str
 log = logging.getLogger("densrefine")
 _state: dict = {}
 
+HEAVY_IMPORTS = ("torch", "numba")
+"""Packages whose import time the log header reports (seconds each, first line)."""
+_import_seconds: dict = {}
+
+
+class _ImportClock:
+    """Meta-path hook that times the first import of each of `HEAVY_IMPORTS`.
+
+    It finds the real spec with the other finders and wraps its loader's
+    ``exec_module``; the time covers the package and everything it imports.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in HEAVY_IMPORTS or name in _import_seconds:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        run = getattr(loader, "exec_module", None)
+        if run is None:
+            return spec
+
+        def exec_module(module):
+            t0 = time.perf_counter()
+            try:
+                run(module)
+            finally:
+                _import_seconds[name] = time.perf_counter() - t0
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _install_import_clock() -> None:
+    if not any(isinstance(f, _ImportClock) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ImportClock())
+
+
+def import_times() -> str:
+    """"torch 1.52 s, numba 0.41 s": heavy imports this process made, as timed (or
+    "torch loaded before the command" when it was imported before the clock ran)."""
+    parts = []
+    for name in HEAVY_IMPORTS:
+        if name in _import_seconds:
+            parts.append(f"{name} {_import_seconds[name]:.2f} s")
+        elif name in sys.modules:
+            parts.append(f"{name} loaded before the command")
+    return ", ".join(parts) or "none of " + ", ".join(HEAVY_IMPORTS)
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that cleanup (temporary files) runs."""
@@ -96,6 +151,7 @@ def _on_sigterm(signum, frame):
 
 def setup_logging(args) -> None:
     """Start buffering the log of a command run (called by `densrefine.cli.main`)."""
+    _install_import_clock()
     close_logging()
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     log.setLevel(logging.DEBUG)
@@ -181,7 +237,8 @@ def start_file_log(path) -> str:
 
 
 def _header() -> list:
-    return [f"# {versions_str()}",
+    versions = versions_str()            # imports torch if nothing has yet: timed too
+    return [f"# {versions}; import time: {import_times()}",
             f"# host {platform.node()}, {platform.platform()}, started "
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}",
             "# command: " + " ".join(_quote(a) for a in sys.argv),

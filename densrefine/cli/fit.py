@@ -31,6 +31,10 @@ when R-free rises while R-work falls.
 --select syntax: CHAIN, CHAIN/N or CHAIN/FIRST-LAST, comma-separated, e.g.
 "A/10-40,B"; unselected atoms stay fixed but count in the map and nonbonded terms.
 
+--partition auto|chains|N refines a huge model in blocks in parallel on Dask (each with a
+halo of fixed neighbours and its own map box; alternating shifted partitions; geometry
+across the block boundaries checked at the end; docs/batch.md).
+
 examples:
   densrefine fit example_maps/helix_start.pdb example_maps/helix_3A.mrc -d 3.0 -o helix_fit
   densrefine fit model.cif emd_3488.mrc -d 3.2 -o fit --select A/10-40 --stages xyz
@@ -46,6 +50,7 @@ import warnings
 import numpy as np
 
 from ..errors import DensrefineWarning
+from . import _partition
 
 log = logging.getLogger("densrefine")
 
@@ -127,6 +132,7 @@ def add_args(p) -> None:
                    help="2mFo-DFc map from the file's coefficients (file), computed with "
                         "sigmaA from F_obs and the model (compute), or the file's when present "
                         "(auto, default)")
+    _partition.add_args(p)
 
 
 def _overrides(args) -> dict:
@@ -357,11 +363,16 @@ def main(args) -> int:
     from ..device import resolve_device
     from ..io import looks_like_map, read_map, read_model, write_model
     from ..io.atomic import write_text_atomic
-    from ..refine import dump_config, fit
+    from ..refine import dump_config
     from ..report import write_json_atomic
     from ..report.html import report_html
+    from ..simulate.params import check_params
     from . import _common
 
+    if args.resolution is not None:      # fit's own check and message, before torch
+        check_params(args.resolution)
+    if args.partition:
+        return _partition.main(args)
     if args.map is not None:
         _common.check_order(args.model, args.map, "map or reflection",
                             "densrefine fit MODEL MAP -o PREFIX")
@@ -376,6 +387,8 @@ def main(args) -> int:
     dev = resolve_device(args.device)
     _common.log_device(dev)
     progress = _Progress(out, dump_config(cfg), _n_calls(cfg, model))
+    from ..refine import fit  # the engine imports torch: inputs are read by now
+
     try:
         res = fit(model, data, args.resolution, config=cfg, select=args.select, device=dev,
                   seed=args.seed, monlib=args.monlib, ligands=tuple(args.ligand),

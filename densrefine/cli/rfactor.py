@@ -72,11 +72,9 @@ def outputs(args) -> dict:
 def main(args):
     import time
 
-    from ..errors import input_error
+    from ..errors import check_readable, input_error
     from ..io import read_model
     from ..report import write_json_atomic
-    from ..xtal.api import make_fmodel
-    from ..xtal.peaks import cell_maps, difference_peaks, write_cell_maps
     from . import _common
 
     for name, v in (("--d-min", args.d_min), ("--d-max", args.d_max)):
@@ -87,7 +85,11 @@ def main(args):
         raise input_error("--peaks", f"{args.peaks} is negative", "give a count, e.g. 20")
     _common.check_order(args.model, args.data, "reflection", "densrefine rfactor MODEL DATA")
     out = _common.plan_outputs(outputs(args), [args.model, args.data])
-    model = read_model(args.model)
+    check_readable(args.data, "a reflection file", "give an MTZ or mmCIF structure-factor file")
+    model = read_model(args.model)  # inputs before xtal: refusals import no torch
+    from ..xtal.api import make_fmodel
+    from ..xtal.peaks import cell_maps, difference_peaks, write_cell_maps
+
     t0 = time.perf_counter()
     fmod = make_fmodel(model, args.data, labin=args.labin, d_min=args.d_min,
                        d_max=args.d_max, free_flag=args.free_flag, density=args.density,

@@ -93,12 +93,11 @@ def outputs(args) -> dict:
 
 
 def main(args) -> int:
-    from ..io import read_map, read_model, write_map
     from ..device import resolve_device
     from ..errors import input_error
+    from ..io import read_map, read_model, write_map
     from ..io.mrc import is_map_path
-    from ..simulate import simulate
-    from ..simulate.api import check_params
+    from ..simulate.params import check_params     # torch-free: refusals import no torch
     from . import _common
 
     _check_args(args)
@@ -123,6 +122,8 @@ def main(args) -> int:
                     args.resolution, 2 * spacing_used, spacing_used)
     dev = resolve_device(args.device)
     _common.log_device(dev)
+    from ..simulate import simulate
+
     sim = simulate(model, like, resolution=args.resolution, table=args.table,
                    method=args.method, blur=args.blur, cutoff=args.cutoff, density=args.density,
                    device=dev, box=args.box, spacing=args.spacing, margin=args.margin)

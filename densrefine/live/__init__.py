@@ -10,11 +10,8 @@ token; see docs/live.md).
 """
 from __future__ import annotations
 
+from .._lazy import lazy_attributes
+
 __all__ = ["Session"]
 
-
-def __getattr__(name):
-    if name == "Session":
-        from .session import Session
-        return Session
-    raise AttributeError(name)
+__getattr__, __dir__ = lazy_attributes(__name__, {"Session": ".session"})

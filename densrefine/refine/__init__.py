@@ -23,13 +23,20 @@ Examples
 >>> res = dr.fit(dr.read_model("m.pdb"), dr.read_map("m.mrc"), 3.0)  # doctest: +SKIP
 >>> res.stats["after"]["cc_mask"], res.model                        # doctest: +SKIP
 """
-from .config import FitConfig, MapConfig, WeightConfig, dump_config, load_config
-from .data import DataSpec, HalfMapTerm, make_term, read_data
-from .engine import RefineResult, Run, fit, process_settings
-from .mapterm import MapTerm
-from .select import parse_selection, select_atoms
-from .xray import XrayTerm
+from .._lazy import lazy_attributes
+
+# Imported on first use (PEP 562): the CLI reads and checks --config (`config`, torch-free)
+# and refuses bad input before the engine (torch) is imported.
+_LAZY = {"FitConfig": ".config", "MapConfig": ".config", "WeightConfig": ".config",
+         "dump_config": ".config", "load_config": ".config", "DataSpec": ".data",
+         "HalfMapTerm": ".data", "make_term": ".data", "read_data": ".data",
+         "RefineResult": ".engine", "Run": ".engine", "fit": ".engine",
+         "process_settings": ".engine", "MapTerm": ".mapterm", "parse_selection": ".select",
+         "select_atoms": ".select", "XrayTerm": ".xray"}
 
 __all__ = ["DataSpec", "FitConfig", "HalfMapTerm", "MapConfig", "MapTerm", "RefineResult", "Run",
            "WeightConfig", "XrayTerm", "dump_config", "fit", "load_config", "make_term",
            "parse_selection", "process_settings", "read_data", "select_atoms"]
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -84,6 +84,11 @@ class WeightConfig:
         values, CC at the final blur; `densrefine.refine.geometry.b_data_weight`), so a
         noisier or coarser map (lower CC, fewer independent values) gets less weight
         than the bond-RMSD target alone would give it. None: no cap.
+    likelihood_cap_final : float or None
+        The same multiple for the macro cycles at the finest blur (and the polish
+        cycles), where the model is near the map's optimum and a strong map pull fits
+        noise; the coarse-blur cycles, which bring far atoms in, keep ``likelihood_cap``.
+        None: ``likelihood_cap`` throughout.
     polish_cycles : int
         With the automatic weight, at most this many extra finest-blur cycles after the
         last macro cycle while angle RMSD > ``max_angle_rmsd`` (+ 2 %) or bond RMSD
@@ -97,6 +102,7 @@ class WeightConfig:
     scale: float = 1.0
     polish_cycles: int = 2
     likelihood_cap: float | None = 100.0
+    likelihood_cap_final: float | None = 30.0
 
 
 @dataclass
@@ -116,7 +122,12 @@ class FitConfig:
         L-BFGS iterations per call (rigid: per group level; xyz: per macro cycle; the B
         stage runs its iterations in 2 rounds, re-estimating its data weight between them).
     rigid_chains : bool
-        After the whole model, refine each chain as its own rigid group.
+        After the whole model, always refine each chain (base-paired strands together) as
+        its own rigid group. Default False: the chain level runs only when the whole-model
+        move lowers some chain's CC (the chains disagree; `densrefine.refine.stages.rigid_stage`).
+        On the shared maps with correctly placed chains the chain level moved well-fitted
+        chains off (6YYT 0.5 / 1.0 Å starts: 0.56 / 0.97 Å with it, 0.41 / 0.70 without;
+        benchmarks/RESULTS.md).
     rigid_side_chains : bool
         Include amino-acid side chains beyond Cβ in the map term of the ``rigid`` and
         ``sse`` passes when an ``xyz`` stage follows. Default False: those passes run
@@ -194,7 +205,7 @@ class FitConfig:
     stages: list = field(default_factory=lambda: list(STAGES))
     cycles: int = 4
     rigid_iterations: int = 15
-    rigid_chains: bool = True
+    rigid_chains: bool = False
     rigid_side_chains: bool = False
     rigid_blur_factors: list = field(default_factory=lambda: [1.0])
     xyz_iterations: int = 15
@@ -355,11 +366,12 @@ def validate(cfg: FitConfig) -> FitConfig:
         raise input_error("low_resolution", f"{cfg.low_resolution!r} must be a positive number",
                           "give e.g. 3.5 (Å)")
     cfg.low_resolution = float(cfg.low_resolution)
-    cap = cfg.weights.likelihood_cap
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
-                            or not cap > 0):
-        raise input_error("likelihood_cap", f"{cap!r} must be a positive number or null",
-                          "give e.g. 100, or null for no cap")
+    for key in ("likelihood_cap", "likelihood_cap_final"):
+        cap = getattr(cfg.weights, key)
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
+                                or not cap > 0):
+            raise input_error(key, f"{cap!r} must be a positive number or null",
+                              "give e.g. 100, or null for no cap")
     if isinstance(cfg.guard_cycles, bool) or not isinstance(cfg.guard_cycles, int) \
             or not 0 <= cfg.guard_cycles <= 10:
         raise input_error("guard_cycles", f"{cfg.guard_cycles!r} is not an integer in [0, 10]",

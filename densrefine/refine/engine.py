@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..density import get_density_model
-from ..device import resolve_device
+from ..device import cpu_budget, resolve_device
 from ..restraints.stats import bond_angle_rmsd
 from ..simulate.cells import PARTS, release_workspaces, set_workers
 from ..types import Model
@@ -83,6 +83,7 @@ class Run:
         self.mv = torch.as_tensor(np.flatnonzero(moving), device=device)
         self.w = 1.0
         self.w_cap = None  # the likelihood cap of the automatic weight (stages.weight_init)
+        self.final_capped = False  # the cap lowered for the finest-blur cycles (stages)
         self.fourier = False
         self.ref = None    # (N, 3) reference positions, and 1/σ² per atom (N,) Å⁻²
         self.ref_k = None
@@ -285,6 +286,8 @@ def _threads(cfg, dev, n_atoms) -> int:
     if dev.type == "cpu" and n_atoms < SMALL_MODEL:
         return 1
     n = torch.get_num_threads()
+    if dev.type == "cpu":             # a batch worker's share ($DENSREFINE_CPUS)
+        n = min(n, cpu_budget())
     if dev.type == "cpu" and hasattr(os, "getloadavg"):
         idle = (os.cpu_count() or 1) - os.getloadavg()[0] + 1.0
         n = max(1, min(n, int(idle)))
@@ -299,12 +302,9 @@ def _splat_workers(cfg, dev, threads) -> int:
     the GIL, then overlap on a second core. Unlike OpenMP threads these block instead
     of spin-waiting, so the load average is not consulted.
     """
-    import os
-
     if cfg.threads or dev.type != "cpu" or threads != 1:
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(PARTS, cpus or 1))
+    return max(1, min(PARTS, cpu_budget()))
 
 
 def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints: dict):

@@ -88,16 +88,19 @@ def start_stats(model, emap, d, cfg, select, moving, dev, geom) -> dict:
 def _chain_block(rs, xyz) -> dict:
     """Stretched polymer links restrained and chain breaks found in the start model."""
     rows = {"stretched_links": [dict(r) for r in getattr(rs, "links_added", ())],
-            "breaks": [dict(r) for r in getattr(rs, "chain_breaks", ())]}
-    for r in rows["stretched_links"] + rows["breaks"]:
+            "breaks": [dict(r) for r in getattr(rs, "chain_breaks", ())],
+            "numbering_gaps": [dict(r) for r in getattr(rs, "numbering_gaps", ())]}
+    for r in rows["stretched_links"] + rows["breaks"] + rows["numbering_gaps"]:
         r["atoms_idx"] = [int(i) for i in r["atoms_idx"]]
     return rows
 
 
 def _finish_chain(stats, xyz) -> None:
-    """Each stretched link and break of the start with its distance in the result (Å)."""
+    """Each stretched link, break and near numbering gap of the start with its distance in
+    the result (Å)."""
     chain = stats.get("chain") or {}
-    for r in chain.get("stretched_links", []) + chain.get("breaks", []):
+    for r in (chain.get("stretched_links", []) + chain.get("breaks", [])
+              + chain.get("numbering_gaps", [])):
         i, j = r["atoms_idx"]
         r["distance_after"] = round(float(np.linalg.norm(xyz[i] - xyz[j])), 3)
     if chain.get("stretched_links"):

@@ -118,25 +118,86 @@ def rigid_map_atoms(at, in_map):
 
 
 def rigid_stage(run):
+    """Whole model, then (multi-chain models) one rigid group per chain or base-paired
+    strand set.
+
+    A whole-model move is kept only when it fits every chain at least as well as before
+    (`_chains_agree`): when one chain sits off its density and the others in it, the
+    whole-model optimum is a compromise that moves the placed chains away. Then the
+    whole-model move is undone and each chain moves on its own. The chain level runs
+    also when ``rigid_chains`` is set.
+    """
     cfg = run.cfg
-    levels = [("model", [np.flatnonzero(run.moving)])]
+    model_level = [np.flatnonzero(run.moving)]
     chains = np.asarray(run.model.atoms.chain).astype(str)
     ids = set(chains[run.moving].tolist())
     bodies = [[c for c in g if c in ids] for g in paired_chains(run.model.atoms)]
     bodies = [g for g in bodies if g]
-    if cfg.rigid_chains and len(bodies) > 1:
+    chain_level = [np.flatnonzero(run.moving & np.isin(chains, g)) for g in bodies]
+    factors = list(dict.fromkeys(cfg.rigid_blur_factors))
+    if len(bodies) > 1:
         joined = [" + ".join(g) for g in bodies if len(g) > 1]
         if joined:
             log.info("Base-paired strands move as one rigid body: %s", ", ".join(joined))
-        levels.append(("chains", [np.flatnonzero(run.moving & np.isin(chains, g))
-                                  for g in bodies]))
-    factors = list(dict.fromkeys(cfg.rigid_blur_factors))
-    log.info("Rigid body: %s; axis-angle + translation per group, L-BFGS %d iterations at "
-             "blur factors %s", " then ".join(f"{name} ({len(g)} groups)" for name, g in levels),
+    log.info("Rigid body: model (1 group)%s; axis-angle + translation per group, L-BFGS %d "
+             "iterations at blur factors %s",
+             "" if len(bodies) < 2 else f" then chains ({len(bodies)} groups"
+             + (")" if cfg.rigid_chains else ", when they disagree with the model move)"),
              cfg.rigid_iterations, factors)
-    for name, groups in levels:
+    before = run.xyz.detach().clone()
+    for f in factors:
+        _rigid_pass(run, model_level, f, cfg.rigid_iterations, "rigid", "model")
+    if len(bodies) < 2:
+        return
+    agree = _chains_agree(run, chain_level, bodies, before, factors[-1])
+    if not agree:
+        run.xyz = before
+    if cfg.rigid_chains or not agree:
         for f in factors:
-            _rigid_pass(run, groups, f, cfg.rigid_iterations, "rigid", name)
+            _rigid_pass(run, chain_level, f, cfg.rigid_iterations, "rigid", "chains")
+
+
+CHAIN_CC_TOLERANCE = 0.002
+"""Drop of a chain's CC (at the last rigid blur) that rejects a whole-model rigid move
+(`rigid_stage`)."""
+
+
+def _chains_agree(run, groups, names, before, factor) -> bool:
+    """True when the whole-model rigid move from ``before`` to ``run.xyz`` lowers no chain's
+    CC (map term restricted to the chain's atoms, mask around them) by more than
+    `CHAIN_CC_TOLERANCE`; True also when the data term cannot be restricted."""
+    import torch
+
+    after = run.xyz.detach()
+    drops = []
+    try:
+        for g, name in zip(groups, names):
+            sub = np.zeros(len(run.moving), bool)
+            sub[g] = True
+            if run.rigid_atoms is not None:
+                sub &= run.rigid_atoms
+            if not run.term.restrict(sub):
+                return True
+            cc = []
+            for x in (before, after):
+                run.term.prepare(x.cpu().double().numpy(), run.numpy_b(), factor)
+                with torch.no_grad():
+                    cc.append(-float(run.term.target(x, run.b, run.occ, run.fourier,
+                                                     kind="cc")))
+            drops.append((cc[0] - cc[1], " + ".join(name)))
+    finally:
+        run.term.restrict(None)
+    worst = max(drops)
+    run.stats["rigid_chain_cc_change"] = {n: round(-d, 5) for d, n in drops}
+    log.info("Rigid body: whole-model move changes chain CC by %s",
+             ", ".join(f"{n} {-d:+.4f}" for d, n in drops))
+    if worst[0] > CHAIN_CC_TOLERANCE:
+        log.info("Rigid body: the whole-model move lowers the CC of %s by %.4f (> %.3g); "
+                 "undone, each chain moves on its own", worst[1], worst[0], CHAIN_CC_TOLERANCE)
+        run.stats["rigid_model_move"] = "undone"
+        return False
+    run.stats["rigid_model_move"] = "kept"
+    return True
 
 
 def _rigid_pass(run, groups, factor, iterations, stage, name):
@@ -230,7 +291,10 @@ def xyz_stage(run):
         run.record("b", val, t0, b_mean=float(run.b[run.mv].mean()), before_xyz=True)
     for i in range(cfg.cycles):
         t0 = time.perf_counter()
-        val = _xyz_cycle(run, _blur_factor(cfg.map.blur_factors, i, cfg.cycles))
+        factor = _blur_factor(cfg.map.blur_factors, i, cfg.cycles)
+        if factor == cfg.map.blur_factors[-1]:
+            _final_cap(run)
+        val = _xyz_cycle(run, factor)
         rec = run.record("xyz", val, t0)
         if cfg.weights.weight is None:
             _adjust_weight(run, rec)
@@ -278,6 +342,23 @@ def _joint_b(run) -> bool:
         log.info("Coordinates and B together in each macro cycle (likelihood data term): "
                  "w · (−log L + ½Σ(ΔB/σ)² / b_weight_scale) + geometry")
     return joint
+
+
+def _final_cap(run) -> None:
+    """Lower the weight cap to ``likelihood_cap_final`` for the finest-blur cycles (once)."""
+    wc = run.cfg.weights
+    if (run.w_cap is None or wc.weight is not None or wc.likelihood_cap_final is None
+            or run.final_capped):
+        return
+    run.final_capped = True
+    cap = run.w_cap * float(wc.likelihood_cap_final) / float(wc.likelihood_cap)
+    if cap < run.w_cap:
+        run.w_cap = cap
+        if run.w > cap:
+            log.info("Map weight capped at %.4g = %.3g × the Gaussian-likelihood weight for "
+                     "the finest-blur cycles (likelihood_cap_final)", cap,
+                     wc.likelihood_cap_final)
+            run.w = cap
 
 
 def _xyz_cycle(run, blur_factor) -> float:

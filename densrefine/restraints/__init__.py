@@ -15,25 +15,15 @@ the map term is the refine stage's choice); models without them get none added.
 """
 from __future__ import annotations
 
+from .._lazy import lazy_attributes
 from .monlib import find_monlib, read_library
 from .restraint_set import RestraintSet
 from .topology import build_restraints
 
-
-def __getattr__(name):  # torch-using parts are imported lazily
-    if name in ("GeometryTerm", "TERMS"):
-        from . import energy
-
-        return getattr(energy, name)
-    if name == "geometry_stats":
-        from .stats import geometry_stats
-
-        return geometry_stats
-    if name == "NeighbourList":
-        from .nonbonded import NeighbourList
-
-        return NeighbourList
-    raise AttributeError(name)
+# torch-using parts are imported lazily
+__getattr__, __dir__ = lazy_attributes(__name__, {
+    "GeometryTerm": ".energy", "TERMS": ".energy", "geometry_stats": ".stats",
+    "NeighbourList": ".nonbonded"})
 
 
 __all__ = ["find_monlib", "read_library", "RestraintSet", "build_restraints", "GeometryTerm",

@@ -8,7 +8,8 @@ without the ½; Murshudov et al. 2011, Acta Cryst D67, 355):
 * chirals: x = signed volume (a1−c)·((a2−c)×(a3−c)) (Å³); "both" signs use |V|;
 * planes: Σ_i d_i²/σ_i² with d_i the distance of atom i to the weighted
   least-squares plane = smallest eigenvalue of the weighted scatter matrix;
-* nonbonded: Σ(max(0, r_min − d)/σ)² over neighbour-list pairs (`NeighbourList`).
+* nonbonded: Σ(max(0, r_min − d)/σ)² over neighbour-list pairs (`NeighbourList`), and
+  over the link atoms across numbering gaps (``RestraintSet.gap_pairs``, σ `GAP_SIGMA`).
 
 All functions are pure functions of ``xyz``; device and dtype follow the input.
 """
@@ -20,6 +21,10 @@ import numpy as np
 import torch
 
 from .nonbonded import NB_SIGMA, NeighbourList
+
+GAP_SIGMA = 0.05
+"""Å: σ of the one-sided floor between link atoms across a numbering gap (a quarter of
+the vdW σ: the map of the missing residues pulls both ends into it)."""
 
 _DEG = 180.0 / math.pi
 TERMS = ("bond", "angle", "torsion", "chiral", "plane", "nonbonded")
@@ -190,6 +195,9 @@ class GeometryTerm(torch.nn.Module):
         new_id = np.cumsum(free_planes) - 1
         self.p_atoms, self.p_id = self._t(rs.plane_atoms[keep], i64), self._t(new_id[pid[keep]], i64)
         self.p_sig, self.n_planes = self._t(rs.plane_sigma[keep]), int(free_planes.sum())
+        gp = getattr(rs, "gap_pairs", np.zeros((0, 2), np.int64))
+        k = self._free(gp)
+        self.g_idx, self.g_min = self._t(gp[k], i64), self._t(np.asarray(rs.gap_min)[k])
         self._nb_ref = None
 
     def _update_neighbours(self, xyz):
@@ -205,12 +213,17 @@ class GeometryTerm(torch.nn.Module):
         self._nb_ref = x.clone()
 
     def nonbonded_energy(self, xyz):
-        """Σ(max(0, r_min − d)/σ)² over neighbour pairs (rebuilds the list if needed)."""
+        """Σ(max(0, r_min − d)/σ)² over neighbour pairs (rebuilds the list if needed), plus
+        the same with ``gap_min`` and `GAP_SIGMA` over the link atoms of numbering gaps."""
         self._update_neighbours(xyz)
-        if len(self.nb_idx) == 0:
-            return xyz.new_zeros(())
-        d = bond_lengths(xyz, self.nb_idx)
-        return ((self.nb_rmin - d).clamp_min(0) / NB_SIGMA).pow(2).sum()
+        e = xyz.new_zeros(())
+        if len(self.nb_idx):
+            d = bond_lengths(xyz, self.nb_idx)
+            e = e + ((self.nb_rmin - d).clamp_min(0) / NB_SIGMA).pow(2).sum()
+        if len(self.g_idx):     # link atoms across a numbering gap (topology.GAP_MIN)
+            d = bond_lengths(xyz, self.g_idx)
+            e = e + ((self.g_min - d).clamp_min(0) / GAP_SIGMA).pow(2).sum()
+        return e
 
     def energy(self, xyz):
         """Total weighted geometry energy and its parts.

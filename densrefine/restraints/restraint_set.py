@@ -30,6 +30,10 @@ links_added          tuple        stretched polymer links restrained although lo
                                   distance (Å, in the input), ideal (Å)
 chain_breaks         tuple        consecutive residues left unlinked (too far apart): dicts
                                   res1, res2, atoms, distance (Å)
+numbering_gaps       tuple        residues either side of missing ones with their link atoms
+                                  near each other: the same dicts
+gap_pairs            (ng, 2) i8   their link atoms; ``gap_min`` (ng,) Å the least distance
+                                  kept between them (one-sided, `restraints.energy`)
 ===================  ===========  ==========================================================
 """
 from __future__ import annotations
@@ -40,8 +44,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 _INT = ("bonds", "angles", "torsions", "torsion_period", "chirals", "plane_atoms", "plane_id",
-        "exclusions", "pairs14")
-_SHAPES = {"bonds": 2, "angles": 3, "torsions": 4, "chirals": 4, "exclusions": 2, "pairs14": 2}
+        "exclusions", "pairs14", "gap_pairs")
+_SHAPES = {"bonds": 2, "angles": 3, "torsions": 4, "chirals": 4, "exclusions": 2, "pairs14": 2,
+           "gap_pairs": 2}
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +88,9 @@ class RestraintSet:
     monlib: str = ""
     links_added: tuple = ()
     chain_breaks: tuple = ()
+    numbering_gaps: tuple = ()
+    gap_pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    gap_min: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -33,6 +33,15 @@ LINK_MAX = 5.0
 """Å: consecutive residues of a chain whose backbone link atoms (C–N, O3′–P) are further
 apart than gemmi links by distance (2.01 / 2.41 Å) but within this bound are linked anyway
 (a start model after a domain moved); beyond it they are a chain break, with a warning."""
+GAP_NEAR = 6.0
+"""Å: link atoms (C, N; O3′, P) of the residues either side of a numbering gap (residues
+missing between) closer than this are kept apart by `GAP_MIN` (`RestraintSet.gap_pairs`)."""
+GAP_MIN = 3.3
+"""Å: the least distance kept between the link atoms across a numbering gap (or their input
+distance, if less). A C…N contact under ~3.25 Å is a van der Waals overlap (ener_lib radii
+1.7 + 1.55 Å), and cctbx links consecutive residues of a file whose C–N is ≤ 3 Å
+(mmtbx ``pdb_interpretation.link_distance_cutoff``), reporting a bond outlier: the map of
+the missing residues otherwise pulls the two ends together."""
 GEMMI_LINK = {"peptide": 1.341 * 1.5, "nucleic": 1.606 * 1.5}
 """Å: the distance below which gemmi's topology links consecutive residues itself
 (gemmi ``in_peptide_bond_distance`` / ``in_nucleotide_bond_distance``)."""
@@ -107,23 +116,22 @@ def _first_atom(res, name):
     return None
 
 
-def _polymer_gaps(st) -> tuple[list, list]:
+def _polymer_gaps(st) -> tuple[list, list, list]:
     """Consecutive residues of each chain (numbers i, i + 1 or an insertion code) whose link
     atoms (peptide C–N; nucleotide O3′–P) are too far apart for gemmi to link them.
 
     Those within `LINK_MAX` get a LINK-like `gemmi.Connection` (TRANS / CIS by ω, PTRANS /
     PCIS before Pro; "p" for nucleotides) appended to ``st.connections``, so gemmi applies
     the full link restraints; the others are chain breaks. Returns (added, breaks), lists of
-    dicts with residue ids, atom serials and the distance (Å).
+    dicts with residue ids, atom serials and the distance (Å). Third: numbering gaps
+    (residues missing between) whose link atoms are within `GAP_NEAR`, the same dicts.
     """
     import gemmi
 
-    added, breaks = [], []
+    added, breaks, gaps = [], [], []
     for ch in st[0]:
         for r0, r1 in zip(ch, list(ch)[1:]):
             step = r1.seqid.num - r0.seqid.num
-            if step not in (0, 1):
-                continue                                     # residues missing between
             kind = "peptide" if (r0.get_ca() and r1.get_ca() and _first_atom(r0, "C")
                                  and _first_atom(r1, "N")) else "nucleic"
             a0, a1 = (("C", "N") if kind == "peptide" else ("O3'", "P"))
@@ -131,10 +139,14 @@ def _polymer_gaps(st) -> tuple[list, list]:
             if x0 is None or x1 is None:
                 continue
             d = x0.pos.dist(x1.pos)
-            if d < GEMMI_LINK[kind]:
-                continue
             row = {"res1": _res_id(ch, r0), "res2": _res_id(ch, r1), "atoms": f"{a0}-{a1}",
                    "serials": (x0.serial, x1.serial), "distance": round(float(d), 3)}
+            if step not in (0, 1):                           # residues missing between
+                if step > 1 and d < GAP_NEAR:
+                    gaps.append(row)
+                continue
+            if d < GEMMI_LINK[kind]:
+                continue
             if d > LINK_MAX:
                 breaks.append(row)
                 continue
@@ -151,13 +163,14 @@ def _polymer_gaps(st) -> tuple[list, list]:
             con.partner2 = gemmi.AtomAddress(ch.name, r1.seqid, r1.name, a1, x1.altloc)
             st.connections.append(con)
             added.append({**row, "link": link})
-    return added, breaks
+    return added, breaks, gaps
 
 
-def _report_gaps(added, breaks, keep) -> tuple[tuple, tuple]:
-    """Log the stretched links and breaks; atom serials → model indices."""
+def _report_gaps(added, breaks, gaps, keep) -> tuple[tuple, tuple, tuple]:
+    """Log the stretched links, breaks and near numbering gaps; atom serials → model
+    indices."""
     out = []
-    for rows in (added, breaks):
+    for rows in (added, breaks, gaps):
         for r in rows:
             r["atoms_idx"] = tuple(int(keep[s - 1]) for s in r.pop("serials"))
         out.append(tuple(rows))
@@ -170,7 +183,21 @@ def _report_gaps(added, breaks, keep) -> tuple[tuple, tuple]:
         warnings.warn(f"chain break: {r['res1']} and {r['res2']} are consecutive but their "
                       f"{r['atoms']} atoms are {r['distance']:.2f} Å apart (> {LINK_MAX:g} Å): "
                       "not linked", DensrefineWarning, stacklevel=3)
-    return out[0], out[1]
+    if gaps:
+        log.info("%d numbering gap(s) with the ends within %.3g Å (residues missing between): "
+                 "link atoms kept ≥ %.3g Å apart (or their input distance): %s", len(gaps),
+                 GAP_NEAR, GAP_MIN, "; ".join(f"{r['res1']}…{r['res2']} {r['atoms']} "
+                                              f"{r['distance']:.2f} Å" for r in gaps[:10])
+                 + (" …" if len(gaps) > 10 else ""))
+    return out[0], out[1], out[2]
+
+
+def _gap_fields(added, breaks, gaps) -> dict:
+    """RestraintSet fields from `_report_gaps`: the rows, and the gap-floor pairs."""
+    pairs = np.array([r["atoms_idx"] for r in gaps], np.int64).reshape(-1, 2)
+    floor = np.array([min(r["distance"], GAP_MIN) for r in gaps], float)
+    return {"links_added": added, "chain_breaks": breaks, "numbering_gaps": gaps,
+            "gap_pairs": pairs, "gap_min": floor}
 
 
 def _check_connections(st, topo) -> list[str]:
@@ -411,7 +438,7 @@ def build_restraints(model, *, monlib=None, ligands=(), unknown="error",
     rs = RestraintSet(n_atoms=len(at), **arr, **nb, altloc=at.altloc, hydrogen=at.is_hydrogen,
                       labels=_labels(at), unknown_residues=tuple(missing),
                       unknown_links=tuple(unknown_links), monlib=str(ml.monomer_dir),
-                      **dict(zip(("links_added", "chain_breaks"), _report_gaps(*gaps, keep))))
+                      **_gap_fields(*_report_gaps(*gaps, keep)))
     c = rs.counts()
     log.info("Restraints from the CCP4 monomer library via gemmi topology: %d bonds, %d angles, "
              "%d torsions, %d chirals, %d planes, %d links without dictionary, %d unknown "

@@ -19,14 +19,19 @@ Public functions:
     Resolution helpers. `GridFrame` (from `densrefine.grid`) describes a grid without
     values; `box_around` (also from there) makes a box around a model.
 """
-from ..grid import box_around
-from ..types import GridFrame
-from .api import grid_extra, simulate, simulate_tensor
-from .fourier import default_blur, fourier_truncate, refmac_blur
-from .kernel import splat
+from .._lazy import lazy_attributes
+
+# Imported on first use (PEP 562), so that `densrefine.simulate.params` and the plans
+# load without torch: the CLI refuses bad parameters before paying for that import.
+_LAZY = {"GridFrame": "..types", "box_around": "..grid", "grid_extra": ".api",
+         "simulate": ".api", "simulate_tensor": ".api", "default_blur": ".fourier",
+         "fourier_truncate": ".fourier", "refmac_blur": ".fourier", "splat": ".kernel"}
 
 __all__ = ["GridFrame", "box_around", "grid_extra", "default_blur", "fourier_truncate", "refmac_blur",
            "simulate", "simulate_tensor", "splat"]
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 class _CallableModule(__import__("types").ModuleType):
@@ -37,7 +42,7 @@ class _CallableModule(__import__("types").ModuleType):
     """
 
     def __call__(self, *args, **kwargs):
-        return simulate(*args, **kwargs)
+        return __getattr__("simulate")(*args, **kwargs)
 
 
 __import__("sys").modules[__name__].__class__ = _CallableModule

@@ -14,14 +14,14 @@ from ..grid import box_around, inside
 from ..types import GridFrame
 from .fourier import default_blur, fourier_filter, fourier_truncate, n_terms_kept, refmac_blur
 from .kernel import splat
+from .params import MAX_RESOLUTION, METHODS, MIN_RESOLUTION, TABLE_NAMES, check_params
 from .plan import cutoff_radius
+
+__all__ = ["MAX_RESOLUTION", "METHODS", "MIN_RESOLUTION", "TABLE_NAMES", "atom_radii",
+           "check_params", "grid_extra", "simulate", "simulate_tensor"]
 
 log = logging.getLogger("densrefine")
 
-METHODS = ("blur", "fourier")
-TABLE_NAMES = {"electron": "electron, Peng et al. 1996 (ITC Vol. C Table 4.3.2.2)",
-               "xray": "X-ray, IT92 (ITC Vol. C Table 6.1.1.4)"}
-MIN_RESOLUTION, MAX_RESOLUTION = 0.5, 50.0
 
 
 def simulate_tensor(xyz, b_iso, occ, terms, frame, *, blur: float = 0.0, cutoff: float = 1e-5,
@@ -133,37 +133,6 @@ def atom_radii(a, width, cutoff: float) -> np.ndarray:
                          cutoff)
 
 
-def check_params(resolution, table="electron", method="blur", blur=None, cutoff=1e-5) -> float:
-    """Validate `simulate` parameters; return the resolution as float.
-
-    Raises
-    ------
-    InputError
-        One line naming the parameter, the problem and the fix.
-    """
-    try:
-        d = float(resolution)
-    except (TypeError, ValueError):
-        raise input_error("resolution", f"{resolution!r} is not a number",
-                          "give the resolution in Å, e.g. -d 3.2") from None
-    if not np.isfinite(d) or d <= 0:
-        raise input_error("resolution", f"{resolution} Å must be a positive number",
-                          "give the map resolution in Å, e.g. -d 3.2")
-    if not MIN_RESOLUTION <= d <= MAX_RESOLUTION:
-        raise input_error("resolution",
-                          f"{d:g} Å is outside {MIN_RESOLUTION}–{MAX_RESOLUTION} Å", "check the value (it is d in Å, not 1/d or a sigma)")
-    if table not in TABLE_NAMES:
-        raise input_error("table", f"unknown scattering table {table!r}", "use electron or xray")
-    if method not in METHODS:
-        raise input_error("method", f"unknown method {method!r}", "use blur or fourier")
-    if blur is not None and (not np.isfinite(float(blur)) or float(blur) < 0):
-        raise input_error("blur", f"B = {blur} Å² is negative", "give a blur B ≥ 0 in Å²")
-    if not (np.isfinite(float(cutoff)) and float(cutoff) > 0):
-        raise input_error("cutoff", f"{cutoff} must be a positive density level",
-                          "use e.g. 1e-5 (gemmi's default)")
-    return d
-
-
 def _check_overlap(xyz, like, frame):
     """InputError when no atom is inside ``like``'s box; a warning when many are outside."""
     inside_box = inside(xyz, frame)
@@ -265,7 +234,7 @@ def simulate(model, like=None, *, resolution, table: str = "electron", method: s
     out = simulate_tensor(torch.tensor(xyz, **kw), torch.tensor(at.b_iso, **kw),
                           torch.tensor(at.occ, **kw), terms, frame, blur=float(blur),
                           cutoff=float(cutoff), method=method, d_min=d)
-    if method == "fourier":
+    if method == "fourier" and log.isEnabledFor(logging.INFO):   # the count costs an |s|² grid
         log.info("Fourier truncation: FFT over the %d×%d×%d box as a P1 cell, blur B=%.2f Å² "
                  "removed, %d terms with d > %.3g Å kept", *frame.shape_xyz, blur,
                  n_terms_kept(frame.shape, frame, d), d)

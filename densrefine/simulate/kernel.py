@@ -9,8 +9,11 @@ around the voxel nearest to r_j (radius_j: where site j's density drops below
 ``cutoff``; gemmi's convention). Voxels outside the grid are dropped, or wrapped
 when the frame is periodic.
 
-Two paths compute exactly that sum:
+Three paths compute exactly that sum:
 
+jit (CPU tensors on orthogonal grids, when numba is installed; `densrefine.simulate.jit`)
+    One compiled pass per atom over its cube, separable along x, y, z; the backward
+    pass reads the output gradient on the same cube once. No per-voxel temporaries.
 cells (orthogonal grids, the bulk of the atoms; `densrefine.simulate.cells`)
     The Gaussian factorises along x, y, z. Atoms are binned into cells of L voxels
     (L ≈ a typical R); all atoms of a cell share a window of nbw = 1 + ceil(2R/L)
@@ -23,7 +26,7 @@ boxes (any cell, and atoms with unusually large boxes; `densrefine.simulate.boxe
     Explicit values on each cube (full metric) scattered with ``index_add_``; its
     backward recomputes each chunk under autograd.
 
-Both run chunk by chunk (memory bounded by `CELL_BUDGET` / `BOX_BUDGET`, not by
+The torch paths run chunk by chunk (memory bounded by `CELL_BUDGET` / `BOX_BUDGET`, not by
 atoms × box), and the backward pass recomputes each chunk: nothing per voxel is
 saved. Gradients flow to centres, amplitudes and widths (hence xyz, B, occupancy
 through `densrefine.density.DensityTerms.components`). Device and dtype follow the inputs.
@@ -33,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import jit as _jit
 from . import plan as _plan
 from .boxes import boxes_backward, boxes_forward
 from .cells import cells_backward, cells_forward
@@ -50,12 +54,16 @@ MAX_CELLS_PER_WINDOW = 5
 class SplatPlan:
     """Integer bookkeeping shared by forward and backward (no per-voxel data)."""
 
-    def __init__(self, frame, u, radius, k, path="auto"):
+    def __init__(self, frame, u, radius, k, path="auto", jit_ok=False):
         self.frame = frame
         b = _plan.make_boxes(u, radius, frame)
         self.anchor, self.half = b.anchor, b.half
         kept = np.flatnonzero(b.keep)
-        self.cells = None
+        self.cells = self.jit = None
+        if path in ("auto", "jit") and jit_ok and frame.is_orthogonal:
+            self.jit = _jit.JitPlan(frame, self.anchor, self.half, kept, _workers())
+            self.boxes, self.n_fast, self.n_slow = [], len(kept), 0
+            return
         fast = kept[:0]
         if path != "boxes" and frame.is_orthogonal and len(kept):
             h = self.half[kept]
@@ -76,6 +84,14 @@ class SplatPlan:
 class _Splat(torch.autograd.Function):
     @staticmethod
     def forward(ctx, centres, amp, width, plan):
+        if plan.jit is not None:
+            # numpy buffers here and below: torch's parallel fill would wake its OpenMP
+            # threads, whose spin-waits cost more CPU than the fill on a busy machine
+            out = torch.from_numpy(np.zeros(plan.frame.shape, _NP[amp.dtype]))
+            _jit.jit_forward(out, centres, amp, width, plan.jit, plan.anchor, plan.half)
+            ctx.save_for_backward(centres, amp, width)
+            ctx.plan, ctx.kept = plan, None
+            return out
         consts = _consts(plan, centres)
         # keep the fast path's 1-D factors for the backward pass when one will follow
         ctx.kept = [] if plan.cells is not None and any(ctx.needs_input_grad[:3]) else None
@@ -93,6 +109,12 @@ class _Splat(torch.autograd.Function):
     def backward(ctx, grad):
         centres, amp, width = ctx.saved_tensors
         plan = ctx.plan
+        if plan.jit is not None:
+            grads = [torch.from_numpy(np.zeros(t.shape, _NP[t.dtype]))
+                     for t in (centres, amp, width)]
+            _jit.jit_backward(grads, grad, centres, amp, width, plan.jit, plan.anchor, plan.half)
+            needs = ctx.needs_input_grad
+            return tuple(g if n else None for g, n in zip(grads, needs[:3])) + (None,)
         grads = [torch.zeros_like(t) for t in (centres, amp, width)]
         consts = _consts(plan, centres)
         grad = grad.contiguous()
@@ -134,8 +156,10 @@ def splat(centres, amp, width, frame, *, radius=None, cutoff: float = 1e-5, path
         ``cutoff`` (`densrefine.simulate.plan.cutoff_radius`).
     cutoff : float
         Density level that defines the default radius.
-    path : {"auto", "cells", "boxes"}
-        Force one kernel path (for tests); "auto" picks per atom.
+    path : {"auto", "jit", "cells", "boxes"}
+        Force one kernel path (for tests). "auto": the compiled path
+        (`densrefine.simulate.jit`) for CPU tensors on orthogonal grids when numba is
+        installed, else the torch paths, picked per atom.
 
     Returns
     -------
@@ -160,13 +184,33 @@ def splat(centres, amp, width, frame, *, radius=None, cutoff: float = 1e-5, path
             or amp.shape[0] != centres.shape[0]:
         raise ValueError(f"splat: shapes centres {tuple(centres.shape)}, amp {tuple(amp.shape)}, "
                          f"width {tuple(width.shape)} do not match (N,3), (N,K), (N,K)")
-    wmin = float(width.detach().min()) if width.numel() else 1.0
+    cpu = centres.device.type == "cpu" and centres.dtype in _NP and width.dtype in _NP
+    w_np = width.detach().numpy() if cpu and width.device.type == "cpu" else None
+    wmin = (float(w_np.min()) if w_np is not None else float(width.detach().min())) \
+        if width.numel() else 1.0
     if not wmin > 0:
         raise ValueError(f"splat: Gaussian widths must be > 0 Å² (smallest is {wmin:g}); "
                          "add blur or fix negative B-factors")
     if radius is None:
         radius = _plan.cutoff_radius(amp.detach().cpu().double().numpy(),
                                      width.detach().cpu().double().numpy(), cutoff)
-    u = frame.xyz_to_index(centres.detach().cpu().double().numpy())
-    plan = SplatPlan(frame, u, np.asarray(radius, np.float64), amp.shape[1], path)
+    u = frame.xyz_to_index(centres.detach().numpy().astype(np.float64) if cpu else
+                           centres.detach().cpu().double().numpy())
+    jit_ok = path in ("auto", "jit") and cpu and _jit.available()
+    if path == "jit" and not jit_ok:
+        raise ValueError("splat: path='jit' needs numba, a CPU tensor of float32/float64 "
+                         "and DENSREFINE_JIT unset; use path='auto'")
+    plan = SplatPlan(frame, u, np.asarray(radius, np.float64), amp.shape[1], path, jit_ok)
     return _Splat.apply(centres, amp.to(centres.dtype), width.to(centres.dtype), plan)
+
+
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+"""Tensor dtypes the compiled path takes, and their numpy twins."""
+
+
+def _workers() -> int:
+    """Threads for the compiled path: torch's intra-op threads, or the splat workers
+    (`densrefine.simulate.cells.set_workers`) when more."""
+    from .cells import _POOL
+
+    return max(torch.get_num_threads(), _POOL["workers"])

@@ -336,12 +336,16 @@ class Job:
         The record has ``stage``, ``cc_mask_term`` (and ``cc_mask_ref`` when densrefine
         writes it), ``bond_rmsd``; see densrefine/refine/output.py.
         """
+        cycles = self.cycles()
+        return len(cycles), (cycles[-1] if cycles else None)
+
+    def cycles(self):
+        """Records of every call finished so far (the stats JSON's ``cycles``; [] before)."""
         try:
             with open(self.prefix + "_stats.json", encoding="utf-8") as fh:
-                cycles = json.load(fh).get("cycles") or []
+                return json.load(fh).get("cycles") or []
         except (OSError, ValueError):
-            return 0, None
-        return len(cycles), (cycles[-1] if cycles else None)
+            return []
 
     def cancel(self):
         """Stop the run; nothing is read back, the host's model stays as it was."""

@@ -76,10 +76,12 @@ def _wait(job, quiet):
     seen = 0
     while True:
         res = job.poll()
-        n, rec = job.last_cycle()
-        if n > seen and not int(quiet):
-            print(" " + ex.progress_line(n, rec), flush=True)
-            seen = n
+        cycles = job.cycles()
+        if len(cycles) > seen and not int(quiet):
+            # every call, also those that finished within one poll interval
+            for n, rec in enumerate(cycles[seen:], start=seen + 1):
+                print(" " + ex.progress_line(n, rec), flush=True)
+            seen = len(cycles)
         if res is not None:
             return res
         time.sleep(ex.POLL_S)

@@ -88,7 +88,10 @@ def test_low_resolution_fit_keeps_backbone_favored(tmp_path):
     heavy = ~np.asarray(truth.atoms.is_hydrogen)
     out = {}
     for mode in ("off", "on"):
-        res = dr.fit(start, emap, 6.0, config={"rama_restraints": mode}, seed=0, device="cpu")
+        # Reference-model restraints (on by default at 6 Å) hold the start's backbone
+        # torsions and so mask the Ramachandran term: switch them off in both runs.
+        res = dr.fit(start, emap, 6.0, config={"rama_restraints": mode, "reference_sigma": None},
+                     seed=0, device="cpu")
         x = res.model.atoms.xyz
         rs = rama.find_residues(res.model)
         out[mode] = {"rmsd": float(np.sqrt((((x - truth.atoms.xyz)[heavy]) ** 2).sum(1).mean())),
@@ -97,6 +100,9 @@ def test_low_resolution_fit_keeps_backbone_favored(tmp_path):
                      "block": res.stats["after"]["geometry"].get("rama")}
     on, off = out["on"], out["off"]
     assert off["block"] is None and on["block"]["n"] > 130, out
-    assert on["fav"] > off["fav"] + 10.0, out          # measured 98.6 vs 77.0 %
-    assert on["rmsd"] <= off["rmsd"] + 0.01, out       # measured 0.735 vs 0.761 Å
+    # measured 99.3 vs 95.0 % (off was 77.0 % when this test was written; later fit changes
+    # raised the unrestrained baseline, and the reference restraints now on by default at 6 Å
+    # hold the start torsions, hence reference_sigma None above)
+    assert on["fav"] >= 98.0 and on["fav"] > off["fav"] + 2.0, out
+    assert on["rmsd"] <= off["rmsd"] + 0.01, out       # measured 0.817 vs 0.819 Å
     assert on["angle"] < 2.0, out

@@ -275,7 +275,10 @@ def _two_chains():
     return with_cell_box(m, margin=7.0)[0]
 
 
-def test_rigid_body_per_chain_moves_chains_independently(monkeypatch):
+@pytest.mark.parametrize("rigid_chains", [False, True])
+def test_rigid_body_per_chain_moves_chains_independently(monkeypatch, rigid_chains):
+    """Chain B off its density, chain A in it: the whole-model move (a compromise that moves
+    A away) is undone and each chain moves on its own, whatever ``rigid_chains`` says."""
     patch_geometry(monkeypatch)
     m = _two_chains()
     emap = simulate(m, resolution=3.0, spacing=1.0, margin=7.0, method="fourier", device="cpu")
@@ -283,9 +286,29 @@ def test_rigid_body_per_chain_moves_chains_independently(monkeypatch):
     x = m.atoms.xyz.copy()
     x[chain_b] += np.array([0.0, 0.8, -0.6])
     start = m.with_atoms(m.atoms.replace(xyz=x))
-    res = fit(start, emap, 3.0, config=_cfg(stages="rigid", rigid_iterations=30), device="cpu")
+    res = fit(start, emap, 3.0, config=_cfg(stages="rigid", rigid_iterations=30,
+                                            rigid_chains=rigid_chains), device="cpu")
     groups = [c.get("groups") for c in res.cycles]
     assert groups == ["model", "chains"]
+    assert res.stats["rigid_model_move"] == "undone"
+    change = res.stats["rigid_chain_cc_change"]
+    assert change["A"] < -0.002 < change["B"], change
+    assert _rmsd(res.model.atoms.xyz, m.atoms.xyz) < 0.1
+    assert _rmsd(res.model.atoms.xyz[~chain_b], m.atoms.xyz[~chain_b]) < 0.05
+
+
+def test_whole_model_move_kept_when_every_chain_agrees(monkeypatch):
+    """Both chains off by the same shift: the whole-model move helps each, is kept, and the
+    chain level runs only with ``rigid_chains``."""
+    patch_geometry(monkeypatch)
+    m = _two_chains()
+    emap = simulate(m, resolution=3.0, spacing=1.0, margin=7.0, method="fourier", device="cpu")
+    start = _moved(m, (0.5, -0.6, 0.4))
+    res = fit(start, emap, 3.0, config=_cfg(stages="rigid", rigid_iterations=30,
+                                            rigid_chains=False), device="cpu")
+    assert [c.get("groups") for c in res.cycles] == ["model"]
+    assert res.stats["rigid_model_move"] == "kept"
+    assert min(res.stats["rigid_chain_cc_change"].values()) > 0
     assert _rmsd(res.model.atoms.xyz, m.atoms.xyz) < 0.1
 
 

@@ -68,3 +68,33 @@ def test_fit_closes_a_stretched_link_and_reports_it():
     assert row["distance"] > 2.0 and row["distance_after"] < 1.45
     assert _cn(res.model, 5) == pytest.approx(row["distance_after"], abs=1e-3)
     assert res.stats["after"]["geometry"]["bond_rmsd"] < 0.02
+
+
+def test_numbering_gap_ends_are_not_pulled_together(monkeypatch):
+    """A helix with residue 6 missing from the model but present in the map: the density of
+    the missing residue pulls C(5) and N(7) (3.28 Å apart) together until cctbx would read
+    them as a peptide bond (≤ 3 Å); the gap floor keeps them near their input distance."""
+    import dataclasses
+
+    from densrefine.restraints import energy
+
+    truth, _ = with_cell_box(ideal_peptide("AKELVSAEKAL"), margin=7.0)
+    emap = simulate(truth, resolution=3.0, spacing=1.0, margin=7.0, method="fourier",
+                    device="cpu")
+    at = truth.atoms
+    model = dataclasses.replace(truth, atoms=at.select(at.res_seq != 6), handle=None)
+    rs = build_restraints(model)
+    (gap,) = rs.numbering_gaps
+    assert (gap["res1"], gap["res2"], gap["atoms"]) == ("A/VAL 5", "A/ALA 7", "C-N")
+    assert rs.gap_min.tolist() == [pytest.approx(3.283, abs=1e-3)]
+    cfg = {"stages": "rigid,xyz", "cycles": 2, "xyz_iterations": 15}
+    i, j = rs.gap_pairs[0]
+    after = {}
+    for name, sigma in (("floor", energy.GAP_SIGMA), ("none", 1e9)):
+        monkeypatch.setattr(energy, "GAP_SIGMA", sigma)
+        res = fit(model, emap, 3.0, device="cpu", config=cfg)
+        x = res.model.atoms.xyz
+        after[name] = float(np.linalg.norm(x[i] - x[j]))
+        (row,) = res.stats["chain"]["numbering_gaps"]
+        assert row["distance_after"] == pytest.approx(after[name], abs=1e-3)
+    assert after["none"] < 3.0 and after["floor"] > 3.2, after   # measured 2.84 / 3.24 Å
