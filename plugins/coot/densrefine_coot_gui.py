@@ -40,8 +40,8 @@ if __name__ != "__main__":  # make the exchange module importable next to this f
         if os.path.isdir(_p) and _p not in sys.path:
             sys.path.insert(0, _p)
 
-import densrefine_exchange as ex  # noqa: E402
-import densrefine_live as live  # noqa: E402
+import densrefine_exchange as ex
+import densrefine_live as live
 
 #: every coot / coot_gui / coot_gui_api / coot_utils name this file calls
 COOT_NAMES = {

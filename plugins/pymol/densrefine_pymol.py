@@ -38,9 +38,9 @@ for _p in (os.path.join(os.path.dirname(_here), "exchange"),):
     if os.path.isdir(_p) and _p not in sys.path:
         sys.path.insert(0, _p)
 
-import densrefine_exchange as ex  # noqa: E402
-import densrefine_live as live  # noqa: E402
-from pymol import CmdException, cmd  # noqa: E402
+import densrefine_exchange as ex
+import densrefine_live as live
+from pymol import CmdException, cmd
 
 TMP_OBJECT = "_densrefine_tmp"
 
