@@ -23,7 +23,7 @@ __all__ = [
     "Atoms", "GaussianSet", "Grid", "Model", "UnitCell",
     "DensrefineError", "DensrefineWarning", "DeviceError", "FormatError", "InputError",
     "read_model", "write_model", "read_map", "write_map", "simulate", "score", "fit",
-    "batch",
+    "batch", "Session",
 ]
 
 
@@ -102,5 +102,6 @@ def batch(manifest, outdir, task="fit", **kwargs):
 _TYPES = ("Atoms", "GaussianSet", "Grid", "Model", "UnitCell")
 
 
-# PEP 562: the data types load numpy, so on first use only
-__getattr__ = lazy_attributes(__name__, dict.fromkeys(_TYPES, ".types"))[0]
+# PEP 562: the data types load numpy, and the live session numpy and torch, so on first use only
+__getattr__ = lazy_attributes(__name__, {**dict.fromkeys(_TYPES, ".types"),
+                                         "Session": ".live.session"})[0]

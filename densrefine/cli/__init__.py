@@ -17,7 +17,7 @@ import sys
 from ..errors import DeviceError, InputError
 from . import _common
 
-COMMANDS = ["info", "simulate", "score", "fit", "rfactor", "validate", "batch"]
+COMMANDS = ["info", "simulate", "score", "fit", "rfactor", "validate", "batch", "serve"]
 
 
 def _load(name):

@@ -1,5 +1,5 @@
-"""Boxes: which sites lie in a grid, cutting a sub-box, a new box around a model, the box
-as a P1 cell, and moving a crystal map onto a box around the model.
+"""Boxes: which sites lie in a grid, cutting a sub-box (also of a periodic grid), a new box
+around a model, the box as a P1 cell, and moving a crystal map onto a box around the model.
 
 Every test of "is this position in the map" goes through `inside` (fractional grid
 index within [−pad, n − 1 + pad] along every axis), and every position → index
@@ -42,6 +42,39 @@ def bounding_corners(xyz, margin: float) -> np.ndarray:
     lo, hi = xyz.min(0) - margin, xyz.max(0) + margin
     corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
     return lo + corners * (hi - lo)
+
+
+def periodic_box(frame, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of a periodic ``frame`` that cover the Cartesian box [lo, hi] (Å).
+
+    Returns
+    -------
+    start : ndarray, shape (3,), int64
+        (x, y, z) index of the first voxel; any integer (indices wrap modulo the grid).
+    size : ndarray, shape (3,), int64
+        Voxels along x, y, z; at most the grid's own size.
+
+    Examples
+    --------
+    >>> from densrefine.types import GridFrame
+    >>> f = GridFrame((10, 10, 10), (0.0, 0.0, 0.0), np.eye(3), periodic=True)
+    >>> [a.tolist() for a in periodic_box(f, [-1.5, 2.0, 3.2], [1.5, 4.0, 30.0])]
+    [[-2, 2, 3], [5, 3, 10]]
+    """
+    lo, hi = np.asarray(lo, float).reshape(3), np.asarray(hi, float).reshape(3)
+    u = frame.xyz_to_index(bounding_corners(np.stack([lo, hi]), 0.0))
+    start = np.floor(u.min(0)).astype(np.int64)
+    end = np.ceil(u.max(0)).astype(np.int64)
+    return start, np.minimum(end - start + 1, np.asarray(frame.shape_xyz, np.int64))
+
+
+def take_periodic(values, start, size) -> np.ndarray:
+    """``values`` (nz, ny, nx) of a periodic grid at the box `periodic_box` gives, wrapped:
+    shape (size_z, size_y, size_x)."""
+    n = values.shape[::-1]
+    ix = [np.mod(np.arange(int(start[i]), int(start[i]) + int(size[i])), n[i])
+          for i in range(3)]
+    return values[np.ix_(ix[2], ix[1], ix[0])]
 
 
 def sub_box(emap: Grid, xyz, margin: float) -> tuple[Grid, tuple]:

@@ -1,5 +1,5 @@
 """Fourier helpers on a box treated as a P1 cell: the FFT-size rule, |s|² of the terms,
-spectrum cropping and Fourier resampling.
+phase tables of a separable DFT, spectrum cropping and Fourier resampling.
 
 A grid of (nz, ny, nx) voxels spanning a cell with edge vectors C = (c_x, c_y, c_z)
 (columns, Å) has ``rfftn`` terms at Miller-like integers (h, k, l) along the cell axes;
@@ -90,6 +90,36 @@ def reciprocal_s2(shape, cell_matrix, like=None):
         z, y, x = hz[:, None, None], hy[None, :, None], hx[None, None, :]
     return (g[0, 0] * x * x + g[1, 1] * y * y + g[2, 2] * z * z
             + 2 * (g[0, 1] * x * y + g[0, 2] * x * z + g[1, 2] * y * z))
+
+
+def dft_phases(k, n: int, x=None) -> np.ndarray:
+    """e^{−2πi k·x/n} (the ``rfftn`` sign) for integer frequencies ``k`` and grid indices ``x``.
+
+    Parameters
+    ----------
+    k : array_like of int, shape (m,)
+        Frequencies along one axis of an n-point periodic grid.
+    n : int
+        Points along that axis.
+    x : array_like of int, optional
+        Grid indices (any integers: they wrap); default 0 … n−1.
+
+    Returns
+    -------
+    ndarray, shape (m, len(x)), complex128
+        k·x is reduced modulo n in integers first, so the phase stays exact for any index.
+        Rows of a separable DFT of a box of a periodic grid (one axis at a time).
+
+    Examples
+    --------
+    >>> bool(np.allclose(dft_phases([1], 4), [[1, -1j, -1, 1j]]))
+    True
+    >>> bool(np.allclose(dft_phases([3], 4, [-1, 5]), dft_phases([3], 4, [3, 1])))
+    True
+    """
+    x = np.arange(int(n), dtype=np.int64) if x is None else np.asarray(x, np.int64)
+    kx = np.mod(np.outer(np.asarray(k, np.int64), x), int(n)).astype(np.float64)
+    return np.exp(-2j * np.pi * kx / int(n))
 
 
 def crop_spectrum(f, shape_zyx):

@@ -140,6 +140,12 @@ class FitConfig:
         Blur factors (× 4 d²) of the rigid-body passes.
     rotamer_chi2 : bool
         The ``chi1`` stage also tries χ2 rotations (`densrefine.refine.rotamer`).
+    rotamer_margin : float or None
+        Map σ (over the molecular mask) by which a new rotamer's mean map value must beat
+        the current one's, for a side chain of 6 heavy atoms (`densrefine.refine.rotamer.
+        scan_chi1`). Default 0.3: with 0.1 the scan changed 8 of 133 side chains of the
+        deposited 3J6B chain 9 (B ≈ 130 Å², side chains weak) and moved it 0.54 Å; with 0.3,
+        2 and 0.43 Å (benchmarks/RESULTS.md). None: 0.1 (χ1 only) or 0.2 (with χ2).
     sse_iterations : int
         L-BFGS iterations per blur factor of the ``sse`` stage.
     sse_blur_factors : list of float
@@ -212,6 +218,7 @@ class FitConfig:
     xyz_iterations: int = 15
     b_iterations: int = 24
     rotamer_chi2: bool = False
+    rotamer_margin: float | None = 0.3
     sse_iterations: int = 20
     sse_blur_factors: list = field(default_factory=lambda: [1.0])
     reference_sigma: float | str | None = "auto"
@@ -393,6 +400,10 @@ def validate(cfg: FitConfig) -> FitConfig:
             or not 0 <= w.polish_cycles <= 10:
         raise input_error("polish_cycles", f"{w.polish_cycles!r} is not an integer in [0, 10]",
                           "use e.g. 2 (0 turns the extra geometry cycles off)")
+    m = cfg.rotamer_margin
+    if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not m >= 0):
+        raise input_error("rotamer_margin", f"{m!r} must be a number >= 0 or null",
+                          "give e.g. 0.3 (map σ)")
     for key in ("rotamer_chi2", "rigid_chains", "rigid_side_chains"):
         if not isinstance(getattr(cfg, key), bool):
             raise input_error(key, f"{getattr(cfg, key)!r} is not true/false",

@@ -264,7 +264,7 @@ def chi1_stage(run):
     chi2 = bool(run.cfg.rotamer_chi2)
     values, frame, mask = run.term.rotamer_view()
     new, changed, scanned = scan_chi1(run.model, run.numpy_xyz(), run.moving & resolved, values,
-                                      frame, mask, chi2=chi2)
+                                      frame, mask, chi2=chi2, margin=run.cfg.rotamer_margin)
     log.info("%s rotamer scan: staggered %s by the mean map value at side-chain atoms "
              "(no heavy-atom contact < 2.6 Å); %d of %d side chains changed",
              "χ1/χ2" if chi2 else "χ1", "χ1 × χ2" if chi2 else "χ1", changed, scanned)

@@ -12,7 +12,12 @@ Menu "densrefine":
   active residue +/- 5;
 * Score model                          densrefine's per-residue CC, no change to the model;
 * Set map resolution...                asked once per session otherwise;
-* Cancel running job.
+* Cancel running job;
+* Live mode on/off                     a warm ``densrefine serve`` session (docs/live.md):
+  after each edit (moved atoms, rotamer change, real-space refinement in Coot) the
+  status bar shows R-work/R-free (X-ray: the map came from an MTZ) or CC_mask and the
+  residue's CC (cryo-EM) with the change, and the difference map (mFo−DFc, or map −
+  model map) around the edit is re-read.
 
 Runs are asynchronous when GLib is available (Coot stays usable; the status bar says
 what is running: scoring, or the last finished optimisation call with its CC). On success the refined coordinates replace the molecule in place
@@ -35,14 +40,15 @@ if __name__ != "__main__":  # make the exchange module importable next to this f
         if os.path.isdir(_p) and _p not in sys.path:
             sys.path.insert(0, _p)
 
-import densrefine_exchange as ex  # noqa: E402
+import densrefine_exchange as ex
+import densrefine_live as live
 
 #: every coot / coot_gui / coot_gui_api / coot_utils name this file calls
 COOT_NAMES = {
     "coot": ["active_residue_py", "imol_refinement_map", "is_valid_model_molecule",
              "is_valid_map_molecule", "molecule_name", "write_pdb_file", "export_map",
              "clear_and_update_model_molecule_from_file", "add_status_bar_text",
-             "info_dialog"],
+             "info_dialog", "handle_read_ccp4_map", "close_molecule"],
     "coot_gui": ["coot_menubar_menu", "add_simple_action_to_menu",
                  "add_simple_coot_menu_menuitem", "generic_single_entry",
                  "interesting_things_gui"],
@@ -54,7 +60,7 @@ MENU = "densrefine"
 LABELS = {"fit": "Refine active model against map...",
           "range": "Refine residue range / selection...",
           "score": "Score model", "resolution": "Set map resolution...",
-          "cancel": "Cancel running job"}
+          "cancel": "Cancel running job", "live": "Live mode on/off"}
 
 #: settings; environment variables give the defaults
 SETTINGS = {"resolution": None,
@@ -68,6 +74,12 @@ except ValueError:
 #: ``schedule(ms, fn)`` runs fn every ms until it returns False; None = run synchronously
 SCHEDULE = None
 _JOB = {"job": None}
+#: live mode state (one session at a time)
+_LIVE = {"client": None, "tracker": None, "imol": None, "diff_imol": None, "dir": None}
+#: ms between looks at the model in live mode
+LIVE_TICK_MS = 250
+#: edge (Å) of the difference-map box re-read after each edit
+LIVE_BOX_A = 20.0
 
 
 def _coot():
@@ -317,8 +329,118 @@ def cancel():
     job.cancel()  # the next poll reports "cancelled"; nothing is read back
 
 
+def live_data_file(imap):
+    """The data file of live mode: $DENSREFINE_LIVE_DATA, else the MTZ/mmCIF a map was
+    computed from ("/x/data.mtz FWT PHWT"), else the map file (cryo-EM)."""
+    env = os.environ.get("DENSREFINE_LIVE_DATA")
+    if env:
+        return env
+    name = _coot().molecule_name(imap)
+    first = str(name).split()[0] if name else ""
+    if first.lower().endswith((".mtz", ".cif", ".ent", ".cif.gz", ".ent.gz")) and \
+            os.path.isfile(first):
+        return first
+    path = map_file(imap)
+    if path is None:
+        raise ex.DensrefineError("densrefine live: the refinement map has no MTZ or map "
+                                 "file; set DENSREFINE_LIVE_DATA to the data file")
+    return path
+
+
+def host_atoms(imol, path):
+    """{(chain, resno, ins, name, alt): (x, y, z)} of Coot's molecule, via a PDB snapshot."""
+    if _coot().write_pdb_file(imol, path) != 0:
+        raise ex.DensrefineError(f"densrefine live: Coot could not write molecule {imol}")
+    with open(path, encoding="utf-8") as fh:
+        return live.read_pdb_atoms(fh)
+
+
+def live_on():
+    """Start the warm session for the active model and refinement map."""
+    import tempfile
+
+    imol, imap = active_model()[0], refinement_map()
+    data = live_data_file(imap)
+    xray = not data.lower().endswith((".mrc", ".map", ".ccp4"))
+    work = tempfile.mkdtemp(prefix="densrefine_live_")
+    start = os.path.join(work, "start.pdb")
+    atoms = host_atoms(imol, start)
+
+    def go(d):
+        coot = _coot()
+        coot.add_status_bar_text("densrefine live: loading the model and data…")
+        client = live.LiveClient.start(start, data, None if xray else d, exe=SETTINGS["exe"],
+                                       log=os.path.join(work, "live.log"))
+        tracker = live.AtomTracker(client.info()["atoms"])
+        tracker.prime(atoms)
+        _LIVE.update(client=client, tracker=tracker, imol=imol, dir=work, diff_imol=None)
+        coot.add_status_bar_text(live.status_text(client.scores(), client.kind))
+        schedule = SCHEDULE if SCHEDULE is not None else _default_schedule()
+        if schedule is not None:
+            schedule(LIVE_TICK_MS, _guarded_tick)
+    if xray:
+        go(None)
+    else:
+        with_resolution(go)
+
+
+def live_off():
+    client = _LIVE["client"]
+    _LIVE.update(client=None, tracker=None)
+    if client is not None:
+        client.close()
+        _coot().add_status_bar_text("densrefine live: off")
+
+
+def live_toggle():
+    if _LIVE["client"] is None:
+        live_on()
+    else:
+        live_off()
+
+
+def live_tick():
+    """One look at the model: send what moved, show the numbers, re-read the difference
+    map. Returns the update result (None when nothing moved or live mode is off)."""
+    client = _LIVE["client"]
+    if client is None:
+        return None
+    atoms = host_atoms(_LIVE["imol"], os.path.join(_LIVE["dir"], "now.pdb"))
+    res = _LIVE["tracker"].send(client, atoms)
+    if res is None:
+        return None
+    coot = _coot()
+    coot.add_status_bar_text(live.status_text(res, client.kind))
+    box = res["boxes"][0]
+    centre = [(a + b) / 2.0 for a, b in zip(box["lo"], box["hi"])]
+    maps = client.maps(centre, LIVE_BOX_A)
+    name = "fofc" if client.kind == "xray" else "difference"
+    path = live.write_ccp4_box(os.path.join(_LIVE["dir"], f"live_{name}.map"),
+                               maps["maps"][name], maps)
+    if _LIVE["diff_imol"] is not None:
+        coot.close_molecule(_LIVE["diff_imol"])
+    _LIVE["diff_imol"] = coot.handle_read_ccp4_map(path, 1)
+    return res
+
+
+def _guarded_tick(*_args):
+    if _LIVE["client"] is None:
+        return False
+    try:
+        live_tick()
+    except ex.DensrefineError as err:
+        _LIVE.update(client=None, tracker=None)
+        say(str(err))
+        return False
+    except Exception as err:  # noqa: BLE001 - a plugin must never crash Coot
+        first = (str(err).splitlines() or [""])[0]
+        say(f"densrefine live: {type(err).__name__}: {first}")
+        return False
+    return True
+
+
 ACTIONS = {"fit": lambda: refine(None), "range": refine_range, "score": score,
-           "resolution": ask_resolution, "cancel": cancel}
+           "resolution": ask_resolution, "cancel": cancel, "live": live_toggle}
 
 
 def install():

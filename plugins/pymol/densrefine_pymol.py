@@ -5,6 +5,9 @@ Commands::
 
     densrefine_fit SELECTION, MAP, RESOLUTION [, stages=xyz] [, cycles=N] [, weight=W]
     densrefine_score SELECTION, MAP, RESOLUTION
+    densrefine_live on, OBJECT, DATA [, RESOLUTION]   # live mode (docs/live.md)
+    densrefine_live update                            # after edits: R or CC, diff map
+    densrefine_live off
 
 ``SELECTION`` must lie in one object. The whole object is exported (PDB) with the map
 (CCP4, PyMOL keeps the map's origin); when ``SELECTION`` is part of the object only its
@@ -35,8 +38,9 @@ for _p in (os.path.join(os.path.dirname(_here), "exchange"),):
     if os.path.isdir(_p) and _p not in sys.path:
         sys.path.insert(0, _p)
 
-import densrefine_exchange as ex  # noqa: E402
-from pymol import CmdException, cmd  # noqa: E402
+import densrefine_exchange as ex
+import densrefine_live as live
+from pymol import CmdException, cmd
 
 TMP_OBJECT = "_densrefine_tmp"
 
@@ -162,3 +166,83 @@ try:  # tab completion: selection, then map object (cosmetic; absent in some bui
         cmd.auto_arg[1][_name] = [cmd.object_sc, "map object", ""]
 except (AttributeError, KeyError, IndexError):
     pass
+
+
+_LIVE = {"client": None}
+
+
+def densrefine_live(mode, obj="", data="", resolution="", quiet=0, _self=cmd):
+    """Live mode: ``on`` starts a warm session for OBJECT against DATA (reflections, or a
+    map file with RESOLUTION); ``update`` sends the atoms moved since the last update,
+    prints R-work/R-free or CC_mask with the change and reloads the difference map around
+    the edit as the map object ``densrefine_diff``; ``off`` ends the session. Returns the
+    update's numbers (dict) or None."""
+    mode = str(mode).strip()
+    try:
+        if mode == "on":
+            return _live_on(obj, data, resolution, _self)
+        if mode == "off":
+            client = _LIVE.get("client")
+            _LIVE.clear()
+            _LIVE["client"] = None
+            if client is not None:
+                client.close()
+            print("densrefine live: off")
+            return None
+        if mode == "update":
+            return _live_update(_self)
+    except ex.DensrefineError as err:
+        raise CmdException(str(err)) from None
+    raise CmdException(f"densrefine_live: mode must be on, update or off, not {mode!r}")
+
+
+def _live_keys(obj, _self):
+    rows = []
+    _self.iterate(obj, "rows.append((chain, resv, resi, name, alt))", space={"rows": rows})
+    # the insertion code is what follows the number in resi ("100A")
+    return [(c, v, str(r).lstrip("-0123456789"), n, a) for c, v, r, n, a in rows]
+
+
+def _live_on(obj, data, resolution, _self):
+    if _LIVE.get("client") is not None:
+        densrefine_live("off")
+    if obj not in (_self.get_names("objects") or []):
+        raise CmdException(f"densrefine_live: no object {obj!r}")
+    if not os.path.isfile(data):
+        raise CmdException(f"densrefine_live: no such file {data!r}")
+    folder = tempfile.mkdtemp(prefix="densrefine_live_")
+    model = os.path.join(folder, "start.pdb")
+    _self.save(model, obj)
+    d = float(resolution) if str(resolution).strip() else None
+    client = live.LiveClient.start(model, data, d, log=os.path.join(folder, "live.log"))
+    tracker = live.AtomTracker(client.info()["atoms"])
+    keys = _live_keys(obj, _self)
+    tracker.prime(dict(zip(keys, _self.get_coords(obj).tolist())))
+    _LIVE.update(client=client, tracker=tracker, obj=obj, keys=keys, folder=folder)
+    text = live.status_text(client.scores(), client.kind)
+    print(text)
+    return text
+
+
+def _live_update(_self):
+    client = _LIVE.get("client")
+    if client is None:
+        raise CmdException("densrefine_live: not running; use densrefine_live on, OBJ, DATA")
+    obj = _LIVE["obj"]
+    res = _LIVE["tracker"].send(client, dict(zip(_LIVE["keys"], _self.get_coords(obj).tolist())))
+    if res is None:
+        print("densrefine live: nothing moved")
+        return None
+    res["text"] = live.status_text(res, client.kind)
+    print(res["text"])
+    box = res["boxes"][0]
+    maps = client.maps([(a + b) / 2.0 for a, b in zip(box["lo"], box["hi"])], 20.0)
+    name = "fofc" if client.kind == "xray" else "difference"
+    path = live.write_ccp4_box(os.path.join(_LIVE["folder"], "diff.ccp4"), maps["maps"][name],
+                               maps)
+    _self.delete("densrefine_diff")
+    _self.load(path, "densrefine_diff", format="ccp4")
+    return res
+
+
+cmd.extend("densrefine_live", densrefine_live)

@@ -117,8 +117,8 @@ def test_chimerax_devel_install_from_another_folder_then_commands_work(tmp_path,
             ("__init__", "cmd", "host", "job", "matching", "report")} <= set(whl["files"])
     inst = out["installed"]
     assert inst == {"version": "0.1.0", "package": "chimerax.densrefine",
-                    "commands": ["densrefine fit", "densrefine score", "densrefine set",
-                                 "densrefine stop"]}
+                    "commands": ["densrefine fit", "densrefine live", "densrefine score",
+                                 "densrefine set", "densrefine stop"]}
     # the installed copy runs, not the source tree, and every command got registered
     assert str(tmp_path / "cxhome") in out["module_file"]
     assert out["set"]["timeout"] == 42.0
@@ -136,7 +136,7 @@ def test_chimerax_pyproject_form_builds_the_same_wheel_metadata(tmp_path, wheel_
     assert (a["name"], a["version"], a["requires"]) == (b["name"], b["version"], b["requires"])
     cx = _chimerax_classifiers(a)
     assert cx == _chimerax_classifiers(b)
-    assert len([c for c in cx if c.startswith("ChimeraX :: Command ::")]) == 4
+    assert len([c for c in cx if c.startswith("ChimeraX :: Command ::")]) == 5  # fit, score, stop, set, live
     bundle = [c for c in cx if c.startswith("ChimeraX :: Bundle ::")]
     assert len(bundle) == 1 and ":: 1,1 :: chimerax.densrefine ::" in bundle[0]
     assert a["files"] == b["files"]

@@ -63,6 +63,8 @@ class Host:
             "clear_and_update_model_molecule_from_file": lambda i, p: i,
             "add_status_bar_text": lambda s: None,
             "info_dialog": lambda s: None,
+            "handle_read_ccp4_map": lambda p, is_diff: 2,
+            "close_molecule": lambda i: None,
         }
         gui = {
             "coot_menubar_menu": lambda label: ("menu", label),
@@ -117,9 +119,9 @@ def test_menu_registered(host):
     labels = [lab for _m, lab, _n, _cb in host.menu]
     assert labels == ["Refine active model against map...",
                       "Refine residue range / selection...", "Score model",
-                      "Set map resolution...", "Cancel running job"]
+                      "Set map resolution...", "Cancel running job", "Live mode on/off"]
     assert {m for m, *_ in host.menu} == {("menu", "densrefine")}
-    assert len({n for _m, _l, n, _cb in host.menu}) == 5  # distinct Gio action names
+    assert len({n for _m, _l, n, _cb in host.menu}) == 6  # distinct Gio action names
 
 
 def test_refine_range_exports_runs_reads_back(host):
@@ -273,9 +275,9 @@ def test_installer_loader_adds_menu(host, tmp_path, monkeypatch):
     assert out.returncode == 0, out.stderr
     loader = tmp_path / "prefs" / "densrefine_coot_plugin.py"
     host.gui.install()  # a second call adds nothing
-    assert len(host.menu) == 5
+    assert len(host.menu) == len(host.gui.LABELS)
     host.menu.clear()
     host.gui._JOB["menu"] = None  # as in a fresh Coot session
     exec(compile(loader.read_text(), str(loader), "exec"), {"__name__": "coot_startup"})
-    assert len(host.menu) == 5
+    assert len(host.menu) == len(host.gui.LABELS)
     assert os.environ["DENSREFINE_EXE"].endswith("-m densrefine")

@@ -117,7 +117,7 @@ def test_the_check_catches_wrong_imports(tmp_path):
 GRID_HELPERS = ("fft_size", "fft_frame", "reciprocal_s2", "crop_spectrum", "fourier_resample",
                 "sub_box", "box_around", "box_cell", "box_map", "rebox_periodic", "inside",
                 "bounding_corners", "good_size", "fft_good_size", "xyz_to_index",
-                "index_to_xyz")
+                "index_to_xyz", "periodic_box", "take_periodic", "dft_phases")
 
 
 def test_grid_helpers_live_in_grid_only():

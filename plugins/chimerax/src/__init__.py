@@ -1,8 +1,8 @@
 """ChimeraX bundle for densrefine: refine the open model into the open map.
 
 Commands (declared in ``bundle_info.xml`` and ``pyproject.toml`` ``[chimerax.command.*]``):
-``densrefine fit``, ``densrefine score``, ``densrefine stop``, ``densrefine set``;
-see `.cmd`. densrefine itself runs out of process (ChimeraX's Python has no torch).
+``densrefine fit``, ``densrefine score``, ``densrefine stop``, ``densrefine set``,
+``densrefine live`` (`.live`); see `.cmd`. densrefine itself runs out of process (ChimeraX's Python has no torch).
 """
 from chimerax.core.toolshed import BundleAPI
 

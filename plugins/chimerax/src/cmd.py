@@ -8,6 +8,8 @@
     densrefine score #1 inMap #2 resolution 3.2 [...same run options...]
     densrefine stop          # cancel running densrefine jobs; models stay as they were
     densrefine set [executable "python3 -m densrefine"] [timeout 600]
+    densrefine live on #1 inMap #2 resolution 3.2 | densrefine live on #1 data x.mtz
+    densrefine live update | densrefine live off      # see `.live`
 
 densrefine runs out of process (`.job`); the model and map are exported to a temporary
 folder (`.host`). ``fit`` puts the refined coordinates and B-factors back into the open
@@ -27,7 +29,8 @@ from . import host, report
 from . import job as jobmod
 from .matching import MatchError, selection_text
 
-COMMANDS = ("densrefine fit", "densrefine score", "densrefine stop", "densrefine set")
+COMMANDS = ("densrefine fit", "densrefine score", "densrefine stop", "densrefine set",
+            "densrefine live")
 POLL_S = 0.2
 
 
@@ -355,14 +358,26 @@ def _desc(name):
                        synopsis="score a model against a map with densrefine")
     if name == "densrefine stop":
         return CmdDesc(synopsis="cancel running densrefine jobs")
+    if name == "densrefine live":
+        from .live import live_desc
+        return live_desc()
     if name == "densrefine set":
         return CmdDesc(keyword=[("executable", StringArg), ("timeout", FloatArg)],
                        synopsis="set the densrefine executable and timeout")
     raise ValueError(f"unknown command {name!r}; this bundle provides {', '.join(COMMANDS)}")
 
 
+def densrefine_live(session, mode, structure=None, in_map=None, resolution=None, data=None,
+                    executable=None):
+    """``densrefine live on|off|update`` (see `.live`)."""
+    from .live import densrefine_live as _f
+
+    return _f(session, mode, structure, in_map, resolution, data, executable)
+
+
 FUNCTIONS = {"densrefine fit": densrefine_fit, "densrefine score": densrefine_score,
-             "densrefine stop": densrefine_stop, "densrefine set": densrefine_set}
+             "densrefine stop": densrefine_stop, "densrefine set": densrefine_set,
+             "densrefine live": densrefine_live}
 
 
 def register_command(name, logger):

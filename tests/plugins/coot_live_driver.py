@@ -1,0 +1,94 @@
+"""Live mode with Coot's own engine (coot-headless-api), run in Coot's Python.
+
+Usage: ``COOT_PYTHON coot_live_driver.py CONFIG.json`` with CONFIG keys ``model``, ``data``
+(MTZ or map), ``resolution`` (maps), ``map`` (a map Coot reads, for the display check),
+``chain``, ``resno``, ``shift``, ``outdir``, ``plugin_dir``. DENSREFINE_EXE names densrefine.
+
+1. Coot reads the model (``read_pdb``); the plugin's live client starts ``densrefine
+   serve`` on the file Coot wrote and primes its tracker from a Coot snapshot;
+2. an edit through Coot's API: residue CHAIN/RESNO moved by ``shift`` Å
+   (``new_positions_for_atoms_in_residues``);
+3. the plugin's tick: Coot snapshot (``write_coordinates``) → changed atoms → update →
+   the status-bar line; timed from the edit to the text;
+4. the difference-map box is written and read back by Coot (``read_ccp4_map``);
+5. Coot saves the model (``write_coordinates``) for the comparison with
+   ``densrefine rfactor`` / ``score`` done by pytest.
+
+Prints ``RESULT {json}``.
+"""
+import json
+import math
+import os
+import sys
+import time
+
+
+def snapshot(mc, imol, path, live):
+    if mc.write_coordinates(imol, path) != 0:
+        raise RuntimeError("write_coordinates failed")
+    with open(path) as fh:
+        return live.read_pdb_atoms(fh)
+
+
+def main():
+    import coot_headless_api as coot
+
+    with open(sys.argv[1]) as fh:
+        cfg = json.load(fh)
+    sys.path.insert(0, cfg["plugin_dir"])
+    import densrefine_live as live
+
+    out = cfg["outdir"]
+    os.makedirs(out, exist_ok=True)
+    mc = coot.molecules_container_t(False)
+    mc.set_make_backups(False)
+    imol = mc.read_pdb(cfg["model"])
+    start = os.path.join(out, "start.pdb")
+    atoms0 = snapshot(mc, imol, start, live)
+    t0 = time.monotonic()
+    client = live.LiveClient.start(start, cfg["data"], cfg.get("resolution"))
+    t_start = time.monotonic() - t0
+    tracker = live.AtomTracker(client.info()["atoms"])
+    tracker.prime(atoms0)
+    first = live.status_text(client.scores(), client.kind)
+
+    # the edit, through Coot's own API
+    chain, resno, shift = cfg["chain"], int(cfg["resno"]), float(cfg["shift"])
+    mr = coot.moved_residue_t(chain, resno, "")
+    u = shift / math.sqrt(3.0)
+    n_moved = 0
+    for (c, r, ins, name, alt), (x, y, z) in atoms0.items():
+        if c == chain and r == resno:
+            padded = name.ljust(4) if len(name) >= 4 else " " + name.ljust(3)
+            mr.add_atom(coot.moved_atom_t(padded, alt, x + u, y + u, z + u))
+            n_moved += 1
+    t_edit = time.monotonic()
+    mc.new_positions_for_atoms_in_residues(imol, [mr])
+    res = tracker.send(client, snapshot(mc, imol, os.path.join(out, "now.pdb"), live))
+    text = live.status_text(res, client.kind)
+    t_shown = time.monotonic() - t_edit
+    # the difference map around the edit, as the Coot plugin re-reads it
+    box = res["boxes"][0]
+    centre = [(a + b) / 2 for a, b in zip(box["lo"], box["hi"])]
+    maps = client.maps(centre, 20.0)
+    name = "fofc" if client.kind == "xray" else "difference"
+    path = live.write_ccp4_box(os.path.join(out, "diff.map"), maps["maps"][name], maps)
+    imap = mc.read_ccp4_map(path, True)
+    # a second, unchanged tick sends nothing
+    again = tracker.send(client, snapshot(mc, imol, os.path.join(out, "now.pdb"), live))
+    saved = os.path.join(out, "saved.pdb")
+    mc.write_coordinates(imol, saved)
+    scores = client.scores()
+    client.close()
+    print("RESULT " + json.dumps({
+        "kind": client.kind, "start_s": t_start, "first_text": first, "text": text,
+        "shown_s": t_shown, "n_moved": res["n_moved"], "n_expected": n_moved,
+        "update": {k: res.get(k) for k in ("r_work", "r_free", "d_r_work", "cc_mask",
+                                           "d_cc_mask", "residues")},
+        "scores": scores, "diff_map_valid": bool(mc.is_valid_map_molecule(imap)),
+        "diff_map_rms": float(mc.get_map_rmsd_approx(imap)), "second_tick": again,
+        "saved": saved}))
+
+
+if __name__ == "__main__":
+    main()

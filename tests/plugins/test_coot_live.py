@@ -1,0 +1,142 @@
+"""Live mode in Coot's own engine (coot-headless-api): an edit made through Coot's API
+changes the displayed R (X-ray) or CC (cryo-EM) within a second, and the numbers equal
+``densrefine rfactor`` / ``densrefine score`` on the model Coot saves.
+
+The GUI layer (menu toggle, status bar, difference-map re-read) is tested against the
+recording Coot fake in test_coot_gui.py's style here too.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, require_data
+from tests.plugins.conftest import coot_python
+
+DRIVER = ROOT / "tests" / "plugins" / "coot_live_driver.py"
+EXCHANGE = ROOT / "plugins" / "exchange"
+
+
+def _env():
+    env = dict(os.environ)
+    env["DENSREFINE_EXE"] = f"{sys.executable} -m densrefine"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def _run_driver(tmp_path, cfg):
+    py = coot_python()
+    cfg = dict(cfg, outdir=str(tmp_path / "out"), plugin_dir=str(EXCHANGE))
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    env = _env()
+    # Coot's Python must not import the system densrefine / numpy: only the plugin dir;
+    # the densrefine it starts finds this checkout through its own PYTHONPATH
+    env.pop("PYTHONPATH", None)
+    env["DENSREFINE_EXE"] = (f"env PYTHONPATH={shlex.quote(str(ROOT))} "
+                             f"{shlex.quote(sys.executable)} -m densrefine")
+    out = subprocess.run([str(py), str(DRIVER), str(tmp_path / "cfg.json")],
+                         check=False, capture_output=True, text=True, env=env, timeout=600,
+                         cwd=tmp_path)          # Coot may write ./coot-backup
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, out.stdout[-2000:] + out.stderr[-3000:]
+    return json.loads(lines[-1][7:])
+
+
+def _plain(src, tmp_path):
+    dst = tmp_path / os.path.basename(str(src))[:-3]
+    with gzip.open(src, "rb") as a, open(dst, "wb") as b:
+        shutil.copyfileobj(a, b)
+    return dst
+
+
+def test_coot_edit_updates_r_and_matches_rfactor(tmp_path):
+    model = _plain(require_data("5e5z", "5e5z.pdb.gz"), tmp_path)
+    data = require_data("5e5z", "5e5z.mtz.gz")
+    res = _run_driver(tmp_path, {"model": str(model), "data": str(data), "chain": "A",
+                                 "resno": 3, "shift": 0.4})
+    assert res["kind"] == "xray" and res["n_moved"] == res["n_expected"] > 0
+    assert res["shown_s"] < 1.0, res
+    assert "R-work" in res["text"] and res["text"] != res["first_text"]
+    assert res["diff_map_valid"] and res["diff_map_rms"] > 0
+    assert res["second_tick"] is None
+    out = subprocess.run([sys.executable, "-m", "densrefine", "rfactor", res["saved"],
+                          str(data), "--json", str(tmp_path / "rf.json")],
+                         check=False, capture_output=True, text=True, env=_env(), timeout=600)
+    assert out.returncode == 0, out.stderr
+    rf = json.loads((tmp_path / "rf.json").read_text())
+    assert res["scores"]["r_work"] == pytest.approx(rf["r_work"], abs=1e-4)
+    assert res["scores"]["r_free"] == pytest.approx(rf["r_free"], abs=1e-4)
+
+
+def test_coot_edit_updates_cc_and_matches_score(tmp_path):
+    model = ROOT / "example_maps" / "helix_start.pdb"
+    emap = ROOT / "example_maps" / "helix_3A.mrc"
+    res = _run_driver(tmp_path, {"model": str(model), "data": str(emap), "resolution": 3.0,
+                                 "chain": "A", "resno": 5, "shift": 0.5})
+    assert res["kind"] == "em" and res["shown_s"] < 1.0, res
+    assert "CC_mask" in res["text"] and res["update"]["residues"]
+    assert res["diff_map_valid"]
+    out = subprocess.run([sys.executable, "-m", "densrefine", "score", res["saved"], str(emap),
+                          "-d", "3.0", "--json", str(tmp_path / "sc.json")],
+                         check=False, capture_output=True, text=True, env=_env(), timeout=600)
+    assert out.returncode == 0, out.stderr
+    sc = json.loads((tmp_path / "sc.json").read_text())
+    assert res["scores"]["cc_mask"] == pytest.approx(sc["cc_mask"], abs=1e-4)
+    by_res = {(r["chain"], r["res_seq"]): r["cc"] for r in sc["residues"]}
+    for r in res["update"]["residues"]:
+        assert r["cc"] == pytest.approx(by_res[(r["chain"], r["res_seq"])], abs=1e-4)
+
+
+def test_gui_live_toggle_status_bar_and_difference_map(monkeypatch, tmp_path):
+    """The menu's live toggle with the recording Coot fake: start, an edit (the model file
+    Coot writes changes), one tick → status line with CC and the change, the difference
+    map box read as a difference map, then off."""
+    import numpy as np
+
+    from tests.plugins.test_coot_gui import EXAMPLE, Host
+
+    moved = tmp_path / "moved.pdb"
+    shutil.copyfile(EXAMPLE / "helix_start.pdb", moved)
+    h = Host(moved, tmp_path)
+    for name, mod in h.mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    for sub in ("exchange", "coot"):
+        monkeypatch.syspath_prepend(str(ROOT / "plugins" / sub))
+    for k, v in _env().items():
+        if k in ("DENSREFINE_EXE", "PYTHONPATH"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DENSREFINE_LIVE_DATA", str(EXAMPLE / "helix_3A.mrc"))
+    import importlib
+    gui = importlib.reload(importlib.import_module("densrefine_coot_gui"))
+    gui.SETTINGS.update(resolution=3.0)
+    gui.SCHEDULE = lambda ms, fn: None                   # ticks are driven by the test
+    gui.live_toggle()
+    try:
+        assert gui._LIVE["client"] is not None
+        lines = [a[0] for n, a in h.log if n == "coot.add_status_bar_text"]
+        assert lines[-1].startswith("densrefine live: CC_mask")
+        assert gui.live_tick() is None                   # nothing moved yet
+        text = moved.read_text().splitlines()
+        out = []
+        for ln in text:                                   # move residue 5 by 0.5 Å in x
+            if ln.startswith("ATOM") and int(ln[22:26]) == 5:
+                ln = ln[:30] + "%8.3f" % (float(ln[30:38]) + 0.5) + ln[38:]
+            out.append(ln)
+        moved.write_text("\n".join(out) + "\n")
+        res = gui.live_tick()
+        assert res["n_moved"] > 0 and res["d_cc_mask"] != 0.0
+        lines = [a[0] for n, a in h.log if n == "coot.add_status_bar_text"]
+        assert "CC_mask" in lines[-1] and "(" in lines[-1] and "A 5" in lines[-1]
+        reads = [a for n, a in h.log if n == "coot.handle_read_ccp4_map"]
+        assert reads and reads[-1][1] == 1 and os.path.getsize(reads[-1][0]) > 1024
+        assert np.isfinite(res["cc_mask"])
+    finally:
+        gui.live_toggle()
+    assert gui._LIVE["client"] is None
