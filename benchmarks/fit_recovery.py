@@ -161,12 +161,18 @@ def _coords(path):
     return dict(zip(keys, at.xyz[keep]))
 
 
-def rmsd_to(truth_path, model_path):
-    """RMSD (Å) over non-H atoms matched by (chain, res_seq, icode, name, altloc)."""
+def matched_rmsd(truth_path, model_path):
+    """(RMSD Å, atoms matched, truth atoms) over non-H atoms matched by (chain, res_seq,
+    icode, name, altloc)."""
     ref, mod = _coords(truth_path), _coords(model_path)
     keys = [k for k in mod if k in ref]
     d = np.array([mod[k] for k in keys]) - np.array([ref[k] for k in keys])
-    return float(np.sqrt((d**2).sum(1).mean()))
+    return float(np.sqrt((d**2).sum(1).mean())), len(keys), len(ref)
+
+
+def rmsd_to(truth_path, model_path):
+    """RMSD (Å) over non-H atoms matched by (chain, res_seq, icode, name, altloc)."""
+    return matched_rmsd(truth_path, model_path)[0]
 
 
 def peer_json(script, *args, timeout=600):

@@ -164,21 +164,7 @@ def heavy_copy(path, workdir):
     return out
 
 
-def coords(path):
-    import densrefine as dr
-
-    at = dr.read_model(path).atoms
-    keep = ~at.is_hydrogen
-    keys = zip(at.chain[keep], at.res_seq[keep], at.icode[keep], at.atom_name[keep],
-               at.altloc[keep])
-    return dict(zip(keys, at.xyz[keep]))
-
-
-def rmsd_to(truth, model):
-    ref, mod = coords(truth), coords(model)
-    keys = [k for k in mod if k in ref]
-    d = np.array([mod[k] for k in keys]) - np.array([ref[k] for k in keys])
-    return float(np.sqrt((d**2).sum(1).mean())), len(keys), len(ref)
+rmsd_to = fr.matched_rmsd   # (RMSD Å, atoms matched, truth atoms)
 
 
 def peer(script, *args, timeout=900):
