@@ -90,6 +90,11 @@ class WeightConfig:
         cycles), where the model is near the map's optimum and a strong map pull fits
         noise; the coarse-blur cycles, which bring far atoms in, keep ``likelihood_cap``.
         None: ``likelihood_cap`` throughout.
+    nonbonded : float
+        Multiplies the nonbonded (van der Waals) term of the geometry (1: σ 0.2 Å as in
+        Refmac; 4: σ 0.1 Å).
+    nonbonded_final : float or None
+        The same for the finest-blur and polish cycles; None: ``nonbonded`` throughout.
     polish_cycles : int
         With the automatic weight, at most this many extra finest-blur cycles after the
         last macro cycle while angle RMSD > ``max_angle_rmsd`` (+ 2 %) or bond RMSD
@@ -104,6 +109,8 @@ class WeightConfig:
     polish_cycles: int = 2
     likelihood_cap: float | None = 100.0
     likelihood_cap_final: float | None = 30.0
+    nonbonded: float = 1.0
+    nonbonded_final: float | None = None
 
 
 @dataclass
@@ -146,6 +153,10 @@ class FitConfig:
         scan_chi1`). Default 0.3: with 0.1 the scan changed 8 of 133 side chains of the
         deposited 3J6B chain 9 (B ≈ 130 Å², side chains weak) and moved it 0.54 Å; with 0.3,
         2 and 0.43 Å (benchmarks/RESULTS.md). None: 0.1 (χ1 only) or 0.2 (with χ2).
+    riding_hydrogens : bool
+        Models without hydrogens get riding hydrogens in the nonbonded term (placed by
+        gemmi from the monomer library, explicit-atom radii; `densrefine.restraints.riding`),
+        as Refmac and servalcat do; they add no density and are not written out.
     sse_iterations : int
         L-BFGS iterations per blur factor of the ``sse`` stage.
     sse_blur_factors : list of float
@@ -156,6 +167,14 @@ class FitConfig:
         stage (the input after the rigid-body stages, so whole-element moves stay free).
         "auto" (default): `AUTO_REFERENCE_SIGMA` when the resolution the map supports is
         ``low_resolution`` or worse, else off. None: off.
+    reference_kind : {"position", "torsion"}
+        What the reference restraints hold: atom positions (σ ``reference_sigma`` Å), or
+        the start model's torsions (phenix's reference-model restraints, Headd et al. 2012,
+        Acta Cryst D68, 381): every library torsion and φ/ψ with an atom held, top-out
+        (l/σ)²(1 − exp(−(Δ/l)²)) with σ ``reference_torsion_sigma`` and l
+        ``reference_torsion_limit`` (degrees), so segments may still move as bodies.
+    reference_torsion_sigma, reference_torsion_limit : float
+        Degrees; see ``reference_kind``.
     resolution_check : bool
         With a given resolution, also estimate what the map supports (d_model,
         `densrefine.scoring.estimate_resolution`) and refine at d_model when it is more
@@ -219,9 +238,13 @@ class FitConfig:
     b_iterations: int = 24
     rotamer_chi2: bool = False
     rotamer_margin: float | None = 0.3
+    riding_hydrogens: bool = False
     sse_iterations: int = 20
     sse_blur_factors: list = field(default_factory=lambda: [1.0])
     reference_sigma: float | str | None = "auto"
+    reference_kind: str = "position"
+    reference_torsion_sigma: float = 3.0
+    reference_torsion_limit: float = 15.0
     resolution_check: bool = True
     low_resolution: float = 3.5
     ss_restraints: str = "auto"
@@ -374,6 +397,12 @@ def validate(cfg: FitConfig) -> FitConfig:
         raise input_error("low_resolution", f"{cfg.low_resolution!r} must be a positive number",
                           "give e.g. 3.5 (Å)")
     cfg.low_resolution = float(cfg.low_resolution)
+    for key in ("nonbonded", "nonbonded_final"):
+        v = getattr(cfg.weights, key)
+        if v is None and key == "nonbonded_final":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise input_error(key, f"{v!r} must be a number > 0", "use e.g. 1 or 4")
     for key in ("likelihood_cap", "likelihood_cap_final"):
         cap = getattr(cfg.weights, key)
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
@@ -404,7 +433,14 @@ def validate(cfg: FitConfig) -> FitConfig:
     if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not m >= 0):
         raise input_error("rotamer_margin", f"{m!r} must be a number >= 0 or null",
                           "give e.g. 0.3 (map σ)")
-    for key in ("rotamer_chi2", "rigid_chains", "rigid_side_chains"):
+    if cfg.reference_kind not in ("position", "torsion"):
+        raise input_error("reference_kind", f"{cfg.reference_kind!r} is not known",
+                          "use position or torsion")
+    for key in ("reference_torsion_sigma", "reference_torsion_limit"):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise input_error(key, f"{v!r} must be a number > 0", "give degrees, e.g. 3")
+    for key in ("rotamer_chi2", "rigid_chains", "rigid_side_chains", "riding_hydrogens"):
         if not isinstance(getattr(cfg, key), bool):
             raise input_error(key, f"{getattr(cfg, key)!r} is not true/false",
                               f"write {key}: true (or false)")

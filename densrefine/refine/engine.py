@@ -59,6 +59,16 @@ class RefineResult:
     cycles: list = field(default_factory=list)
 
 
+def reference_torsion_energy(xyz, idx, start, sigma, limit):
+    """Σ (l/σ)² (1 − exp(−(Δ/l)²)) over torsions ``idx`` (k, 4), Δ = their change from
+    ``start`` (degrees, wrapped to ±180°): harmonic (Δ/σ)² near the start, flat beyond l
+    (the top-out of phenix's reference-model restraints, Headd et al. 2012)."""
+    from ..restraints.energy import dihedrals_deg, torsion_deviation
+
+    dev = torsion_deviation(dihedrals_deg(xyz, idx), start, 1.0)
+    return ((limit / sigma) ** 2 * (1.0 - (-(dev / limit) ** 2).exp())).sum()
+
+
 class Run:
     """The state of one refinement, handed to every stage (`densrefine.refine.stages`).
 
@@ -87,6 +97,7 @@ class Run:
         self.fourier = False
         self.ref = None    # (N, 3) reference positions, and 1/σ² per atom (N,) Å⁻²
         self.ref_k = None
+        self.ref_tors = None  # (idx (k, 4), start angle (k,) deg, σ deg, limit deg)
         # resolution the map supports around each atom (Å; `DataSpec.d_atom`)
         self.d_atom = np.full(len(at), float(term.d)) if d_atom is None else d_atom
         self.rigid_atoms = None  # (N,) bool: the data term's atoms in rigid/SSE passes
@@ -101,6 +112,8 @@ class Run:
         e, _ = self.geom.term.energy(xyz)
         if self.ref is not None:
             e = e + (self.ref_k[self.mv, None] * (xyz[self.mv] - self.ref[self.mv]) ** 2).sum()
+        if self.ref_tors is not None:
+            e = e + reference_torsion_energy(xyz, *self.ref_tors)
         return self.w * m + e
 
     def numpy_xyz(self):
@@ -319,7 +332,9 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     geom = _geometry.build_geometry(model, **restraints, device=dev, dtype=dtype, fixed=~moving,
                                     ss=cfg.ss_restraints, resolution=spec.d,
                                     ss_sigma=cfg.ss_sigma, rama=cfg.rama_restraints,
-                                    rama_weight=cfg.rama_weight)
+                                    rama_weight=cfg.rama_weight, riding=cfg.riding_hydrogens)
+    if hasattr(geom.term, "weights"):
+        geom.term.weights["nonbonded"] = float(cfg.weights.nonbonded)
     terms = get_density_model(cfg.map.density).terms(at, cfg.map.table)
     term = make_term(spec, model, terms, moving, in_map, cfg.map, dev, dtype)
     stats = output.start_stats(model, spec.grid, spec.d, cfg, select, moving, dev, geom)

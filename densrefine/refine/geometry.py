@@ -51,7 +51,7 @@ class Geometry:
 
 def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="cpu",
                    dtype=None, fixed=None, ss="off", resolution=None, ss_sigma=None,
-                   rama="off", rama_weight=None) -> Geometry:
+                   rama="off", rama_weight=None, riding=False) -> Geometry:
     """Restraints of ``model`` from the monomer library, wrapped for the engine.
 
     Parameters
@@ -78,11 +78,17 @@ def build_geometry(model, *, monlib=None, ligands=(), unknown="error", device="c
         ≥ 3.5 Å.
     rama_weight : float, optional
         Weight of the Ramachandran energy (default `densrefine.restraints.rama.WEIGHT`).
+    riding : bool
+        Riding hydrogens in the nonbonded term of a model without hydrogens
+        (`densrefine.restraints.riding`).
     """
     import torch
 
+    from ..restraints.riding import riding_hydrogens
+
     rs = R.build_restraints(model, monlib=monlib, ligands=tuple(ligands), unknown=unknown)
-    term = R.GeometryTerm(rs, device, dtype or torch.float32, fixed=fixed)
+    rh = riding_hydrogens(model, rs, monlib=monlib, ligands=ligands) if riding else None
+    term = R.GeometryTerm(rs, device, dtype or torch.float32, fixed=fixed, riding=rh)
     geom = Geometry(term, rs, lambda xyz: R.geometry_stats(np.asarray(xyz, np.float64), rs))
     if _ss.wanted(ss, resolution):
         geom = with_ss_restraints(geom, model, device=device, dtype=dtype or torch.float32,

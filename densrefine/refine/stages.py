@@ -294,6 +294,7 @@ def xyz_stage(run):
         factor = _blur_factor(cfg.map.blur_factors, i, cfg.cycles)
         if factor == cfg.map.blur_factors[-1]:
             _final_cap(run)
+            _final_nonbonded(run)
         val = _xyz_cycle(run, factor)
         rec = run.record("xyz", val, t0)
         if cfg.weights.weight is None:
@@ -321,6 +322,9 @@ def _reference_restraints(run):
     held = run.moving & (run.d_atom >= cfg.low_resolution) if auto else run.moving
     if not held.any():
         return
+    if cfg.reference_kind == "torsion":
+        _reference_torsions(run, held, auto)
+        return
     run.ref = run.xyz.detach().clone()
     run.ref_k = torch.as_tensor(np.where(held, 1.0 / sigma ** 2, 0.0), device=run.xyz.device,
                                 dtype=run.xyz.dtype)
@@ -329,6 +333,36 @@ def _reference_restraints(run):
              int(held.sum()), int(run.moving.sum()),
              f", where the map supports {cfg.low_resolution:.3g} Å or worse," if auto else "",
              sigma)
+
+
+def _reference_torsions(run, held, auto) -> None:
+    """Reference restraints on the start model's torsions (``reference_kind: torsion``)."""
+    import torch
+
+    from ..restraints import rama as _rama
+    from ..restraints.energy import dihedrals_deg
+
+    cfg = run.cfg
+    rs = run.geom.restraints
+    quads = [np.asarray(rs.torsions, np.int64).reshape(-1, 4)]
+    rr = _rama.find_residues(run.model, run.moving)
+    if len(rr.idx):
+        quads += [rr.idx[:, 0:4], rr.idx[:, 1:5]]
+    q = np.unique(np.concatenate(quads), axis=0)
+    q = q[held[q].any(1)]
+    if not len(q):
+        return
+    idx = torch.as_tensor(q, device=run.xyz.device)
+    with torch.no_grad():
+        start = dihedrals_deg(run.xyz.detach(), idx)
+    run.ref_tors = (idx, start, float(cfg.reference_torsion_sigma),
+                    float(cfg.reference_torsion_limit))
+    log.info("Reference-model restraints%s on torsions: %d torsions (library + φ/ψ) with an "
+             "atom among %d of %d refined atoms%s, held to the start of the coordinate stage, "
+             "σ = %.3g°, top-out at %.3g°", " (auto)" if auto else "", len(q), int(held.sum()),
+             int(run.moving.sum()),
+             f" where the map supports {cfg.low_resolution:.3g} Å or worse" if auto else "",
+             cfg.reference_torsion_sigma, cfg.reference_torsion_limit)
 
 
 def _joint_b(run) -> bool:
@@ -342,6 +376,19 @@ def _joint_b(run) -> bool:
         log.info("Coordinates and B together in each macro cycle (likelihood data term): "
                  "w · (−log L + ½Σ(ΔB/σ)² / b_weight_scale) + geometry")
     return joint
+
+
+def _final_nonbonded(run) -> None:
+    """Set the nonbonded multiplier to ``weights.nonbonded_final`` for the finest-blur
+    cycles (once)."""
+    wc = run.cfg.weights
+    weights = getattr(run.geom.term, "weights", None)
+    if wc.nonbonded_final is None or weights is None \
+            or weights.get("nonbonded") == float(wc.nonbonded_final):
+        return
+    weights["nonbonded"] = float(wc.nonbonded_final)
+    log.info("Nonbonded term × %.3g for the finest-blur cycles (weights.nonbonded_final)",
+             wc.nonbonded_final)
 
 
 def _final_cap(run) -> None:

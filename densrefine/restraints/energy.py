@@ -140,6 +140,9 @@ class GeometryTerm(torch.nn.Module):
         Neighbour-list skin, Å.
     nonbonded : bool
         Include the vdW repulsion term.
+    riding : RidingHydrogens, optional
+        Hydrogens that ride on the heavy atoms (`densrefine.restraints.riding`): the
+        nonbonded term adds their contacts (Probe radii, `riding.TOLERANCE`).
 
     Examples
     --------
@@ -154,7 +157,7 @@ class GeometryTerm(torch.nn.Module):
     """
 
     def __init__(self, rs, device="cpu", dtype=torch.float32, *, fixed=None, weights=None,
-                 skin: float = 1.0, nonbonded: bool = True):
+                 skin: float = 1.0, nonbonded: bool = True, riding=None):
         super().__init__()
         self.rs, self.device, self.dtype = rs, torch.device(device), dtype
         n = rs.n_atoms
@@ -164,7 +167,11 @@ class GeometryTerm(torch.nn.Module):
         self.fixed_np = fixed
         self.weights = {k: 1.0 for k in TERMS} | dict(weights or {})
         self.use_nonbonded = nonbonded
+        self.riding = riding
         self.nl = NeighbourList(rs, skin)
+        if riding is not None:
+            self.hl = riding.contacts(skin)
+            self.h_fixed_np = np.r_[fixed, fixed[riding.parent]]
         self._build_tensors()
 
     def _t(self, a, dtype=None):
@@ -199,6 +206,19 @@ class GeometryTerm(torch.nn.Module):
         k = self._free(gp)
         self.g_idx, self.g_min = self._t(gp[k], i64), self._t(np.asarray(rs.gap_min)[k])
         self._nb_ref = None
+        if self.riding is not None:
+            r = self.riding
+            self.h_frame = self._t(np.stack([r.parent, r.ref1, r.ref2], 1), i64)
+            self.h_coef = self._t(r.coef)
+
+    def with_hydrogens(self, xyz):
+        """``xyz`` (N, 3) followed by the riding hydrogens (M, 3); ``xyz`` without them."""
+        if self.riding is None:
+            return xyz
+        from .riding import ride
+
+        p, a, b = _gather(xyz, self.h_frame)
+        return torch.cat([xyz, ride(p, a, b, self.h_coef)])
 
     def _update_neighbours(self, xyz):
         x = xyz.detach()
@@ -206,20 +226,32 @@ class GeometryTerm(torch.nn.Module):
             d2 = ((x - self._nb_ref) ** 2).sum(1).max()
             if float(d2) <= (0.5 * self.nl.skin) ** 2:
                 return
-        self.nl.build(x.cpu().numpy().astype(np.float64))
+        xa = x.cpu().numpy().astype(np.float64)
+        self.nl.build(xa[:self.rs.n_atoms])
         keep = self._free(self.nl.pairs)
         self.nb_idx = self._t(self.nl.pairs[keep], torch.int64)
         self.nb_rmin = self._t(self.nl.rmin[keep])
+        if self.riding is not None:
+            self.hl.build(xa)
+            p = self.hl.pairs
+            keep = ~self.h_fixed_np[p].all(1) if len(p) else np.zeros(0, bool)
+            self.h_idx = self._t(p[keep], torch.int64)
+            self.h_rmin = self._t(self.hl.rmin[keep])
         self._nb_ref = x.clone()
 
     def nonbonded_energy(self, xyz):
         """Σ(max(0, r_min − d)/σ)² over neighbour pairs (rebuilds the list if needed), plus
-        the same with ``gap_min`` and `GAP_SIGMA` over the link atoms of numbering gaps."""
-        self._update_neighbours(xyz)
+        the same with ``gap_min`` and `GAP_SIGMA` over the link atoms of numbering gaps.
+        With riding hydrogens, plus their contact term (`densrefine.restraints.riding`)."""
+        xa = self.with_hydrogens(xyz)
+        self._update_neighbours(xa)
         e = xyz.new_zeros(())
         if len(self.nb_idx):
             d = bond_lengths(xyz, self.nb_idx)
             e = e + ((self.nb_rmin - d).clamp_min(0) / NB_SIGMA).pow(2).sum()
+        if self.riding is not None and len(self.h_idx):
+            d = bond_lengths(xa, self.h_idx)
+            e = e + ((self.h_rmin - d).clamp_min(0) / NB_SIGMA).pow(2).sum()
         if len(self.g_idx):     # link atoms across a numbering gap (topology.GAP_MIN)
             d = bond_lengths(xyz, self.g_idx)
             e = e + ((self.g_min - d).clamp_min(0) / GAP_SIGMA).pow(2).sum()
