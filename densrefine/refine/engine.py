@@ -98,6 +98,7 @@ class Run:
         self.ref = None    # (N, 3) reference positions, and 1/σ² per atom (N,) Å⁻²
         self.ref_k = None
         self.ref_tors = None  # (idx (k, 4), start angle (k,) deg, σ deg, limit deg)
+        self.nonbonded_final = None  # nonbonded multiplier at the finest blur (engine)
         # resolution the map supports around each atom (Å; `DataSpec.d_atom`)
         self.d_atom = np.full(len(at), float(term.d)) if d_atom is None else d_atom
         self.rigid_atoms = None  # (N,) bool: the data term's atoms in rigid/SSE passes
@@ -332,7 +333,7 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     geom = _geometry.build_geometry(model, **restraints, device=dev, dtype=dtype, fixed=~moving,
                                     ss=cfg.ss_restraints, resolution=spec.d,
                                     ss_sigma=cfg.ss_sigma, rama=cfg.rama_restraints,
-                                    rama_weight=cfg.rama_weight, riding=cfg.riding_hydrogens)
+                                    rama_weight=cfg.rama_weight, riding=_riding(cfg, spec))
     if hasattr(geom.term, "weights"):
         geom.term.weights["nonbonded"] = float(cfg.weights.nonbonded)
     terms = get_density_model(cfg.map.density).terms(at, cfg.map.table)
@@ -346,6 +347,7 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     stats["timings"]["setup_s"] = time.perf_counter() - t0
     run = Run(model, term, geom, moving, cfg, dev, dtype, stats, callback, monitor,
               spec.d_atom(len(at)))
+    run.nonbonded_final = _nonbonded_final(cfg, spec)
     if spec.local is not None:
         stats["input"]["local_resolution"] = spec.local.summary()
     if (not cfg.rigid_side_chains and "xyz" in cfg.stages
@@ -369,6 +371,25 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     stats.update(term.finish(new))
     run.notify()
     return RefineResult(new, stats, run.cycles)
+
+
+def _riding(cfg, spec) -> bool:
+    """``riding_hydrogens``, "auto" resolved: on against maps, off against X-ray data."""
+    r = cfg.riding_hydrogens
+    return spec.kind != "xray" if r == "auto" else bool(r)
+
+
+NONBONDED_FINAL_MAPS = 4.0
+"""``weights.nonbonded_final: auto`` against maps (benchmarks/RESULTS.md, riding hydrogens
+and the nonbonded weight)."""
+
+
+def _nonbonded_final(cfg, spec):
+    """``weights.nonbonded_final``, "auto" resolved: 4 against maps, None against X-ray."""
+    v = cfg.weights.nonbonded_final
+    if v == "auto":
+        return None if spec.kind == "xray" else NONBONDED_FINAL_MAPS
+    return None if v is None else float(v)
 
 
 def _scaled_aniso(at, b_new):

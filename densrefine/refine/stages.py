@@ -322,9 +322,10 @@ def _reference_restraints(run):
     held = run.moving & (run.d_atom >= cfg.low_resolution) if auto else run.moving
     if not held.any():
         return
-    if cfg.reference_kind == "torsion":
+    if cfg.reference_kind in ("torsion", "both"):
         _reference_torsions(run, held, auto)
-        return
+        if cfg.reference_kind == "torsion":
+            return
     run.ref = run.xyz.detach().clone()
     run.ref_k = torch.as_tensor(np.where(held, 1.0 / sigma ** 2, 0.0), device=run.xyz.device,
                                 dtype=run.xyz.dtype)
@@ -379,16 +380,14 @@ def _joint_b(run) -> bool:
 
 
 def _final_nonbonded(run) -> None:
-    """Set the nonbonded multiplier to ``weights.nonbonded_final`` for the finest-blur
-    cycles (once)."""
-    wc = run.cfg.weights
+    """Set the nonbonded multiplier to ``weights.nonbonded_final`` (resolved in
+    ``run.nonbonded_final``) for the finest-blur cycles (once)."""
+    k = getattr(run, "nonbonded_final", None)
     weights = getattr(run.geom.term, "weights", None)
-    if wc.nonbonded_final is None or weights is None \
-            or weights.get("nonbonded") == float(wc.nonbonded_final):
+    if k is None or weights is None or weights.get("nonbonded") == k:
         return
-    weights["nonbonded"] = float(wc.nonbonded_final)
-    log.info("Nonbonded term × %.3g for the finest-blur cycles (weights.nonbonded_final)",
-             wc.nonbonded_final)
+    weights["nonbonded"] = k
+    log.info("Nonbonded term × %.3g for the finest-blur cycles (weights.nonbonded_final)", k)
 
 
 def _final_cap(run) -> None:
