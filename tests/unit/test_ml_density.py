@@ -234,7 +234,8 @@ def test_predict_terms_reused_for_the_same_bond_graph():
     with warnings.catch_warnings(record=True) as again:
         warnings.simplefilter("always")
         c2, w2, imp2, q2 = ml.predict_terms(moved)
-    assert np.array_equal(c1, c2) and np.array_equal(q1, q2)
+    assert np.array_equal(c1, c2) and np.array_equal(q1, q2) and np.array_equal(w1, w2)
+    assert (imp1 is None and imp2 is None) or np.array_equal(imp1, imp2)
     assert [str(w.message) for w in first] == [str(w.message) for w in again]
     c2[:] = 0.0                                          # a copy: the cache is not touched
     assert np.array_equal(ml.predict_terms(at)[0], c1)
