@@ -315,13 +315,55 @@ COULOMB = ScreenedCoulomb(MOTT_BETHE_C, float("inf"))
 """Unscreened Mott–Bethe filter (the solvent's response comes from `ReactionField`)."""
 
 
+_PREDICTED: dict = {}
+"""The last few `predict_terms` results by `_graph_key` (a fit asks for the same model's
+terms for the map term and for the scores before and after: ~0.15–0.5 s each on 5NI1)."""
+PREDICTED_KEEP = 4
+
+
+def _graph_key(atoms):
+    """What the network's answer depends on: the atoms' names, residues, elements and file
+    charges, and the covalent bonds found from the coordinates (`bonds_from_distances`),
+    so moved atoms with the same bond graph give the same key; and the weights file."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for f in ("element", "atom_name", "res_name", "res_seq", "chain", "icode", "altloc",
+              "charge", "res_index"):
+        h.update(np.asarray(getattr(atoms, f)).astype(str).tobytes() if np.asarray(
+            getattr(atoms, f)).dtype == object else np.ascontiguousarray(getattr(atoms, f)).tobytes())
+    el = np.array([str(e).strip().upper() for e in atoms.element])
+    h.update(np.ascontiguousarray(bonds_from_distances(el, np.asarray(atoms.xyz))).tobytes())
+    mtime = os.path.getmtime(WEIGHTS) if os.path.exists(WEIGHTS) else None
+    return h.hexdigest(), WEIGHTS, mtime, id(predict)
+
+
 def predict_terms(atoms):
     """Δρ of a model: (c (N, 8) e, widths (N, 8) Å², implicit H (N,) or None, charges (N,)).
 
     Untrained elements get no Δρ (IAM), except that a formal charge on them is kept: −q
     electrons in one diffuse s function (an ion's IAM is the neutral atom's minus its
-    valence electrons); a warning says how many atoms.
+    valence electrons); a warning says how many atoms. The result is re-used for a model
+    with the same atoms and bond graph (`_graph_key`; the warnings are repeated).
     """
+    key = _graph_key(atoms)
+    hit = _PREDICTED.get(key)
+    if hit is None:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            hit = (*_predict_terms(atoms), [w.message for w in said])
+        for msg in hit[4]:
+            warnings.warn(msg, stacklevel=2)
+        while len(_PREDICTED) >= PREDICTED_KEEP:
+            _PREDICTED.pop(next(iter(_PREDICTED)))
+        _PREDICTED[key] = hit
+    else:
+        for msg in hit[4]:
+            warnings.warn(msg, stacklevel=2)
+    return tuple(None if v is None else v.copy() for v in hit[:4])
+
+
+def _predict_terms(atoms):
     el = np.array([str(e).strip().upper() for e in atoms.element])
     q, unknown = formal_charges(atoms)
     implicit = None if np.any(el == "H") else implicit_hydrogens(atoms)

@@ -42,20 +42,30 @@ the B stage on the d/2.5 grid instead of the map's own 1.05 Å grid, took 61 ins
 96 ms per evaluation and gave the same cctbx CC_mask after a full fit (0.8905 deposited
 start, 0.8893 from 1 Å errors)."""
 EXTRA_FIXED = True
-"""Hold a density model's grid part that includes a solvent reaction field ("ml-solvent":
-the Coulomb potential of Δρ by FFT plus a Poisson solve) as a fixed field between refreshes,
-so that an evaluation costs what the IAM's does (issue 21: `fit --density ml` ≤ 1.5× the
-IAM fit). The coordinate and B gradients then come from the atoms' own (IAM) Gaussians and
-leave out the motion of Δρ and of the field; the differentiable alternative leaves out the
-field's motion only. On a perturbed peptide (0.3 Å) both miss the true directional slope by
-5–70 % along random directions, and both point downhill (the held one's slope along −g is
-1.3× its prediction; tests/unit/test_refine_mapterm.py). The
-objective steps a little at each refresh, which can fall inside an optimiser call. False:
-made at every evaluation (as for "ml", whose grid part is an FFT only)."""
+"""Hold a density model's grid part (the Coulomb potential of the ML Δρ by FFT, "ml", plus
+the Poisson reaction field, "ml-solvent") as a fixed field between refreshes, so that an
+evaluation costs what the IAM's does (issue 21: `fit --density ml` ≤ 1.5× the IAM fit; made
+at every evaluation, the screened Δρ potential took 50–55 ms of forward + backward against
+13–19 ms for the whole IAM target on 5NI1). The coordinate and B gradients then come from
+the atoms' own (IAM) Gaussians and leave out the motion of Δρ and of the field; the
+differentiable alternative leaves out the field's motion only. On a perturbed peptide
+(0.3 Å) both miss the true directional slope by 5–70 % along random directions, and both
+point downhill (the held one's slope along −g is 1.3× its prediction;
+tests/unit/test_refine_mapterm.py). The objective steps a little at each refresh, which can
+fall inside an optimiser call. False: made at every evaluation, differentiable."""
+EXTRA_HOLD_SCREENED = True
+"""With `EXTRA_FIXED`, hold the screened "ml" potential too (not only fields with a solvent
+reaction field). Measured on 5NI1 (benchmarks/RESULTS.md, issue 21, third session)."""
 EXTRA_REFRESH = 0.2
 """Å (rms over the map-term atoms): the fixed grid part is made again after this much motion."""
+EXTRA_REFRESH_MAX = 0.5
+"""Å: ... or once any one map-term atom has moved this far (a side chain flipping while the
+rest stays put)."""
 EXTRA_REFRESH_B = 5.0
 """Å² (rms over the map-term atoms): ... or after this much change of B (the B stage)."""
+EXTRA_KEEP = 4
+"""Held fields kept per map term, one per frame and blur (the blurred and the
+Fourier-truncated model maps alternate in the B stage)."""
 GAUSS_TOL = 1e-3
 """Largest relative error of a compressed form factor for s ≤ 1/d (see `compress_gaussians`)."""
 
@@ -153,6 +163,58 @@ def _compress_row(a, b, s2, tol):
     return a, b
 
 
+def site_surrogate(extra, site, b2, d: float):
+    """Amplitudes on the sites' own Gaussians that stand in for a held grid part.
+
+    For the screened Mott–Bethe potential of a per-atom Δρ ("ml": `GaussianExtra` with a
+    `ScreenedCoulomb` filter) each atom's potential has the form factor
+    ΔV_j(s) = K(s²) Σ_k c_jk exp(−w_k s²/4); it is fitted, by weighted least squares over
+    s ≤ 1/d (weight s² exp(−B s²/2), B = `default_blur`), by the two Gaussians of the
+    atom's first site (widths ``b2``, unchanged), both blurred by B_j + blur in the map as
+    ΔV_j is. The map term adds these amplitudes to the sites while the grid part is held,
+    so the coordinate and B gradients see (this smooth stand-in of) Δρ's potential move
+    with the atoms at no extra cost; the held field takes the difference, so the map is
+    exact whenever the field is made. None when there is nothing to stand in for
+    (no grid part, no filter, or a solvent reaction field, whose bare kernel diverges at
+    s = 0).
+
+    Parameters
+    ----------
+    extra : GaussianExtra or None
+        The grid part, rows as the map-term atoms.
+    site : ndarray, shape (S,), int
+        Row of ``extra`` each site belongs to (`compress_gaussians`).
+    b2 : ndarray, shape (S, 2)
+        Site widths (Å²).
+    d : float
+        Resolution (Å).
+
+    Returns
+    -------
+    ndarray, shape (S, 2) or None
+        Amplitudes (the table's units), zero on every site but each atom's first.
+    """
+    if extra is None or getattr(extra, "filter", None) is None or getattr(
+            extra, "solvent", None) is not None or not hasattr(extra, "c"):
+        return None
+    c, w = np.asarray(extra.c, np.float64), np.asarray(extra.w, np.float64)
+    site = np.asarray(site)
+    first = np.flatnonzero(np.r_[True, site[1:] != site[:-1]])   # sites sorted by atom
+    s2 = np.linspace(0.0, 1.0 / d**2, 64)
+    sw = np.sqrt(s2 * np.exp(-default_blur(d) * s2 / 2))
+    kern = np.asarray(extra.filter.kernel(s2), np.float64)
+    out = np.zeros(np.shape(b2))
+    keys = np.concatenate([np.asarray(b2, np.float64)[first], w[site[first]]], 1)
+    rows, inverse = np.unique(keys, axis=0, return_inverse=True)
+    for i, key in enumerate(rows):
+        pick = first[inverse.reshape(-1) == i]
+        basis = np.exp(-np.outer(s2, key[:2]) / 4) * sw[:, None]          # (64, 2)
+        g = kern[:, None] * np.exp(-np.outer(s2, key[2:]) / 4) * sw[:, None]  # (64, K)
+        proj = np.linalg.lstsq(basis, g, rcond=1e-10)[0]                  # (2, K)
+        out[pick] = c[site[pick]] @ proj.T
+    return out
+
+
 class MapTerm:
     """−CC_mask (or LSQ) between the experimental sub-map and a simulated model map.
 
@@ -228,6 +290,12 @@ class MapTerm:
         self.site_scale = None if scale is None or np.all(scale[self.atoms[site]] == 1.0) else \
             torch.as_tensor(scale[self.atoms[site]][:, None], **kw)
         self.site_terms = DensityTerms(a2, b2, terms.table, name=terms.name)
+        # the held grid part's stand-in on the sites' own Gaussians (`site_surrogate`)
+        delta = site_surrogate(self.extra, site, b2, self.d)
+        self.site_delta = None if delta is None else DensityTerms(delta, b2, terms.table,
+                                                                  name=terms.name)
+        self.site_terms_held = None if delta is None else DensityTerms(
+            a2 + delta, b2, terms.table, name=terms.name)
         self.exp0 = torch.as_tensor(np.array(self.grid.values), **kw)
         self.exp0 = self.exp0 - self.exp0.mean()
         self.exp, self.mask, self.blur = self.exp0, None, default_blur(self.d)
@@ -327,65 +395,112 @@ class MapTerm:
         grid (`frame`), else the blurred map on the current (blur-dependent) grid.
         """
         sel = self.sites
+        terms = self._terms()
         if fourier:
             fr = self.fft_frame
             nb = refmac_blur(float(b_iso[sel].detach().min()), float(fr.voxel_size.max()))
-            m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.site_terms, fr,
-                                blur=nb, method="fourier", d_min=self.d,
-                                cutoff=CUTOFF_FOURIER)
+
+            def sites(t, *a):
+                return simulate_tensor(*_take(sel, *a), t, fr, blur=nb, method="fourier",
+                                       d_min=self.d, cutoff=CUTOFF_FOURIER)
+
+            m = sites(terms, xyz, b_iso, occ)
             if self.extra is not None:
-                dv = self._extra_map(xyz, b_iso, occ, fr, nb)
-                m = m + fourier_truncate(dv, fr, self.d, unblur=nb)
+                m = m + self._extra_map(xyz, b_iso, occ, fr, nb, sites, lambda dv: (
+                    fourier_truncate(dv, fr, self.d, unblur=nb)))
             nz, ny, nx = self.frame.shape
             return m[:nz, :ny, :nx]
-        m = simulate_tensor(*_take(sel, xyz, b_iso, occ), self.site_terms, self.cur_frame,
-                            blur=self._site_blur(), method="blur", cutoff=CUTOFF,
-                            radius=self._radii(xyz, b_iso, occ))
+
+        def sites(t, *a):
+            return simulate_tensor(*_take(sel, *a), t, self.cur_frame, blur=self._site_blur(),
+                                   method="blur", cutoff=CUTOFF, radius=self._radii(*a, t))
+
+        m = sites(terms, xyz, b_iso, occ)
         if self.extra is not None:
-            m = m + self._extra_map(xyz, b_iso, occ, self.cur_frame, self.blur)
+            m = m + self._extra_map(xyz, b_iso, occ, self.cur_frame, self.blur, sites)
         return m
 
-    def _extra_map(self, xyz, b_iso, occ, frame, blur):
-        """The density model's grid part; with a solvent reaction field ("ml-solvent": the
-        Δρ potential and the field) held as a fixed field, made again when the frame or blur changes or once the atoms
-        have moved `EXTRA_REFRESH` Å or their B changed `EXTRA_REFRESH_B` Å² (rms) since
-        (`EXTRA_FIXED`; else differentiable, made at every evaluation)."""
+    def _extra_map(self, xyz, b_iso, occ, frame, blur, sites, post=None):
+        """The density model's grid part (through ``post``, e.g. a Fourier truncation).
+
+        A filtered one ("ml": the screened Δρ potential; "ml-solvent": the Δρ potential and
+        the reaction field) is held as a fixed field per frame and blur (`EXTRA_FIXED`,
+        `EXTRA_HOLD_SCREENED`), made again once the atoms have moved `EXTRA_REFRESH` Å rms
+        or one of them `EXTRA_REFRESH_MAX` Å, or their B (rms) plus the blur changed
+        `EXTRA_REFRESH_B` Å² since it was made. While held, the sites carry a differentiable stand-in of it
+        (`site_surrogate`, added to their Gaussians by `_terms`), and the held field is the
+        grid part minus that stand-in at the atoms' positions when made: the sum is exact
+        when made, and the gradient sees the stand-in move with the atoms. ``sites(terms,
+        xyz, b_iso, occ)`` makes the sites' map. Else differentiable, made at every
+        evaluation.
+        """
         import torch
 
+        post = post or (lambda v: v)
         args = _take(self.atoms_t, xyz, b_iso, occ)
-        if not EXTRA_FIXED or getattr(self.extra, "solvent", None) is None:
-            return grid_extra(self.extra, *args, frame, blur, CUTOFF)
+        if not self._holds_extra():
+            return post(grid_extra(self.extra, *args, frame, blur, CUTOFF))
         x, b = args[0].detach(), args[1].detach()
-        key = (tuple(frame.shape), tuple(np.round(frame.origin, 4)), round(float(blur), 4))
-        hit = getattr(self, "_extra_cache", None)
-        if hit is not None and hit[0] == key and hit[1].shape == x.shape and float(
-                ((hit[1] - x) ** 2).sum(1).mean().sqrt()) < EXTRA_REFRESH and float(
-                ((hit[2] - b) ** 2).mean().sqrt()) < EXTRA_REFRESH_B:
-            return hit[3]
+        # the B stage's Fourier-truncated map splats with a blur that follows min(B) and
+        # removes it again: a blur change counts like a change of every B
+        key = (tuple(frame.shape), tuple(np.round(frame.origin, 4)),
+               tuple(np.round(frame.voxel_size, 5)), post is None)
+        cache = getattr(self, "_extra_cache", None)
+        if cache is None:                        # None: nothing held (tests reset it so)
+            cache = self._extra_cache = {}
+        hit = cache.get(key)
+        if hit is not None and hit[0].shape == x.shape:
+            d2 = ((hit[0] - x) ** 2).sum(1)
+            db = float(((hit[1] - b) ** 2).mean().sqrt()) + abs(hit[3] - float(blur))
+            if (float(d2.mean().sqrt()) < EXTRA_REFRESH
+                    and float(d2.max().sqrt()) < EXTRA_REFRESH_MAX and db < EXTRA_REFRESH_B):
+                return hit[2]
         with torch.no_grad():
-            v = grid_extra(self.extra, x, b, args[2].detach(), frame, blur, CUTOFF)
-        self._extra_cache = (key, x.clone(), b.clone(), v)
+            v = post(grid_extra(self.extra, x, b, args[2].detach(), frame, blur, CUTOFF))
+            if self.site_terms_held is not None:       # minus the stand-in, as the sites make it
+                a = (xyz.detach(), b_iso.detach(), occ.detach())
+                v = v - sites(self.site_terms_held, *a) + sites(self.site_terms, *a)
+        cache.pop(key, None)
+        while len(cache) >= EXTRA_KEEP:
+            cache.pop(next(iter(cache)))
+        cache[key] = (x.clone(), b.clone(), v, float(blur))
         return v
+
+    def _holds_extra(self) -> bool:
+        """Whether the grid part is held as a fixed field (`EXTRA_FIXED`)."""
+        if not EXTRA_FIXED:
+            return False
+        return getattr(self.extra, "solvent", None) is not None or (
+            EXTRA_HOLD_SCREENED and getattr(self.extra, "filter", None) is not None)
 
     def _site_blur(self):
         """Blur (Å²) of the coordinate stages' model map: one value, or per site (S, 1) at
         each atom's local resolution (``d_atom``)."""
         return self.blur if self.site_scale is None else self.blur * self.site_scale
 
-    def _radii(self, xyz, b_iso, occ):
-        """Cutoff radii of the sites at the current blur, cached while B stays the same
-        tensor, unmodified (the coordinate stages: ~1 ms per evaluation on 5NI1)."""
+    def _radii(self, xyz, b_iso, occ, terms=None):
+        """Cutoff radii of the sites (``terms``, default `_terms`) at the current blur, cached
+        while B stays the same tensor, unmodified (the coordinate stages: ~1 ms per
+        evaluation on 5NI1)."""
         # the cache holds the B tensor and the sites themselves (not their addresses, which
         # a new tensor could reuse once the old one is freed)
         hit = getattr(self, "_radii_for", None)
+        terms = self._terms() if terms is None else terms
         if hit is None or not (hit[0] is b_iso and hit[1] == b_iso._version
-                               and hit[2] == self.blur and hit[3] is self.sites):
+                               and hit[2] == self.blur and hit[3] is self.sites
+                               and hit[4] is terms):
             sel = self.sites
-            _, _, width = self.site_terms.components(xyz[sel], b_iso[sel], occ[sel],
-                                                     self._site_blur())
-            self._radii_for = (b_iso, b_iso._version, self.blur, self.sites)
-            self._radii_val = atom_radii(self.site_terms.a, width, CUTOFF)
+            _, _, width = terms.components(xyz[sel], b_iso[sel], occ[sel], self._site_blur())
+            self._radii_for = (b_iso, b_iso._version, self.blur, self.sites, terms)
+            self._radii_val = atom_radii(terms.a, width, CUTOFF)
         return self._radii_val
+
+    def _terms(self):
+        """The sites' Gaussians: the density model's, plus the surrogate of the grid part
+        while that is held (`site_surrogate`)."""
+        if self.site_terms_held is not None and self._holds_extra():
+            return self.site_terms_held
+        return self.site_terms
 
     def target(self, xyz, b_iso, occ, fourier: bool = False, kind: str | None = None):
         """Map target (0-d tensor): −CC over the mask, or Σ(e − k m)²/Σe² (k fitted).

@@ -216,3 +216,32 @@ def test_ligand_charges_come_from_the_restraint_dictionary():
     odd = hem.replace(res_name=np.full(7, "QQ9"))
     q2, unknown2 = charges.formal_charges(odd)
     assert unknown2 and not q2.any()
+
+
+def test_predict_terms_reused_for_the_same_bond_graph():
+    """`ml.predict_terms` runs the network once per atoms + bond graph (issue 21, fit cost:
+    a fit asks for the terms three times): moved atoms with the same bonds get the same
+    coefficients, the warnings are said again, and a changed charge is predicted afresh."""
+    import warnings
+
+    from densrefine.build import ideal_peptide
+
+    at = ideal_peptide("AKEG").atoms
+    with warnings.catch_warnings(record=True) as first:
+        warnings.simplefilter("always")
+        c1, w1, imp1, q1 = ml.predict_terms(at)
+    moved = at.replace(xyz=np.asarray(at.xyz) + 0.05)
+    with warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        c2, w2, imp2, q2 = ml.predict_terms(moved)
+    assert np.array_equal(c1, c2) and np.array_equal(q1, q2) and np.array_equal(w1, w2)
+    assert (imp1 is None and imp2 is None) or np.array_equal(imp1, imp2)
+    assert [str(w.message) for w in first] == [str(w.message) for w in again]
+    c2[:] = 0.0                                          # a copy: the cache is not touched
+    assert np.array_equal(ml.predict_terms(at)[0], c1)
+    charge = np.asarray(at.charge).copy()
+    charge[np.flatnonzero(np.asarray(at.atom_name) == "CB")[0]] = -1
+    c3 = ml.predict_terms(at.replace(charge=charge))[0]
+    assert not np.allclose(c3, c1)
+    ml._PREDICTED.clear()
+    assert np.allclose(ml.predict_terms(at)[0], c1)      # the same answer made afresh
