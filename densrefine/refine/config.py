@@ -440,7 +440,7 @@ def validate(cfg: FitConfig) -> FitConfig:
     if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not m >= 0):
         raise input_error("rotamer_margin", f"{m!r} must be a number >= 0 or null",
                           "give e.g. 0.3 (map σ)")
-    if cfg.reference_kind not in ("position", "torsion", "both"):
+    if cfg.reference_kind not in ("position", "torsion"):
         raise input_error("reference_kind", f"{cfg.reference_kind!r} is not known",
                           "use position or torsion")
     for key in ("reference_torsion_sigma", "reference_torsion_limit"):

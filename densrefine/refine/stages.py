@@ -322,10 +322,9 @@ def _reference_restraints(run):
     held = run.moving & (run.d_atom >= cfg.low_resolution) if auto else run.moving
     if not held.any():
         return
-    if cfg.reference_kind in ("torsion", "both"):
+    if cfg.reference_kind == "torsion":
         _reference_torsions(run, held, auto)
-        if cfg.reference_kind == "torsion":
-            return
+        return
     run.ref = run.xyz.detach().clone()
     run.ref_k = torch.as_tensor(np.where(held, 1.0 / sigma ** 2, 0.0), device=run.xyz.device,
                                 dtype=run.xyz.dtype)
