@@ -99,6 +99,7 @@ class Run:
         self.ref_k = None
         self.ref_tors = None  # (idx (k, 4), start angle (k,) deg, σ deg, limit deg)
         self.nonbonded_final = None  # nonbonded multiplier at the finest blur (engine)
+        self.reference_kind = "position"  # what reference restraints hold (engine resolves)
         # resolution the map supports around each atom (Å; `DataSpec.d_atom`)
         self.d_atom = np.full(len(at), float(term.d)) if d_atom is None else d_atom
         self.rigid_atoms = None  # (N,) bool: the data term's atoms in rigid/SSE passes
@@ -348,6 +349,7 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     run = Run(model, term, geom, moving, cfg, dev, dtype, stats, callback, monitor,
               spec.d_atom(len(at)))
     run.nonbonded_final = _nonbonded_final(cfg, spec)
+    run.reference_kind = _reference_kind(cfg, spec)
     if spec.local is not None:
         stats["input"]["local_resolution"] = spec.local.summary()
     if (not cfg.rigid_side_chains and "xyz" in cfg.stages
@@ -390,6 +392,14 @@ def _nonbonded_final(cfg, spec):
     if v == "auto":
         return None if spec.kind == "xray" else NONBONDED_FINAL_MAPS
     return None if v is None else float(v)
+
+
+def _reference_kind(cfg, spec) -> str:
+    """``reference_kind``, "auto" resolved: torsions with ``reference_sigma: auto`` against
+    maps; positions against X-ray data or with a σ given (``--reference-restraints S``)."""
+    if cfg.reference_kind != "auto":
+        return cfg.reference_kind
+    return "torsion" if spec.kind != "xray" and cfg.reference_sigma == "auto" else "position"
 
 
 def _scaled_aniso(at, b_new):

@@ -322,7 +322,7 @@ def _reference_restraints(run):
     held = run.moving & (run.d_atom >= cfg.low_resolution) if auto else run.moving
     if not held.any():
         return
-    if cfg.reference_kind == "torsion":
+    if getattr(run, "reference_kind", "position") == "torsion":
         _reference_torsions(run, held, auto)
         return
     run.ref = run.xyz.detach().clone()

@@ -143,3 +143,23 @@ def test_reference_torsion_energy_top_out():
     for delta, expect in ((1.0, (1 / 3) ** 2), (90.0, 25.0)):       # harmonic, then flat
         e = reference_torsion_energy(x, idx, start - delta, 3.0, 15.0) / 3
         assert float(e) == pytest.approx(expect, rel=0.02 if delta < 5 else 1e-3)
+
+
+@pytest.mark.parametrize("kind, sigma, data, expect", [
+    ("auto", "auto", "map", "torsion"), ("auto", "auto", "half maps", "torsion"),
+    ("auto", "auto", "xray", "position"), ("auto", 0.2, "map", "position"),
+    ("position", "auto", "map", "position"), ("torsion", "auto", "xray", "torsion")])
+def test_auto_choices_follow_the_data(kind, sigma, data, expect):
+    """The "auto" defaults: torsion reference restraints, riding hydrogens and the stronger
+    final nonbonded term against maps; none of them against X-ray data."""
+    from types import SimpleNamespace
+
+    from densrefine.refine import engine
+    from densrefine.refine.config import FitConfig
+
+    cfg = FitConfig(reference_kind=kind, reference_sigma=sigma)
+    spec = SimpleNamespace(kind=data)
+    assert engine._reference_kind(cfg, spec) == expect
+    em = data != "xray"
+    assert engine._riding(cfg, spec) is em
+    assert engine._nonbonded_final(cfg, spec) == (engine.NONBONDED_FINAL_MAPS if em else None)
