@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import resource
 import time
 import warnings
 
@@ -28,14 +27,13 @@ import numpy as np
 
 from ..errors import input_error
 from ..grid import sub_box
-from ..refine import FitConfig, RefineResult, fit, load_config
-from ..refine.engine import _scaled_aniso
+from ..refine import FitConfig, RefineResult, fit, load_config, scaled_aniso
 from ..restraints import build_restraints
 from ..scoring import score
 from ..types import Grid, Model
 from .cluster import ClusterSpec, check_spec, open_client
-from .jobs import _LOCK, worker_name
 from .partition import HALO, halo_of, plan_partitions, sub_model
+from .worker import JOB_LOCK, peak_rss_mb, worker_name
 
 log = logging.getLogger("densrefine")
 
@@ -88,14 +86,9 @@ def _captured(fn, *args, **kw):
         lg.setLevel(old[1])
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB; Linux ru_maxrss is in kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def refine_block(task: dict) -> dict:
     """On a worker: refine one block (``task``: model, grid, d, select, config, fit kw)."""
-    with _LOCK:
+    with JOB_LOCK:
         t0 = time.perf_counter()
         sel = task["select"]
         res, lines = _captured(fit, task["model"], task["grid"], task["d"],
@@ -117,7 +110,7 @@ def refine_block(task: dict) -> dict:
                             "n_calls": len(st.get("cycles") or [])},
                 "warnings": [ln[9:] for ln in lines if ln.startswith("warning: ")],
                 "time_s": time.perf_counter() - t0, "worker": worker_name(),
-                "peak_rss_mb": _peak_rss_mb()}
+                "peak_rss_mb": peak_rss_mb()}
 
 
 def _angles_deg(xyz, tri):
@@ -130,7 +123,7 @@ def _angles_deg(xyz, tri):
 
 def check_block(task: dict) -> dict:
     """On a worker: bonds and angles touching the block, in global atom indices."""
-    with _LOCK:
+    with JOB_LOCK:
         t0 = time.perf_counter()
         m, idx, sel = task["model"], task["index"], task["select"]
         rs, _ = _captured(build_restraints, m, **task["restraint_kw"])
@@ -150,7 +143,7 @@ def check_block(task: dict) -> dict:
                 "angle_dev": _angles_deg(xyz, ang) - np.asarray(rs.angle_ideal)[akeep],
                 "labels": {int(idx[k]): str(rs.labels[k]) for k in across},
                 "time_s": time.perf_counter() - t0, "worker": worker_name(),
-                "peak_rss_mb": _peak_rss_mb()}
+                "peak_rss_mb": peak_rss_mb()}
 
 
 def _submit_all(client, fn, tasks, name, what: str = "block"):
@@ -226,6 +219,28 @@ def _geometry(checks, parts, n_atoms) -> tuple[dict, dict]:
              "rmsz": float(np.sqrt(np.mean(za ** 2))) if len(za) else None,
              "per_pass": per_pass, "worst": worst}
     return geom, bound
+
+
+NOT_PARTITIONED = {"select": None, "half_maps": None, "half_map_work": "half1",
+                   "labin": None, "xray_map": "auto", "twin": "auto",
+                   "xray_target": "auto", "monitor": None}
+"""Options of `densrefine.refine.fit` that partitioned refinement does not take, with
+their defaults (a default value passed explicitly is accepted)."""
+
+
+def refuse_fit_options(options: dict) -> None:
+    """Refuse options of a whole-model fit given with ``partition`` (`dr.fit`).
+
+    Raises
+    ------
+    InputError
+        Naming the option (``select``, half maps, X-ray options, ``monitor``) and the fix.
+    """
+    for key, default in NOT_PARTITIONED.items():
+        if key in options and options[key] != default:
+            raise input_error(f"{key}=", "cannot be combined with partition= (partitioned "
+                              "refinement refines every atom against one cryo-EM map)",
+                              f"leave {key} out, or refine without partition=")
 
 
 def check_inputs(model: Model, emap, resolution) -> Grid:
@@ -363,7 +378,7 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
                                              "wall_s": time.perf_counter() - t0})
         if callback is not None:
             callback(stats)
-    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=_scaled_aniso(at, b)))
+    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=scaled_aniso(at, b)))
     labels = np.array([pt.block_of(n) for pt in parts])
     checks = _submit_all(client, check_block, [
         {"model": sub_model(new, t), "index": t, "select": np.isin(t, blk),

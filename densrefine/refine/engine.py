@@ -348,7 +348,7 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     xyz, b = np.array(at.xyz, np.float64), np.array(at.b_iso, np.float64)
     xyz[moving] = run.numpy_xyz()[moving]  # fixed atoms keep their exact input values
     b[moving] = run.numpy_b()[moving]
-    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=_scaled_aniso(at, b)))
+    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=scaled_aniso(at, b)))
     output.finish_stats(stats, model, new, spec.grid, spec.d, dev, geom,
                         time.perf_counter() - t0)
     stats.update(term.finish(new))
@@ -356,8 +356,21 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     return RefineResult(new, stats, run.cycles)
 
 
-def _scaled_aniso(at, b_new):
-    """ANISOU scaled by B_new/B_old, so refined isotropic B and the written U agree."""
+def scaled_aniso(at, b_new):
+    """ANISOU scaled by B_new/B_old, so refined isotropic B and the written U agree.
+
+    Parameters
+    ----------
+    at : Atoms
+        The atoms before refinement (their ``b_iso`` and ``u_aniso``).
+    b_new : ndarray (N,) float
+        Refined isotropic B (Å²).
+
+    Returns
+    -------
+    ndarray (N, 6) or None
+        ``at.u_aniso`` scaled per atom (its dtype kept); None when the atoms have none.
+    """
     u = at.u_aniso
     if u is None:
         return None
