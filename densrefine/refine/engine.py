@@ -122,7 +122,7 @@ class Run:
         import torch
 
         data = self.term.cycle_stats(self.xyz, self.b, self.occ, self.fourier)
-        g = bond_angle_rmsd(self.numpy_xyz(), self.geom.restraints)
+        g = bond_angle_rmsd(self.numpy_xyz(), self.geom.restraints, self.moving)
         cc = data.pop("cc_mask_term", None)
         with torch.no_grad():   # one fixed reference for every call: the map at d
             ref = -float(self.term.target(self.xyz, self.b, self.occ, True, kind="cc"))

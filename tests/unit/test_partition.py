@@ -166,3 +166,37 @@ def test_partitioned_fit_end_to_end_in_process():
     assert s["partition"]["peak_rss_mb_per_worker"] > 0
     rmsd = lambda a, b: np.sqrt(((a.atoms.xyz - b.atoms.xyz) ** 2).sum(1).mean())
     assert rmsd(res.model, truth) < rmsd(start, truth)
+
+
+def test_cycle_geometry_counts_only_restraints_with_a_moving_atom():
+    """A block's weight control sees the bonds it can change, not its fixed halo's."""
+    from types import SimpleNamespace
+
+    from densrefine.restraints.stats import bond_angle_rmsd
+
+    xyz = np.array([[0, 0, 0], [1.6, 0, 0], [3.6, 0, 0], [5.6, 0, 0]], float)
+    rs = SimpleNamespace(bonds=np.array([[0, 1], [1, 2], [2, 3]]),
+                         bond_ideal=np.array([1.5, 1.5, 1.5]),
+                         angles=np.array([[0, 1, 2], [1, 2, 3]]),
+                         angle_ideal=np.array([180.0, 170.0]))
+    moving = np.array([True, False, False, False])
+    every = bond_angle_rmsd(xyz, rs)
+    assert every["bond_rmsd"] == pytest.approx(np.sqrt((0.01 + 0.25 + 0.25) / 3))
+    assert every["angle_rmsd"] == pytest.approx(np.sqrt(100 / 2))
+    part = bond_angle_rmsd(xyz, rs, moving)     # bonds 1-2, 2-3 and angle 1-2-3: all fixed
+    assert part["bond_rmsd"] == pytest.approx(0.1)
+    assert part["angle_rmsd"] == pytest.approx(0.0, abs=1e-6)
+    assert bond_angle_rmsd(xyz, rs, np.ones(4, bool)) == every
+
+
+def test_later_passes_refine_only_atoms_next_to_the_last_boundaries():
+    """Pass 2 refines the atoms that moved next to another block's moving atoms in pass 1
+    (their halo); an atom far from every boundary keeps its pass-1 position."""
+    from densrefine.distributed.blockfit import _stale
+
+    moving = np.ones(6, bool)
+    tasks = [{"index": np.array([0, 1, 2, 3]), "select": np.array([True, True, True, False])},
+             {"index": np.array([2, 3, 4, 5]), "select": np.array([False, True, True, True])}]
+    assert _stale(tasks, moving).tolist() == [False, False, True, True, False, False]
+    moving[3] = False                               # a halo atom that did not move: not stale
+    assert _stale(tasks, moving).tolist() == [False, False, True, False, False, False]
