@@ -13,7 +13,9 @@ the partition shifted by half a block, in which those atoms lie inside blocks: e
 block holding such atoms is refined again from the start with the same schedule, its halo
 where the last pass left it, and only those atoms take the new positions (every other
 atom keeps the position it got away from any boundary). A pass stops early when no atom
-is left that has only been refined next to a boundary. In ``chains`` mode the blocks are
+is left that has only been refined next to a boundary; where atoms placed by different
+passes meet, the residues of any bond beyond 4σ are refined once more (`_mend`). In
+``chains`` mode the blocks are
 the same in every pass, so a boundary can never lie inside a block: passes after the
 first refine every chain again against its neighbours' new positions, at the finest blur
 with half the macro cycles (`later_pass_config`).
@@ -413,14 +415,14 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
         if callback is not None:
             callback(stats)
     new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=scaled_aniso(at, b)))
-    labels = np.array([pt.block_of(n) for pt in parts])
-    checks = _submit_all(client, check_block, [
-        {"model": sub_model(new, t), "index": t, "select": np.isin(t, blk),
-         "cuts": labels[:, t],
-         "restraint_kw": {"monlib": monlib, "ligands": tuple(ligands), "unknown": unknown}}
-        for blk in parts[-1].blocks
-        for t in [np.sort(np.concatenate([blk, halo_of(new.atoms, blk, halo)]))]], "check",
-        "geometry check of block")
+    rkw = {"monlib": monlib, "ligands": tuple(ligands), "unknown": unknown}
+    checks = _check_all(client, new, parts, halo, rkw)
+    if redo and len(parts) > 1:
+        mended = _mend(client, new, emap, parts[-1], checks, d, cfg, halo, fit_kw, stats)
+        if mended is not None:
+            new = mended
+            xyz, b = np.array(new.atoms.xyz, np.float64), np.array(new.atoms.b_iso, np.float64)
+            checks = _check_all(client, new, parts, halo, rkw)
     geom, bound = _geometry(checks, parts, n)
     log.info("Geometry of the merged model: bond RMSD %.4f Å, angle RMSD %.3f° (%d bonds, "
              "%d angles); largest bond |z| %.2f, %d bond(s) beyond %.0fσ",
@@ -447,6 +449,47 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
     if callback is not None:
         callback(stats)
     return RefineResult(new, stats, [])
+
+
+def _check_all(client, model, parts, halo, restraint_kw) -> list:
+    """`check_block` on every block of the last partition (bonds and angles of all atoms)."""
+    labels = np.array([pt.block_of(len(model)) for pt in parts])
+    return _submit_all(client, check_block, [
+        {"model": sub_model(model, t), "index": t, "select": np.isin(t, blk),
+         "cuts": labels[:, t], "restraint_kw": restraint_kw}
+        for blk in parts[-1].blocks
+        for t in [np.sort(np.concatenate([blk, halo_of(model.atoms, blk, halo)]))]], "check",
+        "geometry check of block")
+
+
+def _mend(client, model, emap, part, checks, d, cfg, halo, fit_kw, stats):
+    """Where atoms placed by different passes meet, a bond may end up strained: refine the
+    residues of every bond beyond `BOUNDARY_SIGMA` once more (the rest fixed, finest blur,
+    half the cycles); the mended model, or None when there is nothing to mend."""
+    bonds = np.concatenate([c["bonds"] for c in checks])
+    z = np.abs(np.concatenate([c["bond_dev"] for c in checks])
+               / np.concatenate([c["bond_sigma"] for c in checks]))
+    bad = bonds[z > BOUNDARY_SIGMA]
+    if not len(bad):
+        return None
+    ri = np.asarray(model.atoms.res_index)
+    fix = np.isin(ri, np.unique(ri[bad.ravel()]))
+    blocks = [blk[fix[blk]] for blk in part.blocks]
+    blocks = [blk for blk in blocks if len(blk)]
+    log.info("%d bond(s) beyond %.0fσ where the passes' atoms meet: their %d atoms refined "
+             "once more", len(np.unique(np.sort(bad, 1), axis=0)), BOUNDARY_SIGMA,
+             int(fix.sum()))
+    tasks = [_block_task(model, emap, blk, d, later_pass_config(cfg), halo, fit_kw)
+             for blk in blocks]
+    results = _submit_all(client, refine_block, [{k: v for k, v in t.items()
+                                                  if k not in ("index", "n_halo")}
+                                                 for t in tasks], "mend")
+    at = model.atoms
+    xyz, b = np.array(at.xyz, np.float64), np.array(at.b_iso, np.float64)
+    for blk, r in zip(blocks, results):
+        xyz[blk], b[blk] = r["xyz"], r["b"]
+    stats["partition"]["mended_atoms"] = int(fix.sum())
+    return model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=scaled_aniso(at, b)))
 
 
 def _stale(tasks, moving) -> np.ndarray:
