@@ -77,8 +77,10 @@ def fit(model, data=None, resolution=None, **kwargs):
     ``cluster`` or ``client``; a cryo-EM map and ``resolution`` are needed).
     """
     if kwargs.get("partition") is not None:
-        from .distributed.blockfit import fit_partitioned
+        from .distributed.blockfit import NOT_PARTITIONED, fit_partitioned, refuse_fit_options
 
+        refuse_fit_options(kwargs)        # an InputError, not fit_partitioned's TypeError
+        kwargs = {k: v for k, v in kwargs.items() if k not in NOT_PARTITIONED}
         return fit_partitioned(model, data, resolution, **kwargs)
     kwargs.pop("partition", None)
     from .refine import fit as _f

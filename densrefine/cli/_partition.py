@@ -9,6 +9,8 @@ import logging
 import os
 import resource
 
+from ._cluster import add_cluster_args, cluster_spec
+
 log = logging.getLogger("densrefine")
 
 
@@ -27,25 +29,14 @@ def add_args(p) -> None:
     g.add_argument("--halo", type=float, metavar="Å",
                    help="residues within this distance of a block are its fixed halo "
                         "(default: 8)")
-    g.add_argument("--scheduler", metavar="ADDRESS",
-                   help="an existing Dask scheduler (default: an embedded LocalCluster)")
-    g.add_argument("--cluster", choices=["local", "slurm", "pbs", "sge"], default="local",
-                   help="batch system through dask-jobqueue (default: %(default)s)")
-    g.add_argument("--cluster-config", metavar="FILE.yaml",
-                   help="keyword arguments of dask-jobqueue's cluster class and jobs: N")
-    g.add_argument("--workers", type=int, metavar="N",
-                   help="embedded cluster: worker processes (default: cores / threads)")
-    g.add_argument("--threads", type=int, metavar="T",
-                   help="CPU threads per block (default: 1)")
-    g.add_argument("--memory-limit", metavar="SIZE",
-                   help="embedded cluster: memory per worker, e.g. 4GB")
+    add_cluster_args(g)
 
 
 def main(args) -> int:
     """Validate, open the cluster, refine in blocks, write fit's usual outputs."""
     from ..device import resolve_device
     from ..distributed.blockfit import check_inputs, fit_partitioned
-    from ..distributed.cluster import ClusterSpec, check_spec, open_client
+    from ..distributed.cluster import check_spec, open_client
     from ..distributed.partition import HALO, parse_mode, plan_partitions
     from ..errors import input_error
     from ..io import read_model, write_model
@@ -75,9 +66,7 @@ def main(args) -> int:
     emap = check_inputs(model, args.map, args.resolution)
     plan_partitions(model, mode, args.partition_passes)     # refusals before any work
     dev = resolve_device(args.device)
-    spec = ClusterSpec(scheduler=args.scheduler, cluster=args.cluster,
-                       config=args.cluster_config, workers=args.workers, threads=args.threads,
-                       memory_limit=args.memory_limit)
+    spec = cluster_spec(args)
     kw = check_spec(spec)
     with open_client(spec, kw) as (client, info):
         _common.commit(out["log"])

@@ -45,6 +45,7 @@ import os
 import sys
 
 from ..errors import InputError, input_error
+from ._cluster import CLUSTER_FLAGS, add_cluster_args
 
 log = logging.getLogger("densrefine")
 
@@ -60,8 +61,7 @@ FORBIDDEN = {"-o": "remove it: the job's output prefix is OUTDIR/NAME/NAME",
              "-h": "help is not a job option", "--help": "help is not a job option",
              **{f: "a batch job runs on one worker; refine a huge model with densrefine "
                    "fit --partition, not in a batch" for f in
-                ("--partition", "--partition-passes", "--halo", "--scheduler", "--cluster",
-                 "--cluster-config", "--workers", "--threads", "--memory-limit")}}
+                ("--partition", "--partition-passes", "--halo", *CLUSTER_FLAGS)}}
 """Options a job may not carry, each with the fix shown."""
 
 
@@ -75,24 +75,9 @@ def add_args(p) -> None:
                    help="folder of the job folders and the summary")
     g.add_argument("--task", choices=TASKS, default="fit",
                    help="command every job runs (default: %(default)s)")
-    g.add_argument("--workers", type=int, metavar="N",
-                   help="embedded cluster: worker processes (default: cores / threads)")
-    g.add_argument("--threads", type=int, metavar="T",
-                   help="CPU threads per job (torch and BLAS; default: 1)")
     g.add_argument("--force", action="store_true",
                    help="rerun jobs that an earlier run finished with the same inputs")
-    c = p.add_argument_group("cluster")
-    c.add_argument("--scheduler", metavar="ADDRESS",
-                   help="address of an existing Dask scheduler, e.g. tcp://head:8786")
-    c.add_argument("--cluster", choices=["local", "slurm", "pbs", "sge"], default="local",
-                   help="batch system through dask-jobqueue (pip install "
-                        "'densrefine[jobqueue]'); default: %(default)s (embedded)")
-    c.add_argument("--cluster-config", metavar="FILE.yaml",
-                   help="keyword arguments of dask-jobqueue's cluster class (cores, memory, "
-                        "queue, account, walltime, ...) and jobs: N")
-    c.add_argument("--memory-limit", metavar="SIZE",
-                   help="embedded cluster: memory per worker, e.g. 4GB (default: the "
-                        "machine's memory shared among the workers)")
+    add_cluster_args(p.add_argument_group("cluster"), sizes=g)
 
 
 class _Refuse(argparse.ArgumentParser):

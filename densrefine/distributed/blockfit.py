@@ -5,22 +5,32 @@ is refined by `densrefine.refine.fit` on a worker as a model of its own — the 
 atoms moving, its halo fixed (nonbonded, link and map terms see the neighbours) —
 against its own box of the map (the block plus the map term's margin and resampling
 pad). A worker receives only the block, its halo and its box, so its memory follows the
-block, not the model. The refined block atoms are merged back; the next pass uses the
-shifted partition, so atoms at one pass's boundaries are interior in the next. Passes
-after the first run the coordinate (and B) stages at the finest blur only, with half the
-macro cycles (`later_pass_config`).
+block, not the model. The refined block atoms are merged back.
+
+Atoms within the halo distance of another block's atoms (`_stale`) were refined against
+neighbours that moved at the same time, unlike in a whole-model fit. The next pass uses
+the partition shifted by half a block, in which those atoms lie inside blocks: every
+block holding such atoms is refined again from the start with the same schedule, its halo
+where the last pass left it, and only those atoms take the new positions (every other
+atom keeps the position it got away from any boundary). A pass stops early when no atom
+is left that has only been refined next to a boundary; where atoms placed by different
+passes meet, the residues of any bond beyond 4σ are refined once more (`_mend`). In
+``chains`` mode the blocks are
+the same in every pass, so a boundary can never lie inside a block: passes after the
+first refine every chain again against its neighbours' new positions, at the finest blur
+with half the macro cycles (`later_pass_config`).
 
 At the end every block of the last partition checks its bonds and angles in the merged
 model (`check_block`, restraints from the monomer library on block + halo): the model's
-bond and angle RMSD (each restraint counted once) and the bonds that cross a block
-boundary of any pass, with their z = (d − ideal)/σ.
+bond and angle RMSD (each restraint counted once), the largest bond |z| = |d − ideal|/σ
+and the bonds beyond 4σ anywhere (also where atoms placed by different passes meet), and
+the bonds that cross a block boundary of any pass, with their z.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-import resource
 import time
 import warnings
 
@@ -28,14 +38,13 @@ import numpy as np
 
 from ..errors import input_error
 from ..grid import sub_box
-from ..refine import FitConfig, RefineResult, fit, load_config
-from ..refine.engine import _scaled_aniso
+from ..refine import FitConfig, RefineResult, fit, load_config, scaled_aniso
 from ..restraints import build_restraints
 from ..scoring import score
 from ..types import Grid, Model
 from .cluster import ClusterSpec, check_spec, open_client
-from .jobs import _LOCK, worker_name
-from .partition import HALO, halo_of, plan_partitions, sub_model
+from .partition import HALO, halo_of, parse_mode, plan_partitions, sub_model
+from .worker import JOB_LOCK, peak_rss_mb, worker_name
 
 log = logging.getLogger("densrefine")
 
@@ -88,14 +97,9 @@ def _captured(fn, *args, **kw):
         lg.setLevel(old[1])
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB; Linux ru_maxrss is in kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def refine_block(task: dict) -> dict:
     """On a worker: refine one block (``task``: model, grid, d, select, config, fit kw)."""
-    with _LOCK:
+    with JOB_LOCK:
         t0 = time.perf_counter()
         sel = task["select"]
         res, lines = _captured(fit, task["model"], task["grid"], task["d"],
@@ -117,7 +121,7 @@ def refine_block(task: dict) -> dict:
                             "n_calls": len(st.get("cycles") or [])},
                 "warnings": [ln[9:] for ln in lines if ln.startswith("warning: ")],
                 "time_s": time.perf_counter() - t0, "worker": worker_name(),
-                "peak_rss_mb": _peak_rss_mb()}
+                "peak_rss_mb": peak_rss_mb()}
 
 
 def _angles_deg(xyz, tri):
@@ -130,7 +134,7 @@ def _angles_deg(xyz, tri):
 
 def check_block(task: dict) -> dict:
     """On a worker: bonds and angles touching the block, in global atom indices."""
-    with _LOCK:
+    with JOB_LOCK:
         t0 = time.perf_counter()
         m, idx, sel = task["model"], task["index"], task["select"]
         rs, _ = _captured(build_restraints, m, **task["restraint_kw"])
@@ -150,7 +154,7 @@ def check_block(task: dict) -> dict:
                 "angle_dev": _angles_deg(xyz, ang) - np.asarray(rs.angle_ideal)[akeep],
                 "labels": {int(idx[k]): str(rs.labels[k]) for k in across},
                 "time_s": time.perf_counter() - t0, "worker": worker_name(),
-                "peak_rss_mb": _peak_rss_mb()}
+                "peak_rss_mb": peak_rss_mb()}
 
 
 def _submit_all(client, fn, tasks, name, what: str = "block"):
@@ -173,12 +177,17 @@ def _submit_all(client, fn, tasks, name, what: str = "block"):
     return client.gather(futs)
 
 
-def _block_task(model, emap, part, k, d, cfg, halo, fit_kw):
-    block = part.blocks[k]
+def _block_task(model, emap, block, d, cfg, halo, fit_kw, start=None):
+    """One block's task; with ``start`` ((N, 3), (N,)) its moving atoms begin there (the
+    halo stays where ``model`` has it)."""
     h = halo_of(model.atoms, block, halo)
     idx = np.sort(np.concatenate([block, h]))
     sel = np.isin(idx, block)
     sub = sub_model(model, idx)
+    if start is not None:
+        x, bb = np.array(sub.atoms.xyz, np.float64), np.array(sub.atoms.b_iso, np.float64)
+        x[sel], bb[sel] = start[0][idx[sel]], start[1][idx[sel]]
+        sub = sub.with_atoms(sub.atoms.replace(xyz=x, b_iso=bb))
     return {"model": sub, "grid": _box(emap, np.asarray(model.atoms.xyz)[block], d, cfg),
             "d": d, "select": sel, "index": idx, "config": cfg, "fit_kw": fit_kw,
             "n_halo": len(h)}
@@ -198,7 +207,10 @@ def _geometry(checks, parts, n_atoms) -> tuple[dict, dict]:
                             np.maximum(ang[:, 0], ang[:, 2])])
     _, afirst = np.unique(akey, axis=0, return_index=True)
     adev = adev[afirst]
+    zall = np.abs(dev / sig)
     geom = {"bond_rmsd": float(np.sqrt(np.mean(dev ** 2))) if len(dev) else None,
+            "max_bond_z": float(zall.max()) if len(zall) else None,
+            "n_bonds_beyond": int((zall > BOUNDARY_SIGMA).sum()),
             "angle_rmsd": float(np.sqrt(np.mean(adev ** 2))) if len(adev) else None,
             "n_bonds": len(dev), "n_angles": len(adev),
             "source": "monomer-library restraints on each last-pass block + halo, merged "
@@ -226,6 +238,28 @@ def _geometry(checks, parts, n_atoms) -> tuple[dict, dict]:
              "rmsz": float(np.sqrt(np.mean(za ** 2))) if len(za) else None,
              "per_pass": per_pass, "worst": worst}
     return geom, bound
+
+
+NOT_PARTITIONED = {"select": None, "half_maps": None, "half_map_work": "half1",
+                   "labin": None, "xray_map": "auto", "twin": "auto",
+                   "xray_target": "auto", "monitor": None}
+"""Options of `densrefine.refine.fit` that partitioned refinement does not take, with
+their defaults (a default value passed explicitly is accepted)."""
+
+
+def refuse_fit_options(options: dict) -> None:
+    """Refuse options of a whole-model fit given with ``partition`` (`dr.fit`).
+
+    Raises
+    ------
+    InputError
+        Naming the option (``select``, half maps, X-ray options, ``monitor``) and the fix.
+    """
+    for key, default in NOT_PARTITIONED.items():
+        if key in options and options[key] != default:
+            raise input_error(f"{key}=", "cannot be combined with partition= (partitioned "
+                              "refinement refines every atom against one cryo-EM map)",
+                              f"leave {key} out, or refine without partition=")
 
 
 def check_inputs(model: Model, emap, resolution) -> Grid:
@@ -330,23 +364,36 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
     fit_kw = {"device": str(device), "seed": seed, "monlib": monlib, "ligands": tuple(ligands),
               "unknown": unknown}
     before_geo = []
+    x0, b0 = xyz.copy(), b.copy()
+    stale = None                   # atoms whose value so far came from next to a boundary
+    redo = parse_mode(partition) != "chains"   # chains: the same blocks in every pass
     for p, part in enumerate(parts):
-        cfg_p = cfg if p == 0 else later_pass_config(cfg)
         cur = model.with_atoms(at.replace(xyz=xyz, b_iso=b))
-        tasks = [_block_task(cur, emap, part, k, d, cfg_p, halo, fit_kw)
-                 for k in range(len(part.blocks))]
-        sizes = [len(bk) for bk in part.blocks]
-        log.info("Pass %d/%d (%s): %d blocks of %d–%d atoms, halo %.0f Å (%d–%d fixed atoms)",
-                 p + 1, len(parts), part.label, len(sizes), min(sizes), max(sizes), halo,
+        blocks = list(part.blocks) if p == 0 or not redo else [
+            blk for blk in part.blocks if stale[blk].any()]
+        if not blocks:
+            log.info("Pass %d/%d (%s): every atom was refined away from the block "
+                     "boundaries; done", p + 1, len(parts), part.label)
+            break
+        # later passes: the block again from the start with the full schedule, its halo
+        # where the last pass left it; only its stale atoms take the new positions
+        cfg_p = cfg if p == 0 or redo else later_pass_config(cfg)
+        tasks = [_block_task(cur, emap, blk, d, cfg_p, halo, fit_kw,
+                             (x0, b0) if p > 0 and redo else None) for blk in blocks]
+        sizes = [len(bk) for bk in blocks]
+        log.info("Pass %d/%d (%s): %d blocks of %d–%d atoms%s, halo %.0f Å (%d–%d fixed atoms)",
+                 p + 1, len(parts), part.label, len(sizes), min(sizes), max(sizes),
+                 "" if p == 0 or not redo else f" refined again from the start for the "
+                 f"{int(stale.sum())} atoms next to the last pass's boundaries", halo,
                  min(t["n_halo"] for t in tasks), max(t["n_halo"] for t in tasks))
         t0 = time.perf_counter()
         results = _submit_all(client, refine_block, [{k: v for k, v in t.items()
                                                       if k not in ("index", "n_halo")}
                                                      for t in tasks], f"block{p}")
         rows = []
-        for k, (t, r) in enumerate(zip(tasks, results)):
-            blk = part.blocks[k]
-            xyz[blk], b[blk] = r["xyz"], r["b"]
+        for k, (blk, t, r) in enumerate(zip(blocks, tasks, results)):
+            take = stale[blk] if p > 0 and redo else np.ones(len(blk), bool)
+            xyz[blk[take]], b[blk[take]] = r["xyz"][take], r["b"][take]
             s = r["summary"]
             rows.append({"block": k, "n_atoms": len(blk), "n_halo": t["n_halo"],
                          "box": list(t["grid"].shape_xyz), **s, "time_s": r["time_s"],
@@ -359,23 +406,29 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
                      "×".join(map(str, t["grid"].shape_xyz)), s["cc_mask_before"] or 0,
                      s["cc_mask_after"] or 0, s["bond_rmsd_after"] or 0, r["time_s"],
                      r["worker"], r["peak_rss_mb"])
-        stats["partition"]["passes"].append({"partition": part.label, "blocks": rows,
-                                             "wall_s": time.perf_counter() - t0})
+        near = _stale(tasks, np.isin(np.arange(n), np.concatenate(blocks)))
+        stats["partition"]["passes"].append({
+            "partition": part.label, "blocks": rows,
+            "updated_atoms": int(stale.sum()) if p > 0 and redo else n,
+            "near_boundary_atoms": int(near.sum()), "wall_s": time.perf_counter() - t0})
+        stale = near if p == 0 else stale & near
         if callback is not None:
             callback(stats)
-    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=_scaled_aniso(at, b)))
-    labels = np.array([pt.block_of(n) for pt in parts])
-    checks = _submit_all(client, check_block, [
-        {"model": sub_model(new, t), "index": t, "select": np.isin(t, blk),
-         "cuts": labels[:, t],
-         "restraint_kw": {"monlib": monlib, "ligands": tuple(ligands), "unknown": unknown}}
-        for blk in parts[-1].blocks
-        for t in [np.sort(np.concatenate([blk, halo_of(new.atoms, blk, halo)]))]], "check",
-        "geometry check of block")
+    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=scaled_aniso(at, b)))
+    rkw = {"monlib": monlib, "ligands": tuple(ligands), "unknown": unknown}
+    checks = _check_all(client, new, parts, halo, rkw)
+    if redo and len(parts) > 1:
+        mended = _mend(client, new, emap, parts[-1], checks, d, cfg, halo, fit_kw, stats)
+        if mended is not None:
+            new = mended
+            xyz, b = np.array(new.atoms.xyz, np.float64), np.array(new.atoms.b_iso, np.float64)
+            checks = _check_all(client, new, parts, halo, rkw)
     geom, bound = _geometry(checks, parts, n)
     log.info("Geometry of the merged model: bond RMSD %.4f Å, angle RMSD %.3f° (%d bonds, "
-             "%d angles)", geom["bond_rmsd"] or 0, geom["angle_rmsd"] or 0, geom["n_bonds"],
-             geom["n_angles"])
+             "%d angles); largest bond |z| %.2f, %d bond(s) beyond %.0fσ",
+             geom["bond_rmsd"] or 0, geom["angle_rmsd"] or 0, geom["n_bonds"],
+             geom["n_angles"], geom["max_bond_z"] or 0, geom["n_bonds_beyond"],
+             BOUNDARY_SIGMA)
     log.info("Block boundaries: %d bonds across them (all passes), max |z| %s, %d beyond "
              "%.0fσ", bound["bonds_across"], "n/a" if bound["max_abs_z"] is None
              else f"{bound['max_abs_z']:.2f}", bound["n_beyond"], BOUNDARY_SIGMA)
@@ -396,6 +449,57 @@ def fit_partitioned(model: Model, emap, resolution: float, *, client=None, clust
     if callback is not None:
         callback(stats)
     return RefineResult(new, stats, [])
+
+
+def _check_all(client, model, parts, halo, restraint_kw) -> list:
+    """`check_block` on every block of the last partition (bonds and angles of all atoms)."""
+    labels = np.array([pt.block_of(len(model)) for pt in parts])
+    return _submit_all(client, check_block, [
+        {"model": sub_model(model, t), "index": t, "select": np.isin(t, blk),
+         "cuts": labels[:, t], "restraint_kw": restraint_kw}
+        for blk in parts[-1].blocks
+        for t in [np.sort(np.concatenate([blk, halo_of(model.atoms, blk, halo)]))]], "check",
+        "geometry check of block")
+
+
+def _mend(client, model, emap, part, checks, d, cfg, halo, fit_kw, stats):
+    """Where atoms placed by different passes meet, a bond may end up strained: refine the
+    residues of every bond beyond `BOUNDARY_SIGMA` once more (the rest fixed, finest blur,
+    half the cycles); the mended model, or None when there is nothing to mend."""
+    bonds = np.concatenate([c["bonds"] for c in checks])
+    z = np.abs(np.concatenate([c["bond_dev"] for c in checks])
+               / np.concatenate([c["bond_sigma"] for c in checks]))
+    bad = bonds[z > BOUNDARY_SIGMA]
+    if not len(bad):
+        return None
+    ri = np.asarray(model.atoms.res_index)
+    fix = np.isin(ri, np.unique(ri[bad.ravel()]))
+    blocks = [blk[fix[blk]] for blk in part.blocks]
+    blocks = [blk for blk in blocks if len(blk)]
+    log.info("%d bond(s) beyond %.0fσ where the passes' atoms meet: their %d atoms refined "
+             "once more", len(np.unique(np.sort(bad, 1), axis=0)), BOUNDARY_SIGMA,
+             int(fix.sum()))
+    tasks = [_block_task(model, emap, blk, d, later_pass_config(cfg), halo, fit_kw)
+             for blk in blocks]
+    results = _submit_all(client, refine_block, [{k: v for k, v in t.items()
+                                                  if k not in ("index", "n_halo")}
+                                                 for t in tasks], "mend")
+    at = model.atoms
+    xyz, b = np.array(at.xyz, np.float64), np.array(at.b_iso, np.float64)
+    for blk, r in zip(blocks, results):
+        xyz[blk], b[blk] = r["xyz"], r["b"]
+    stats["partition"]["mended_atoms"] = int(fix.sum())
+    return model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=scaled_aniso(at, b)))
+
+
+def _stale(tasks, moving) -> np.ndarray:
+    """(N,) bool: atoms that moved in the last pass within the halo of another block's
+    moving atoms (they were refined against neighbours that moved at the same time)."""
+    out = np.zeros_like(moving)
+    for t in tasks:
+        h = t["index"][~t["select"]]
+        out[h[moving[h]]] = True
+    return out
 
 
 def _combined(rows) -> dict:

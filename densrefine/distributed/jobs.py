@@ -1,7 +1,8 @@
 """One batch job: its key, its folder, and running it where a Dask worker runs it.
 
 A job's outputs live in ``OUTDIR/NAME/``. The job runs in a fresh staging folder
-``OUTDIR/.staging/NAME.XXXX/`` and the finished folder replaces ``OUTDIR/NAME`` by two
+``OUTDIR/.staging/RUN/NAME.XXXX/`` (RUN: the batch run's own area, `staging_area`) and
+the finished folder replaces ``OUTDIR/NAME`` by two
 renames (`publish`), so ``OUTDIR/NAME`` always holds one complete run: the previous one
 or the new one, never a mix and never a half-written file. ``OUTDIR/NAME/job.json`` is
 the job's record (status, the one-line error of a failed job, time, worker, attempts and
@@ -14,7 +15,13 @@ all present is skipped on a rerun (`done_record`).
 
 `run_job` is what a worker executes: it takes the command's entry point
 (``densrefine.cli.main``) as an argument, so this package needs no import of the CLI.
-One job runs at a time in a worker process (the CLI's logging is process-wide).
+One job runs at a time in a worker process (the CLI's logging is process-wide;
+`densrefine.distributed.worker.JOB_LOCK`).
+
+Two batch runs may share one OUTDIR: each stages in its own ``OUTDIR/.staging/RUN/``,
+which it holds an exclusive lock on (``RUN.lock``, `fcntl.flock`) while it runs. At its
+end a run removes its own area and those of runs that died (their lock free), never the
+area of a run still going.
 """
 from __future__ import annotations
 
@@ -25,21 +32,19 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
-import threading
 import time
 import uuid
 
 from .. import __version__
 from ..report import write_json_atomic
 from .summary import metrics
+from .worker import JOB_LOCK, worker_name
 
 log = logging.getLogger("densrefine")
 
 RECORD = "job.json"
 STAGING = ".staging"
-_LOCK = threading.Lock()
 _DIGESTS: dict = {}
 
 
@@ -115,11 +120,12 @@ def done_record(outdir, job, key: str) -> dict | None:
     return rec
 
 
-def abandoned(outdir, name: str) -> list:
-    """Staging folders of earlier attempts at job ``name`` (a killed worker or client)."""
-    d = os.path.join(outdir, STAGING)
+def abandoned(staging: str, name: str) -> list:
+    """Staging folders in the run's area ``staging`` of earlier attempts at job ``name``
+    (a killed worker)."""
     try:
-        return sorted(os.path.join(d, e) for e in os.listdir(d) if e.startswith(name + "."))
+        return sorted(os.path.join(staging, e) for e in os.listdir(staging)
+                      if e.startswith(name + "."))
     except OSError:
         return []
 
@@ -135,26 +141,92 @@ def publish(staging: str, final: str) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def _try_lock(path: str):
+    """An open file holding an exclusive lock on ``path``, or None when another process
+    holds it (or it cannot be opened)."""
+    try:
+        import fcntl
+    except ImportError:                       # no flock (Windows): every area counts as live
+        return None
+    try:
+        f = open(path, "a+b")                 # noqa: SIM115 - closed by the caller
+    except OSError:
+        return None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
 def clean_staging(outdir) -> int:
-    """Remove what killed attempts left in OUTDIR/.staging; returns how many."""
+    """Remove the staging areas of dead runs in OUTDIR/.staging; returns how many.
+
+    An area whose ``RUN.lock`` another process holds belongs to a live run and is kept;
+    a folder without a lock file is left over from a dead run (a run makes its lock file
+    before its area). ``OUTDIR/.staging`` itself goes when it is empty.
+    """
     d = os.path.join(outdir, STAGING)
-    if not os.path.isdir(d):
+    try:
+        entries = sorted(os.listdir(d))
+    except OSError:
         return 0
-    n = len(os.listdir(d))
-    shutil.rmtree(d, ignore_errors=True)
+    n = 0
+    for e in entries:
+        area = os.path.join(d, e)
+        if e.endswith(".lock") or not os.path.isdir(area):
+            continue
+        held = None
+        if os.path.exists(area + ".lock"):
+            held = _try_lock(area + ".lock")
+            if held is None:
+                continue                      # a live run's area
+        shutil.rmtree(area, ignore_errors=True)
+        n += 1
+        _drop_lock(area + ".lock", held)
+    for e in entries:                         # lock files whose area is gone
+        if e.endswith(".lock") and not os.path.isdir(os.path.join(d, e[:-5])):
+            held = _try_lock(os.path.join(d, e))
+            if held is not None:
+                _drop_lock(os.path.join(d, e), held)
+    with contextlib.suppress(OSError):
+        os.rmdir(d)
     return n
 
 
-def worker_name() -> str:
-    """``host:pid`` of this process, with the Dask worker's name when there is one."""
-    base = f"{socket.gethostname()}:{os.getpid()}"
-    try:
-        from distributed import get_worker
+def _drop_lock(path, held) -> None:
+    if held is None:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    held.close()
 
-        w = get_worker()
-        return f"{w.name}@{base}" if w.name is not None else base
-    except (ImportError, ValueError):
-        return base
+
+@contextlib.contextmanager
+def staging_area(outdir):
+    """This run's staging area ``OUTDIR/.staging/RUN`` (RUN a fresh id), locked while the
+    ``with`` block runs; afterwards it is removed, with the areas of dead runs.
+
+    Yields
+    ------
+    str
+        The area's path; jobs make their folders in it (``spec["staging"]``).
+    """
+    d = os.path.join(outdir, STAGING)
+    os.makedirs(d, exist_ok=True)
+    area = os.path.join(d, new_id())
+    lock = _try_lock(area + ".lock")          # before the area: see clean_staging
+    try:
+        os.makedirs(area)
+        yield area
+    finally:
+        shutil.rmtree(area, ignore_errors=True)
+        _drop_lock(area + ".lock", lock)
+        n = clean_staging(outdir)
+        if n:
+            log.info("Removed the staging folders of %d earlier run(s) that did not finish",
+                     n)
 
 
 def run_job(spec: dict, main) -> dict:
@@ -163,28 +235,30 @@ def run_job(spec: dict, main) -> dict:
     Parameters
     ----------
     spec : dict
-        ``task``, ``job`` (a `densrefine.distributed.manifest.Job`), ``outdir``, ``key`` and
-        ``device``.
+        ``task``, ``job`` (a `densrefine.distributed.manifest.Job`), ``outdir``, ``key``,
+        ``device`` and ``staging`` (the run's area, `staging_area`; default
+        ``OUTDIR/.staging``).
     main : callable
         ``main(argv) -> int``: the CLI entry point (``densrefine.cli.main``).
     """
-    with _LOCK:                      # one job at a time per process: logging is global
+    with JOB_LOCK:                   # one job at a time per process: logging is global
         return _run_job(spec, main)
 
 
 def _run_job(spec, main) -> dict:
     task, job, outdir = spec["task"], spec["job"], spec["outdir"]
+    area = spec.get("staging") or os.path.join(outdir, STAGING)
     rec = {"name": job.name, "task": task, "status": "failed", "error": None,
            "model": job.model, "data": job.data, "half_map_2": job.half_map_2,
            "resolution": job.resolution, "options": " ".join(job.options),
            "key": spec["key"], "version": __version__, "worker": worker_name(),
-           "attempts": len(abandoned(outdir, job.name)) + 1,
+           "attempts": len(abandoned(area, job.name)) + 1,
            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "time_s": None}
     t0 = time.perf_counter()
     staging = None
     try:
-        os.makedirs(os.path.join(outdir, STAGING), exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=job.name + ".", dir=os.path.join(outdir, STAGING))
+        os.makedirs(area, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=job.name + ".", dir=area)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)     # mkdtemp makes 0700 folders
@@ -212,7 +286,7 @@ def _run_job(spec, main) -> dict:
     if staging is not None:
         try:
             write_json_atomic(os.path.join(staging, RECORD), rec)
-            for old in abandoned(outdir, job.name):
+            for old in abandoned(area, job.name):
                 if old != staging and not old.endswith(".old"):
                     shutil.rmtree(old, ignore_errors=True)
             publish(staging, os.path.join(outdir, job.name))

@@ -14,7 +14,7 @@ import sys
 import time
 
 from .. import __version__
-from .jobs import clean_staging, done_record, job_key, new_id
+from .jobs import done_record, job_key, new_id, staging_area
 from .summary import write_summary
 
 log = logging.getLogger("densrefine")
@@ -104,8 +104,6 @@ def run_jobs(client, jobs, outdir: str, task: str, execute, *, planned: dict | N
     dict
         The summary: run facts and ``jobs`` (one record per job, manifest order).
     """
-    from distributed import as_completed
-
     t0 = time.perf_counter()
     os.makedirs(outdir, exist_ok=True)
     summary = dict(doc or {}, program="densrefine batch", version=__version__, task=task,
@@ -115,14 +113,28 @@ def run_jobs(client, jobs, outdir: str, task: str, execute, *, planned: dict | N
     log.info("Jobs: %d to run, %d finished earlier with the same inputs, options and "
              "version (skipped)%s", len(todo), len(jobs) - len(todo),
              "; --force reruns them all" if force else "")
+    with staging_area(outdir) as area:
+        _collect(client, todo, outdir, task, execute, keys, records, device, area, bar,
+                 lambda: _write(outdir, summary, jobs, records, t0, html=False))
+    return _write(outdir, summary, jobs, records, t0, html=True)
+
+
+def _collect(client, todo, outdir, task, execute, keys, records, device, area, bar,
+             rewrite) -> None:
+    """Submit ``todo`` with the staging area ``area``, put each job's record in
+    ``records`` as it ends, call ``rewrite()`` at most every `SUMMARY_EVERY_S`."""
+    from distributed import as_completed
+
     futures = {}
     for j in todo:
         spec = {"task": task, "job": j, "outdir": os.path.abspath(outdir), "key": keys[j.name],
-                "device": device}
+                "device": device, "staging": area}
         fut = client.submit(execute, spec, key=f"densrefine-{task}-{j.name}-{new_id()}",
                             pure=False)
         futures[fut] = j
-    progress = _bar(len(todo)) if bar and todo else None
+    if not futures:
+        return
+    progress = _bar(len(todo)) if bar else None
     last = 0.0
     try:
         for fut in as_completed(futures, loop=client.loop):
@@ -136,15 +148,11 @@ def run_jobs(client, jobs, outdir: str, task: str, execute, *, planned: dict | N
             if progress is not None:
                 progress.update(1)
             if time.perf_counter() - last > SUMMARY_EVERY_S:
-                _write(outdir, summary, jobs, records, t0, html=False)
+                rewrite()
                 last = time.perf_counter()
     finally:
         if progress is not None:
             progress.close()
-    n_stale = clean_staging(outdir)
-    if n_stale:
-        log.info("Removed %d staging folder(s) of killed attempts", n_stale)
-    return _write(outdir, summary, jobs, records, t0, html=True)
 
 
 def _write(outdir, summary, jobs, records, t0, html):

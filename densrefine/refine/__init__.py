@@ -31,12 +31,14 @@ _LAZY = {"FitConfig": ".config", "MapConfig": ".config", "WeightConfig": ".confi
          "dump_config": ".config", "load_config": ".config", "DataSpec": ".data",
          "HalfMapTerm": ".data", "make_term": ".data", "read_data": ".data",
          "RefineResult": ".engine", "Run": ".engine", "fit": ".engine",
-         "process_settings": ".engine", "MapTerm": ".mapterm", "parse_selection": ".select",
+         "process_settings": ".engine", "scaled_aniso": ".engine", "MapTerm": ".mapterm",
+         "parse_selection": ".select",
          "select_atoms": ".select", "XrayTerm": ".xray"}
 
 __all__ = ["DataSpec", "FitConfig", "HalfMapTerm", "MapConfig", "MapTerm", "RefineResult", "Run",
            "WeightConfig", "XrayTerm", "dump_config", "fit", "load_config", "make_term",
-           "parse_selection", "process_settings", "read_data", "select_atoms"]
+           "parse_selection", "process_settings", "read_data", "scaled_aniso",
+           "select_atoms"]
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -137,7 +137,7 @@ class Run:
         import torch
 
         data = self.term.cycle_stats(self.xyz, self.b, self.occ, self.fourier)
-        g = bond_angle_rmsd(self.numpy_xyz(), self.geom.restraints)
+        g = bond_angle_rmsd(self.numpy_xyz(), self.geom.restraints, self.moving)
         cc = data.pop("cc_mask_term", None)
         with torch.no_grad():   # one fixed reference for every call: the map at d
             ref = -float(self.term.target(self.xyz, self.b, self.occ, True, kind="cc"))
@@ -367,7 +367,7 @@ def _run(model, spec: DataSpec, cfg, select, dev, callback, monitor, restraints:
     xyz, b = np.array(at.xyz, np.float64), np.array(at.b_iso, np.float64)
     xyz[moving] = run.numpy_xyz()[moving]  # fixed atoms keep their exact input values
     b[moving] = run.numpy_b()[moving]
-    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=_scaled_aniso(at, b)))
+    new = model.with_atoms(at.replace(xyz=xyz, b_iso=b, u_aniso=scaled_aniso(at, b)))
     output.finish_stats(stats, model, new, spec.grid, spec.d, dev, geom,
                         time.perf_counter() - t0)
     stats.update(term.finish(new))
@@ -402,8 +402,21 @@ def _reference_kind(cfg, spec) -> str:
     return "torsion" if spec.kind != "xray" and cfg.reference_sigma == "auto" else "position"
 
 
-def _scaled_aniso(at, b_new):
-    """ANISOU scaled by B_new/B_old, so refined isotropic B and the written U agree."""
+def scaled_aniso(at, b_new):
+    """ANISOU scaled by B_new/B_old, so refined isotropic B and the written U agree.
+
+    Parameters
+    ----------
+    at : Atoms
+        The atoms before refinement (their ``b_iso`` and ``u_aniso``).
+    b_new : ndarray (N,) float
+        Refined isotropic B (Å²).
+
+    Returns
+    -------
+    ndarray (N, 6) or None
+        ``at.u_aniso`` scaled per atom (its dtype kept); None when the atoms have none.
+    """
     u = at.u_aniso
     if u is None:
         return None

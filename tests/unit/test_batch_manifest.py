@@ -217,3 +217,72 @@ def test_run_job_records_a_failure_in_one_line(pair, tmp_path):
     on_disk = json.loads((tmp_path / bad.name / jobs_mod.RECORD).read_text())
     assert on_disk["status"] == "failed" and on_disk["error"] == rec["error"]
     assert not os.listdir(tmp_path / ".staging")
+
+
+def test_two_runs_sharing_outdir_keep_each_others_staging(tmp_path):
+    """Each run stages in its own locked area: one run ending (or cleaning up after a
+    dead run) never removes the area of a run that is still going."""
+    staging = tmp_path / jobs_mod.STAGING
+    dead = staging / "deadrun"                       # a run killed mid-job (lock free)
+    (dead / "job.x1").mkdir(parents=True)
+    (staging / "deadrun.lock").write_text("")
+    older = staging / "job.abc"                      # the layout before run areas
+    older.mkdir()
+    with jobs_mod.staging_area(tmp_path) as first:
+        job_a = os.path.join(first, "a.1")
+        os.mkdir(job_a)
+        with jobs_mod.staging_area(tmp_path) as second:
+            assert second != first and os.path.isdir(second)
+            os.mkdir(os.path.join(second, "b.1"))
+            assert jobs_mod.clean_staging(tmp_path) == 2       # the dead ones only
+            assert os.path.isdir(job_a) and os.path.isdir(os.path.join(second, "b.1"))
+            assert not dead.exists() and not older.exists()
+            assert not (staging / "deadrun.lock").exists()
+        assert not os.path.exists(second) and os.path.isdir(job_a)  # first still going
+    assert not staging.exists()                      # the last run out removes it
+
+
+def test_run_job_stages_in_the_run_area(pair, tmp_path):
+    """`run_job` makes its folder in ``spec["staging"]`` and counts attempts there."""
+    job = read_manifest(_write(pair, "s.csv", "model,data,resolution\npep.pdb,pep.mrc,49\n"),
+                        "score")[0]
+    with jobs_mod.staging_area(tmp_path) as area:
+        os.mkdir(os.path.join(area, f"{job.name}.killed"))     # an attempt a worker lost
+        rec = jobs_mod.run_job({"task": "score", "job": job, "outdir": str(tmp_path),
+                                "key": "k", "device": "cpu", "staging": area}, main)
+        assert rec["attempts"] == 2
+        assert os.listdir(area) == []               # the lost attempt and its own, gone
+    assert (tmp_path / job.name / jobs_mod.RECORD).is_file()
+
+
+def test_cluster_flags_are_the_same_in_batch_and_partitioned_fit():
+    """`densrefine batch` and `densrefine fit --partition` take one set of cluster flags."""
+    import argparse
+
+    from densrefine.cli import _cluster, _partition
+    from densrefine.cli import batch as batch_cli
+    from densrefine.cli.batch import FORBIDDEN
+
+    def actions(add):
+        p = argparse.ArgumentParser()
+        add(p)
+        return {a.option_strings[0]: (a.help, a.default, a.type, a.choices)
+                for a in p._actions if a.option_strings and a.option_strings[0] in
+                _cluster.CLUSTER_FLAGS}
+
+    def batch_args(p):
+        batch_cli.add_args(p)
+
+    b, f = actions(batch_args), actions(_partition.add_args)
+    assert set(b) == set(f) == set(_cluster.CLUSTER_FLAGS) and b == f
+    assert all(flag in FORBIDDEN for flag in _cluster.CLUSTER_FLAGS)
+
+
+def test_partition_with_a_whole_model_option_is_an_input_error():
+    """``dr.fit(partition=..., select=...)``: one clear InputError, not a TypeError."""
+    for kw in ({"select": "A"}, {"half_maps": ("a.mrc", "b.mrc")}, {"labin": "FP,SIGFP"}):
+        with pytest.raises(InputError) as e:
+            dr.fit(None, "x.mrc", 3.0, partition="auto", **kw)
+        key = next(iter(kw))
+        assert str(e.value).startswith(f"{key}=: cannot be combined with partition=")
+        assert "\n" not in str(e.value)
