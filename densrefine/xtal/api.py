@@ -91,10 +91,17 @@ class FModel:
         defaults to "auto"). With a twin law, |F_model|² = (1−α)|F(h)|² + α|F(Th)|² and
         α is refined with the scales; ``fmodel`` stays the single-domain complex F_model
         (its phases serve the maps), ``fmodel_abs`` is what R compares with F_obs.
+    fcalc_opts : dict, optional
+        ``rate``, ``cutoff`` and ``dtype`` of the FFT F_calc that `update` computes itself
+        (`densrefine.xtal.fcalc.fcalc`; default rate 1.5, cutoff 1e-7, float64).
+        Refinement passes those of its target (`densrefine.xtal.target`), so that R
+        before and after come from the same F_calc.
     """
 
-    def __init__(self, model, refl, density: str = "iam", twin: str = "off"):
+    def __init__(self, model, refl, density: str = "iam", twin: str = "off",
+                 fcalc_opts: dict | None = None):
         self.refl, self.density = refl, density
+        self.fcalc_opts = dict(fcalc_opts or {})
         self.hkl = np.asarray(refl.hkl, np.int64)
         self.fo = np.asarray(refl.f, np.float64)
         self.free = None if refl.free is None else np.asarray(refl.free, bool)
@@ -162,15 +169,21 @@ class FModel:
         self.method = choose_method(model.atoms, len(r.spacegroup.operations()), len(hkl))
         if fc is None:
             fc = fcalc(model, hkl, r.cell, r.spacegroup, self.d_min, method=self.method,
-                       density=self.density)
+                       density=self.density, **self.fcalc_opts)
         elif len(fc) != len(hkl):
             raise ValueError(f"FModel.update: {len(fc)} F_calc given for {len(hkl)} reflections")
         t1 = time.perf_counter()
         say = log.debug if warm else log.info
         xyz = np.asarray(model.atoms.xyz, np.float64)
         cached = getattr(self, "_mask_for", None)
-        if (warm and cached is not None and cached[0].shape == xyz.shape
-                and float(np.abs(cached[0] - xyz).max(initial=0.0)) < MASK_REUSE_SHIFT):
+        keep = False
+        if warm and cached is not None and cached[0].shape == xyz.shape and len(xyz):
+            dist = np.sqrt(((cached[0] - xyz) ** 2).sum(1))
+            rms, top = float(np.sqrt(np.mean(dist ** 2))), float(dist.max())
+            keep = rms < MASK_REUSE_RMS and top < MASK_REUSE_MAX
+            log.debug("Bulk solvent: atoms moved %.3f Å RMS, %.3f Å at most since the mask "
+                      "was made: mask %s", rms, top, "kept" if keep else "remade")
+        if keep:
             fm = cached[1]
         else:
             fm, self.solvent_fraction = fmask(to_gemmi(model), r.cell, r.spacegroup, hkl,
