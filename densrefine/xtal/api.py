@@ -23,11 +23,17 @@ from .fcalc import choose_method, fcalc
 from .scale import f_model, f_model_abs, fit_scales, r_factor, resolution_bins
 from .twin import ALPHA_MIN, analyse_twinning, apply_law, law_name, twin_laws
 
-MASK_REUSE_SHIFT = 0.25
+MASK_REUSE_RMS = 0.1
 """Å. `FModel.update` with ``warm=True`` (between macro cycles of a refinement) keeps the
-bulk-solvent F_mask while every atom is within this distance of where it was when the
-mask was made (the flat mask's probe is 1.1 Å and it is shrunk by 0.9 Å; 3IO0's mask
-over its 173 Å cubic cell takes ~1.4 s to remake)."""
+bulk-solvent F_mask while the atoms have moved less than this RMS distance (and none
+more than `MASK_REUSE_MAX`) from where they were when the mask was made. The flat
+mask's probe is 1.1 Å and it is shrunk by 0.9 Å, and it enters the reflections below
+~6 Å; remaking it costs 0.4 s (3AY4) to 1.2 s (3IO0's 173 Å cubic cell, 24 operators)
+of CPU. A mask kept from the perturbed start for the whole refinement raised the final
+R-free by 0.001-0.002 (benchmarks/RESULTS.md, issue 17)."""
+
+MASK_REUSE_MAX = 1.0
+"""Å: the largest single-atom move under which `MASK_REUSE_RMS` applies."""
 
 TWIN_MODES = ("auto", "off", "on")
 """``twin``: "auto" (model the twin when the data indicate it, `densrefine.xtal.twin`),
@@ -156,8 +162,9 @@ class FModel:
         computed by the caller for ``model`` (`densrefine.xtal.target.XrayTarget` has it
         already), used instead of computing it again. ``warm``: the scales are refined from
         the previous call's (`fit_scales` ``start``; refinement between macro cycles) and
-        F_mask is reused while no atom has moved more than `MASK_REUSE_SHIFT` from where
-        it was when the mask was last computed; the log lines go to DEBUG.
+        F_mask is reused while the atoms have moved less than `MASK_REUSE_RMS` (RMS; none
+        more than `MASK_REUSE_MAX`) from where they were when the mask was last computed;
+        the log lines go to DEBUG.
         """
 
         r = self.refl
