@@ -202,8 +202,9 @@ def one(case, tool, a):
     start = start_model(entry, float(rms), 0, a.workdir)
     before = os.path.join(a.workdir, f"{entry}_rms{rms}_before.json")
     if not os.path.exists(before):
+        sc = score(entry, start, a.workdir)     # then write: a failed score leaves no file
         with open(before, "w") as f:
-            json.dump(score(entry, start, a.workdir), f)
+            json.dump(sc, f)
     row = {"case": case, "tool": tool, "start": start, "before": json.load(open(before)),
            "date": time.strftime("%Y-%m-%d %H:%M"), "load": os.getloadavg()[0]}
     wd = os.path.join(a.workdir, f"{case}_{tool}")
