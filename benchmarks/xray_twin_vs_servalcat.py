@@ -16,12 +16,13 @@ import warnings
 
 warnings.simplefilter("ignore")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import xray_fit_vs_servalcat as B  # noqa: E402
-import gemmi  # noqa: E402
-import numpy as np  # noqa: E402
+import gemmi
+import numpy as np
+import xray_fit_vs_servalcat as B
 
-import densrefine as dr  # noqa: E402
-from densrefine.perturb import perturb  # noqa: E402
+import densrefine as dr
+from densrefine.perturb import perturb
+
 wd = sys.argv[1] if len(sys.argv) > 1 else "/tmp/densrefine_xray_twin_vs_servalcat"
 os.makedirs(wd, exist_ok=True)
 mtz, dep = (os.path.join(B.DATA, "1l2h", f) for f in ("1l2h.mtz.gz", "1l2h.cif.gz"))
