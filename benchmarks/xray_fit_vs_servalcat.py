@@ -4,6 +4,7 @@
 
 usage: python3 benchmarks/xray_fit_vs_servalcat.py [--cases 3ay4_0.5,3ay4_1.0,3io0_0.5,3io0_1.0]
                                                    [--tools servalcat,densrefine]
+                                                   [--baseline ROOT] [--jobs N]
                                                    [--workdir DIR] [--fit-args "..."]
                                                    [--force] [--json FILE]
        (from the repo root; needs ../shared/data and the peer venv /tmp/peers/venv)
@@ -21,9 +22,12 @@ same independent scripts, each in its own process: R-work/R-free by cctbx
 ``mmtbx.model_vs_data`` (`cctbx_model_vs_data.py`), bond/angle RMSD by cctbx restraints
 (`cctbx_geometry.py`, hydrogens stripped first), RMSD to the deposited model over
 matched non-H atoms here. Wall time is the whole command (start-up, reading, refinement,
-writing); CPU s = user + sys of the command and its children; load = the 1-minute load
-average when it started (the machine is shared: wall times are noisy). Results are cached
-per case and tool in --workdir (--force recomputes).
+writing); CPU s = user + sys of the command and its children (GNU time when present,
+so that cases may run side by side with --jobs N); load = the 1-minute load average when
+it started (the machine is shared: wall times are noisy). ``--baseline ROOT`` adds the
+tool "baseline": the same densrefine command run from another checkout (e.g. a
+``git worktree`` of the commit before a change), so before and after share the machine
+state. Results are cached per case and tool in --workdir (--force recomputes).
 """
 from __future__ import annotations
 
@@ -111,7 +115,9 @@ def no_h_copy(path, workdir):
 
     st = gemmi.read_structure(path)
     st.remove_hydrogens()
-    out = os.path.join(workdir, os.path.basename(path).replace(".pdb", "_noh.pdb"))
+    # next to the model: outputs of different cases and tools share the name "fit.pdb"
+    out = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       os.path.basename(path).replace(".pdb", "_noh.pdb"))
     st.write_pdb(out)
     return out
 
@@ -130,29 +136,50 @@ def _child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+GNU_TIME = "/usr/bin/time"
+
+
+def timed(cmd, **kw):
+    """subprocess.run(cmd) → (CompletedProcess, wall s, CPU s of the command and its
+    children). With GNU time the CPU is that command's alone (safe with --jobs)."""
+    import tempfile
+
+    t0 = time.perf_counter()
+    if os.path.exists(GNU_TIME):
+        with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+            p = subprocess.run([GNU_TIME, "-o", tf.name, "-f", "%U %S", *cmd],
+                               capture_output=True, text=True, **kw)
+            secs = time.perf_counter() - t0
+            last = (tf.read().strip().splitlines() or ["nan nan"])[-1].split()
+            try:
+                cpu = float(last[0]) + float(last[1])
+            except (ValueError, IndexError):
+                cpu = float("nan")
+        return p, secs, cpu
+    c0 = _child_cpu()
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    return p, time.perf_counter() - t0, _child_cpu() - c0
+
+
 def run_servalcat(entry, start, wd):
     _, mtz, labin, _ = ENTRIES[entry]
     cmd = [PEERS_PY, os.path.join(PEERS, "servalcat_refine.py"), "xtal", start, mtz,
            "--labin", labin, "--free", "0", "--workdir", wd]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
-    secs = time.perf_counter() - t0
+    p, secs, cpu = timed(cmd, timeout=7200)
     if p.returncode != 0:
         raise RuntimeError(f"servalcat failed: {p.stdout[-1500:]} {p.stderr[-1500:]}")
     own = json.loads(p.stdout.strip().splitlines()[-1])
-    return own["refined_model"], secs, {"own": own, "command": shlex.join(cmd)}
+    return own["refined_model"], secs, cpu, {"own": own, "command": shlex.join(cmd)}
 
 
-def run_ours(entry, start, wd, fit_args):
+def run_ours(entry, start, wd, fit_args, root=ROOT):
     _, mtz, _, _ = ENTRIES[entry]
     os.makedirs(wd, exist_ok=True)
     pre = os.path.join(wd, "fit")
     cmd = [sys.executable, "-m", "densrefine", "fit", start, mtz, "-o", pre, "-q",
            "--xray-target", "ml", *shlex.split(fit_args)]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, cwd=ROOT, env=env)
-    secs = time.perf_counter() - t0
+    env = dict(os.environ, PYTHONPATH=root)
+    p, secs, cpu = timed(cmd, timeout=7200, cwd=root, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed: {p.stderr[-2000:]}")
     st = json.load(open(pre + "_stats.json"))
@@ -164,7 +191,7 @@ def run_ours(entry, start, wd, fit_args):
            "cycles": [{k: c.get(k) for k in ("stage", "r_work", "r_free", "bond_rmsd",
                                              "angle_rmsd", "weight", "time_s")}
                       for c in st.get("cycles", [])]}
-    return pre + ".pdb", secs, {"own": own, "command": shlex.join(cmd)}
+    return pre + ".pdb", secs, cpu, {"own": own, "command": shlex.join(cmd), "root": root}
 
 
 def one(case, tool, a):
@@ -175,17 +202,21 @@ def one(case, tool, a):
     start = start_model(entry, float(rms), 0, a.workdir)
     before = os.path.join(a.workdir, f"{entry}_rms{rms}_before.json")
     if not os.path.exists(before):
+        sc = score(entry, start, a.workdir)     # then write: a failed score leaves no file
         with open(before, "w") as f:
-            json.dump(score(entry, start, a.workdir), f)
+            json.dump(sc, f)
     row = {"case": case, "tool": tool, "start": start, "before": json.load(open(before)),
            "date": time.strftime("%Y-%m-%d %H:%M"), "load": os.getloadavg()[0]}
     wd = os.path.join(a.workdir, f"{case}_{tool}")
-    c0 = _child_cpu()
     if tool == "servalcat":
-        out, secs, info = run_servalcat(entry, start, wd)
+        out, secs, cpu, info = run_servalcat(entry, start, wd)
+    elif tool == "baseline":
+        if not a.baseline:
+            raise SystemExit("tool baseline needs --baseline ROOT")
+        out, secs, cpu, info = run_ours(entry, start, wd, a.fit_args, os.path.abspath(a.baseline))
     else:
-        out, secs, info = run_ours(entry, start, wd, a.fit_args)
-    row.update(seconds=secs, cpu_s=_child_cpu() - c0, output=out, info=info,
+        out, secs, cpu, info = run_ours(entry, start, wd, a.fit_args)
+    row.update(seconds=secs, cpu_s=cpu, output=out, info=info,
                after=score(entry, out, a.workdir))
     with open(cache, "w") as f:
         json.dump(row, f, indent=1)
@@ -199,19 +230,22 @@ def fmt(v, nd=4):
 def markdown(rows):
     lines = ["| start | tool | R-work before → after | R-free before → after | bond Å / angle ° "
              "after (cctbx) | RMSD to deposited Å before → after | wall s (CPU s, load) | "
-             "wall ours / servalcat |", "|---" * 8 + "|"]
+             "wall / servalcat | CPU / servalcat |", "|---" * 9 + "|"]
     wall = {(r["case"], r["tool"]): r.get("seconds") for r in rows}
+    cpu = {(r["case"], r["tool"]): r.get("cpu_s") for r in rows}
     for r in rows:
         b, f = r["before"], r.get("after", {})
-        ws, wo = wall.get((r["case"], "servalcat")), wall.get((r["case"], "densrefine"))
-        ratio = f"{wo / ws:.2f}" if r["tool"] == "densrefine" and ws and wo else "–"
+        ratios = []
+        for d in (wall, cpu):
+            ws, wo = d.get((r["case"], "servalcat")), d.get((r["case"], r["tool"]))
+            ratios.append(f"{wo / ws:.2f}" if r["tool"] != "servalcat" and ws and wo else "–")
         lines.append(
             f"| {r['case'].replace('_', ' ')} Å | {r['tool']} | {fmt(b['r_work'])} → "
             f"{fmt(f.get('r_work'))} | {fmt(b['r_free'])} → {fmt(f.get('r_free'))} | "
             f"{fmt(f.get('bond_rmsd'))} / {fmt(f.get('angle_rmsd'), 2)} | "
             f"{fmt(b['rmsd_to_deposited'], 3)} → {fmt(f.get('rmsd_to_deposited'), 3)} | "
             f"{fmt(r.get('seconds'), 0)} ({fmt(r.get('cpu_s'), 0)}, {fmt(r.get('load'), 1)}) | "
-            f"{ratio} |")
+            f"{ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
 
 
@@ -222,17 +256,33 @@ def main(argv=None):
     ap.add_argument("--tools", default="servalcat,densrefine")
     ap.add_argument("--workdir", default="/tmp/densrefine_xray_vs_servalcat")
     ap.add_argument("--fit-args", default="")
+    ap.add_argument("--baseline", help="checkout whose densrefine runs as the tool 'baseline'")
+    ap.add_argument("--jobs", type=int, default=1, help="cases run side by side")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     os.makedirs(a.workdir, exist_ok=True)
-    rows = []
-    for case in a.cases.split(","):
-        for tool in a.tools.split(","):
-            rows.append(one(case, tool, a))
-            print(json.dumps({k: rows[-1].get(k) for k in ("case", "tool", "before", "after",
-                                                             "seconds")}),
+    cases, tools = a.cases.split(","), a.tools.split(",")
+    for case in cases:              # start models first: cases of one entry share files
+        entry, rms = case.split("_")
+        start_model(entry, float(rms), 0, a.workdir)
+
+    def run_case(case):
+        out = []
+        for tool in tools:
+            out.append(one(case, tool, a))
+            print(json.dumps({k: out[-1].get(k) for k in ("case", "tool", "before", "after",
+                                                          "seconds", "cpu_s")}),
                   file=sys.stderr, flush=True)
+        return out
+
+    if a.jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(a.jobs) as pool:
+            rows = [r for rs in pool.map(run_case, cases) for r in rs]
+    else:
+        rows = [r for case in cases for r in run_case(case)]
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

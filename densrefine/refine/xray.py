@@ -87,7 +87,8 @@ def read_xray(model, data, resolution=None, *, labin=None, source: str = "auto",
     if refl.free is None:
         log.warning("%s: no usable free set (%s): only R-work is reported", data,
                     refl.info.get("free_problem"))
-    fmodel = FModel(model, refl, twin=twin)
+    fmodel = FModel(model, refl, twin=twin, fcalc_opts=None if target == "real-space"
+                    else fcalc_options())
     before = fmodel.report().to_dict()
     emap, minfo = map_from_data(model, data, kind="2fofc", source=source, labin=labin,
                                 d_min=resolution, fmodel=fmodel)
@@ -98,6 +99,19 @@ def read_xray(model, data, resolution=None, *, labin=None, source: str = "auto",
              before["r_work"], "n/a" if before["r_free"] is None else f"{before['r_free']:.4f}")
     return {"fmodel": fmodel, "before": before, "map": emap, "map_source": minfo["source"],
             "d": d, "target": target, "data": data, "labin": labin}
+
+
+def fcalc_options() -> dict:
+    """F_calc settings of the reciprocal-space target (`densrefine.xtal.target.RATE`,
+    ``CUTOFF``, float32), for the `FModel` of R before: before and after (`XrayTerm.
+    finish`, through the target's F_calc) then come from the same F_calc, and the
+    rate-1.5 float64 F_calc of ``rfactor`` (2-3 s for 3IO0 or 3AY4) is not computed
+    only to be replaced at the first refit."""
+    import torch
+
+    from ..xtal.target import CUTOFF, RATE
+
+    return {"rate": RATE, "cutoff": CUTOFF, "dtype": torch.float32}
 
 
 class XrayTerm(WrappedMapTerm):

@@ -23,11 +23,17 @@ from .fcalc import choose_method, fcalc
 from .scale import f_model, f_model_abs, fit_scales, r_factor, resolution_bins
 from .twin import ALPHA_MIN, analyse_twinning, apply_law, law_name, twin_laws
 
-MASK_REUSE_SHIFT = 0.25
+MASK_REUSE_RMS = 0.1
 """Å. `FModel.update` with ``warm=True`` (between macro cycles of a refinement) keeps the
-bulk-solvent F_mask while every atom is within this distance of where it was when the
-mask was made (the flat mask's probe is 1.1 Å and it is shrunk by 0.9 Å; 3IO0's mask
-over its 173 Å cubic cell takes ~1.4 s to remake)."""
+bulk-solvent F_mask while the atoms have moved less than this RMS distance (and none
+more than `MASK_REUSE_MAX`) from where they were when the mask was made. The flat
+mask's probe is 1.1 Å and it is shrunk by 0.9 Å, and it enters the reflections below
+~6 Å; remaking it costs 0.4 s (3AY4) to 1.2 s (3IO0's 173 Å cubic cell, 24 operators)
+of CPU. A mask kept from the perturbed start for the whole refinement raised the final
+R-free by 0.001-0.002 (benchmarks/RESULTS.md, issue 17)."""
+
+MASK_REUSE_MAX = 1.0
+"""Å: the largest single-atom move under which `MASK_REUSE_RMS` applies."""
 
 TWIN_MODES = ("auto", "off", "on")
 """``twin``: "auto" (model the twin when the data indicate it, `densrefine.xtal.twin`),
@@ -91,10 +97,17 @@ class FModel:
         defaults to "auto"). With a twin law, |F_model|² = (1−α)|F(h)|² + α|F(Th)|² and
         α is refined with the scales; ``fmodel`` stays the single-domain complex F_model
         (its phases serve the maps), ``fmodel_abs`` is what R compares with F_obs.
+    fcalc_opts : dict, optional
+        ``rate``, ``cutoff`` and ``dtype`` of the FFT F_calc that `update` computes itself
+        (`densrefine.xtal.fcalc.fcalc`; default rate 1.5, cutoff 1e-7, float64).
+        Refinement passes those of its target (`densrefine.xtal.target`), so that R
+        before and after come from the same F_calc.
     """
 
-    def __init__(self, model, refl, density: str = "iam", twin: str = "off"):
+    def __init__(self, model, refl, density: str = "iam", twin: str = "off",
+                 fcalc_opts: dict | None = None):
         self.refl, self.density = refl, density
+        self.fcalc_opts = dict(fcalc_opts or {})
         self.hkl = np.asarray(refl.hkl, np.int64)
         self.fo = np.asarray(refl.f, np.float64)
         self.free = None if refl.free is None else np.asarray(refl.free, bool)
@@ -149,8 +162,9 @@ class FModel:
         computed by the caller for ``model`` (`densrefine.xtal.target.XrayTarget` has it
         already), used instead of computing it again. ``warm``: the scales are refined from
         the previous call's (`fit_scales` ``start``; refinement between macro cycles) and
-        F_mask is reused while no atom has moved more than `MASK_REUSE_SHIFT` from where
-        it was when the mask was last computed; the log lines go to DEBUG.
+        F_mask is reused while the atoms have moved less than `MASK_REUSE_RMS` (RMS; none
+        more than `MASK_REUSE_MAX`) from where they were when the mask was last computed;
+        the log lines go to DEBUG.
         """
 
         r = self.refl
@@ -162,15 +176,21 @@ class FModel:
         self.method = choose_method(model.atoms, len(r.spacegroup.operations()), len(hkl))
         if fc is None:
             fc = fcalc(model, hkl, r.cell, r.spacegroup, self.d_min, method=self.method,
-                       density=self.density)
+                       density=self.density, **self.fcalc_opts)
         elif len(fc) != len(hkl):
             raise ValueError(f"FModel.update: {len(fc)} F_calc given for {len(hkl)} reflections")
         t1 = time.perf_counter()
         say = log.debug if warm else log.info
         xyz = np.asarray(model.atoms.xyz, np.float64)
         cached = getattr(self, "_mask_for", None)
-        if (warm and cached is not None and cached[0].shape == xyz.shape
-                and float(np.abs(cached[0] - xyz).max(initial=0.0)) < MASK_REUSE_SHIFT):
+        keep = False
+        if warm and cached is not None and cached[0].shape == xyz.shape and len(xyz):
+            dist = np.sqrt(((cached[0] - xyz) ** 2).sum(1))
+            rms, top = float(np.sqrt(np.mean(dist ** 2))), float(dist.max())
+            keep = rms < MASK_REUSE_RMS and top < MASK_REUSE_MAX
+            log.debug("Bulk solvent: atoms moved %.3f Å RMS, %.3f Å at most since the mask "
+                      "was made: mask %s", rms, top, "kept" if keep else "remade")
+        if keep:
             fm = cached[1]
         else:
             fm, self.solvent_fraction = fmask(to_gemmi(model), r.cell, r.spacegroup, hkl,

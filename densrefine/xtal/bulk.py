@@ -71,8 +71,10 @@ def solvent_mask(structure, cell, spacegroup, d_min: float) -> np.ndarray:
     grid.spacegroup = spacegroup
     masker = gemmi.SolventMasker(gemmi.AtomicRadiiSet.Cctbx)
     masker.put_mask_on_float_grid(grid, structure[0])
-    arr = np.array(grid.array, np.float32, copy=True)       # (nx, ny, nz)
-    return np.ascontiguousarray(arr.transpose(2, 1, 0))
+    # gemmi stores x fastest: the (nx, ny, nz) array is Fortran-ordered, so its transpose
+    # is the C-ordered (nz, ny, nx) array without a copy (the view keeps the grid alive;
+    # two copies of 3IO0's 300³ grid took 0.2 s)
+    return np.ascontiguousarray(np.asarray(grid.array, np.float32).T)
 
 
 def fmask(structure, cell, spacegroup, hkl, d_min: float,

@@ -181,15 +181,71 @@ def fcalc_tensor(xyz, b_iso, occ, coeffs, plan: FcalcPlan, *, cutoff: float = 1e
     orth = torch.as_tensor(plan.frame.cell_matrix, dtype=xyz.dtype, device=xyz.device)
     rho = simulate_tensor(f @ orth.T, b_iso, occ, coeffs, plan.frame, blur=plan.blur,
                           cutoff=cutoff, method="blur")
-    ft = torch.fft.rfftn(rho, dim=(0, 1, 2)).reshape(-1)
-    dev = xyz.device
-    g = ft[torch.as_tensor(plan.index, device=dev)]
-    g = torch.where(torch.as_tensor(plan.conj, device=dev), g.conj(), g)
-    shift = torch.as_tensor(plan.shift, device=dev, dtype=g.dtype)
+    return _SymmetryGather.apply(rho, plan)
+
+
+class _SymmetryGather(torch.autograd.Function):
+    """F(h) = exp(B_blur s²/4)·(V/N)·Σ_ops exp(2πi h·t) F_P1(Rᵀh) from the cell grid ρ.
+
+    The backward pass is written out instead of left to autograd, whose gradient of a
+    real-to-complex FFT builds and transforms the full complex grid (2× the work of the
+    inverse real FFT used here) and whose gather gradient zero-fills and scatters the
+    full spectrum through ``index_put_``. For a real loss L with the complex gradient
+    g_F = ∂L/∂Re F + i ∂L/∂Im F (torch's convention) the gradient of the stored
+    half spectrum X = rfftn(ρ) is g_X[k] = Σ_{(o,h) → k} c_oh g_F(h), with
+    c_oh = exp(−2πi h·t_o)·unblur(h) (conjugated together with g_F where the image is
+    the conjugate of a stored term), and ∂L/∂ρ(x) = Re Σ_k g_X[k] exp(+2πi k·x/N):
+    N · irfftn of g_X with the k_x > 0 terms halved (irfftn adds their Hermitian mates).
+    """
+
+    @staticmethod
+    def forward(ctx, rho, plan):
+        dev = rho.device
+        ft = torch.fft.rfftn(rho, dim=(0, 1, 2)).reshape(-1)
+        index = torch.as_tensor(plan.index, device=dev)
+        conj = torch.as_tensor(plan.conj, device=dev)
+        g = ft[index]
+        g = torch.where(conj, g.conj(), g)
+        shift = torch.as_tensor(plan.shift, device=dev, dtype=g.dtype)
+        unblur = torch.as_tensor(_cached(plan, "unblur"), device=dev, dtype=rho.dtype)
+        ctx.plan, ctx.shape = plan, tuple(rho.shape)
+        ctx.save_for_backward(index, conj, shift, unblur)
+        return (g * shift).sum(0) * unblur
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        index, conj, shift, unblur = ctx.saved_tensors
+        nz, ny, nx = ctx.shape
+        half = torch.as_tensor(_cached(ctx.plan, "half"), device=grad.device, dtype=unblur.dtype)
+        v = shift.conj() * (grad * unblur)[None, :]
+        v = torch.where(conj, v.conj(), v) * half
+        gx = torch.zeros(nz * ny * (nx // 2 + 1), dtype=v.dtype, device=v.device)
+        gx.index_add_(0, index.reshape(-1), v.reshape(-1))
+        rho = torch.fft.irfftn(gx.view(nz, ny, nx // 2 + 1), s=(nz, ny, nx), dim=(0, 1, 2))
+        return rho * float(nz * ny * nx), None
+
+
+def _cached(plan, name: str) -> np.ndarray:
+    """``_unblur(plan)`` or ``_half_weight(plan)``, computed once per plan."""
+    key = "_" + name
+    if key not in plan.__dict__:
+        fn = _unblur if name == "unblur" else _half_weight
+        object.__setattr__(plan, key, fn(plan))   # a derived constant of a frozen plan
+    return plan.__dict__[key]
+
+
+def _unblur(plan) -> np.ndarray:
+    """exp(B_blur s²/4)·V/N per reflection (the blur removed, the FFT scaled to electrons)."""
     scale = plan.volume / float(np.prod(plan.frame.shape))
-    unblur = torch.as_tensor(np.exp(plan.blur * plan.s2 / 4.0) * scale, device=dev,
-                             dtype=xyz.dtype)
-    return (g * shift).sum(0) * unblur
+    return np.exp(plan.blur * plan.s2 / 4.0) * scale
+
+
+def _half_weight(plan) -> np.ndarray:
+    """1 where a symmetry image falls on the k_x = 0 plane of the half spectrum, ½ elsewhere
+    (`_SymmetryGather.backward`)."""
+    nxh = plan.frame.shape[2] // 2 + 1
+    return np.where(plan.index % nxh == 0, 1.0, 0.5)
 
 
 DIRECT_MAX_TERMS = 3e8
@@ -282,14 +338,15 @@ XRAY_DENSITIES = ("iam", "ml")
 
 def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_RATE,
           method: str = "auto", device="cpu", dtype=torch.float64,
-          density: str = "iam") -> np.ndarray:
+          density: str = "iam", cutoff: float = 1e-7) -> np.ndarray:
     """Structure factors (complex, electrons) of ``model`` at ``hkl`` (n, 3); numpy in and out.
 
     Hydrogens and zero-occupancy atoms are included as the model gives them (occupancy
     0 contributes nothing). ``method``: "fft" (module docstring; ANISOU as B_eq),
     "direct" (`fcalc_direct_tensor`, exact, anisotropic) or "auto" (`choose_method`).
     ``density``: "iam", or "ml" (IAM + the learned deformation density as extra
-    Gaussians per atom, `densrefine.density.ml`).
+    Gaussians per atom, `densrefine.density.ml`). ``rate``, ``dtype`` and ``cutoff``
+    (`fcalc_tensor`) set the FFT path's accuracy.
     """
 
     if density not in XRAY_DENSITIES:  # others add their Δρ on a grid, which F_calc never sees
@@ -314,5 +371,5 @@ def fcalc(model, hkl, cell, spacegroup, d_min: float, *, rate: float = DEFAULT_R
     log.info("Fcalc: FFT of IT92 X-ray density, %s%s", plan.describe(),
              "; ANISOU used as B_eq" if _has_aniso(at) else "")
     terms = get_density_model(density).terms(at, "xray")
-    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), terms, plan)
+    f = fcalc_tensor(t(at.xyz), t(at.b_iso), t(at.occ), terms, plan, cutoff=cutoff)
     return f.detach().cpu().numpy().astype(np.complex128)
