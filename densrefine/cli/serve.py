@@ -52,13 +52,14 @@ def main(args):
     from ..live.server import LiveServer
     from . import _common
 
+    job_threads = torch.get_num_threads()   # `run` requests: as a fresh process has
     torch.set_num_threads(max(1, int(args.threads)))
     session = Session(args.model, args.data, args.resolution, labin=args.labin,
                       twin=args.twin, table=args.table)
     _common.commit(args.log)
     server = LiveServer(session, transport="tcp" if args.tcp else "unix",
                         parent_pid=args.parent_pid, watch_stdin=args.watch_stdin,
-                        heartbeat=args.heartbeat)
+                        heartbeat=args.heartbeat, job_threads=job_threads)
     log.info("Live session (%s, %d atoms) on %s", session.kind, session.n_atoms, server.address)
     why = server.serve_forever()
     log.info("Stopped: %s", why)
