@@ -140,7 +140,7 @@ class LiveServer:
                 stop = self._should_stop()
                 if stop:
                     why, self.running = stop, False
-                elif not events:
+                else:   # also between requests that do not count as edits (pings)
                     self._idle()
         finally:
             self.close()
