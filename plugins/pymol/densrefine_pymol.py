@@ -88,8 +88,8 @@ def _say_where(job, quiet):
     if isinstance(job, ex.ServedJob):
         print(" densrefine: running in the warm live session", flush=True)
     else:
-        print(f" densrefine: running in a new densrefine process ({job.why or 'no live '
-              'session'})", flush=True)
+        why = job.why or "no live session"
+        print(f" densrefine: running in a new densrefine process ({why})", flush=True)
 
 
 def _wait(job, quiet):

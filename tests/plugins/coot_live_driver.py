@@ -11,8 +11,13 @@ Usage: ``COOT_PYTHON coot_live_driver.py CONFIG.json`` with CONFIG keys ``model`
 3. the plugin's tick: Coot snapshot (``write_coordinates``) → changed atoms → update →
    the status-bar line; timed from the edit to the text;
 4. the difference-map box is written and read back by Coot (``read_ccp4_map``);
-5. Coot saves the model (``write_coordinates``) for the comparison with
-   ``densrefine rfactor`` / ``score`` done by pytest.
+5. X-ray: no further edit; the plugin's quiet ticks (``ScoreWatch``) until the status
+   line shows the numbers of the session's idle refit (``refresh``: text, numbers, s);
+6. Coot saves the model (``write_coordinates``) for the comparison with
+   ``densrefine rfactor`` / ``score`` done by pytest;
+7. with ``warm_calls`` (cryo-EM): the plugins' ordinary score and fit (exchange
+   ``start_score`` / ``start_fit`` with Coot's writer) inside the live session, then the
+   same calls in a new process after live mode is off; both results and wall times.
 
 Prints ``RESULT {json}``.
 """
@@ -76,10 +81,28 @@ def main():
     imap = mc.read_ccp4_map(path, True)
     # a second, unchanged tick sends nothing
     again = tracker.send(client, snapshot(mc, imol, os.path.join(out, "now.pdb"), live))
+    refresh = None
+    if client.kind == "xray":       # quiet ticks until the idle refit shows
+        watch = live.ScoreWatch()
+        watch.shown(res)
+        t_quiet = time.monotonic()
+        while refresh is None and time.monotonic() - t_quiet < 60:
+            time.sleep(0.25)                             # the plugin's tick period
+            if tracker.send(client, snapshot(mc, imol, os.path.join(out, "now.pdb"),
+                                             live)) is not None:
+                raise RuntimeError("an atom moved without an edit")
+            fresh = watch.poll(client)
+            if fresh is not None:
+                refresh = {"text": live.status_text(fresh, client.kind),
+                           "r_work": fresh["r_work"], "r_free": fresh["r_free"],
+                           "s": time.monotonic() - t_quiet}
     saved = os.path.join(out, "saved.pdb")
     mc.write_coordinates(imol, saved)
     scores = client.scores()
+    warm = warm_calls(cfg, mc, imol, client, out) if cfg.get("warm_calls") else None
     client.close()
+    if warm is not None:
+        warm.update(cold_calls(cfg, mc, imol, out))
     print("RESULT " + json.dumps({
         "kind": client.kind, "start_s": t_start, "first_text": first, "text": text,
         "shown_s": t_shown, "n_moved": res["n_moved"], "n_expected": n_moved,
@@ -87,7 +110,41 @@ def main():
                                            "d_cc_mask", "residues")},
         "scores": scores, "diff_map_valid": bool(mc.is_valid_map_molecule(imap)),
         "diff_map_rms": float(mc.get_map_rmsd_approx(imap)), "second_tick": again,
-        "saved": saved}))
+        "saved": saved, "refresh": refresh, "calls": warm}))
+
+
+def _calls(cfg, mc, imol, out, tag, client):
+    """The plugin's ordinary score and fit with Coot's model writer (exchange module)."""
+    import densrefine_exchange as ex
+
+    def write_model(path):
+        if mc.write_coordinates(imol, path) != 0:
+            raise RuntimeError("write_coordinates failed")
+
+    d = float(cfg["resolution"])
+    t0 = time.monotonic()
+    sjob = ex.start_score(write_model, cfg["data"], d, workdir=os.path.join(out, "s_" + tag),
+                          live=client)
+    stats = sjob.wait(600)
+    t1 = time.monotonic()
+    fjob = ex.start_fit(write_model, cfg["data"], d, stages="xyz", cycles=2, select="A/3-8",
+                        workdir=os.path.join(out, "f_" + tag), live=client)
+    fit = fjob.wait(600)
+    t2 = time.monotonic()
+    with open(fit.model_path) as fh:
+        model = fh.read()
+    return {tag: {"via": [sjob.via, fjob.via], "why": [sjob.why if hasattr(sjob, "why")
+                                                        else None, getattr(fjob, "why", None)],
+                  "score": stats, "fit_stats": fit.stats, "fit_model": model,
+                  "summary": fit.summary(), "score_s": t1 - t0, "fit_s": t2 - t1}}
+
+
+def warm_calls(cfg, mc, imol, client, out):
+    return _calls(cfg, mc, imol, out, "warm", client)
+
+
+def cold_calls(cfg, mc, imol, out):
+    return _calls(cfg, mc, imol, out, "cold", None)
 
 
 if __name__ == "__main__":

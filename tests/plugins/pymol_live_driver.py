@@ -1,8 +1,13 @@
 """PyMOL (headless) with ``densrefine_live``: on, an edit through PyMOL's API, update.
 
 Usage: ``PYMOL_PYTHON pymol_live_driver.py MODEL DATA RESOLUTION PLUGIN OUT`` (RESOLUTION
-"" for reflections). Prints ``RESULT {json}``.
+"" for reflections). A map DATA is also loaded as the map object ``emap``, and
+``densrefine_score`` / ``densrefine_fit`` run while live mode is on (inside the session)
+and again after ``off`` (a new process), from the same coordinates.
+Prints ``RESULT {json}``.
 """
+import contextlib
+import io
 import json
 import sys
 import time
@@ -30,10 +35,36 @@ def main():
     c.save(saved, "mol")
     scores = state["client"].scores()
     diff = "densrefine_diff" in c.get_names("objects")
-    live("off")
+    calls = {}
+    if d:
+        c.load(data, "emap")
+        xyz0 = c.get_coords("mol")
+        for tag in ("warm", "cold"):
+            if tag == "cold":
+                live("off")
+            c.load_coords(xyz0, "mol")
+            calls[tag] = ordinary_calls(c, d)
+    else:
+        live("off")
     print("RESULT " + json.dumps({"first": first, "nothing": nothing, "text": res["text"],
                                   "n_moved": res["n_moved"], "shown_s": shown,
-                                  "scores": scores, "diff_loaded": diff, "saved": saved}))
+                                  "scores": scores, "diff_loaded": diff, "saved": saved,
+                                  "calls": calls}))
+
+
+def ordinary_calls(c, d):
+    fit, score = c.keyword["densrefine_fit"][0], c.keyword["densrefine_score"][0]
+    buf = io.StringIO()
+    t0 = time.monotonic()
+    with contextlib.redirect_stdout(buf):
+        sc = score("mol", "emap", d)
+        t1 = time.monotonic()
+        ft = fit("mol and resi 3-8", "emap", d, stages="xyz", cycles="2")
+    t2 = time.monotonic()
+    return {"score": sc, "fit": ft, "xyz": c.get_coords("mol").tolist(),
+            "where": [ln.strip() for ln in buf.getvalue().splitlines()
+                      if "densrefine: running in" in ln],
+            "score_s": t1 - t0, "fit_s": t2 - t1}
 
 
 if __name__ == "__main__":

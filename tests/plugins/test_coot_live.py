@@ -73,13 +73,23 @@ def test_coot_edit_updates_r_and_matches_rfactor(tmp_path):
     rf = json.loads((tmp_path / "rf.json").read_text())
     assert res["scores"]["r_work"] == pytest.approx(rf["r_work"], abs=1e-4)
     assert res["scores"]["r_free"] == pytest.approx(rf["r_free"], abs=1e-4)
+    # no further edit: the status line catches up with the idle refit by itself, to the
+    # numbers of `densrefine rfactor` on the saved model
+    fresh = res["refresh"]
+    assert fresh is not None, "the status line never showed the refitted R"
+    assert "scales refitted" in fresh["text"] and fresh["text"] != res["text"]
+    assert fresh["r_work"] == pytest.approx(rf["r_work"], abs=1e-4)
+    assert fresh["r_free"] == pytest.approx(rf["r_free"], abs=1e-4)
+    # the refreshed line is closer to rfactor than the pre-refit one
+    assert abs(fresh["r_work"] - rf["r_work"]) + abs(fresh["r_free"] - rf["r_free"]) <= \
+        abs(res["update"]["r_work"] - rf["r_work"]) + abs(res["update"]["r_free"] - rf["r_free"])
 
 
 def test_coot_edit_updates_cc_and_matches_score(tmp_path):
     model = ROOT / "example_maps" / "helix_start.pdb"
     emap = ROOT / "example_maps" / "helix_3A.mrc"
     res = _run_driver(tmp_path, {"model": str(model), "data": str(emap), "resolution": 3.0,
-                                 "chain": "A", "resno": 5, "shift": 0.5})
+                                 "chain": "A", "resno": 5, "shift": 0.5, "warm_calls": True})
     assert res["kind"] == "em" and res["shown_s"] < 1.0, res
     assert "CC_mask" in res["text"] and res["update"]["residues"]
     assert res["diff_map_valid"]
@@ -92,6 +102,37 @@ def test_coot_edit_updates_cc_and_matches_score(tmp_path):
     by_res = {(r["chain"], r["res_seq"]): r["cc"] for r in sc["residues"]}
     for r in res["update"]["residues"]:
         assert r["cc"] == pytest.approx(by_res[(r["chain"], r["res_seq"])], abs=1e-4)
+    # the plugin's ordinary score and fit: inside the live session while it runs, in a
+    # new process after it is off, with the same results
+    warm, cold = res["calls"]["warm"], res["calls"]["cold"]
+    assert warm["via"] == ["the warm live session"] * 2
+    assert cold["via"] == ["a new densrefine process"] * 2
+    assert cold["why"] == ["no live session is running"] * 2
+    assert warm["fit_model"] == cold["fit_model"]
+    assert warm["summary"].split("(")[0] == cold["summary"].split("(")[0]
+    for a, b in ((warm["score"], cold["score"]), (warm["fit_stats"], cold["fit_stats"])):
+        fa, fb = _flat(a), _flat(b)
+        assert set(fa) == set(fb)
+        assert [k for k in fa if fa[k] != fb[k] and not _volatile(k)] == []
+    assert warm["score"]["cc_mask"] == cold["score"]["cc_mask"] > 0
+    print(f"coot score: warm {warm['score_s']:.2f} s, process {cold['score_s']:.2f} s; "
+          f"fit: warm {warm['fit_s']:.2f} s, process {cold['fit_s']:.2f} s")
+
+
+def _volatile(key):
+    """Stats keys that differ between two runs of one command by nature: wall times and
+    the paths of the files (each run has its own folder)."""
+    return (key.endswith(("time_s", "setup_s", "total_s")) or "/seconds" in key
+            or key.startswith("/outputs/") or key in ("/model", "/map", "/input/model",
+                                                      "/input/map", "/input/data"))
+
+
+def _flat(d, p=""):
+    if isinstance(d, dict):
+        return {k2: v for k, x in d.items() for k2, v in _flat(x, f"{p}/{k}").items()}
+    if isinstance(d, list):
+        return {k2: v for i, x in enumerate(d) for k2, v in _flat(x, f"{p}[{i}]").items()}
+    return {p: d}
 
 
 def test_gui_live_toggle_status_bar_and_difference_map(monkeypatch, tmp_path):
