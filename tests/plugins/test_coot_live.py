@@ -181,3 +181,55 @@ def test_gui_live_toggle_status_bar_and_difference_map(monkeypatch, tmp_path):
     finally:
         gui.live_toggle()
     assert gui._LIVE["client"] is None
+
+
+def test_gui_fit_and_score_go_through_the_live_session(monkeypatch, tmp_path):
+    """The menu's Refine and Score (recording Coot fake): with live mode on for the active
+    model they run inside the warm session and the status bar says so; with it off they
+    start a process and say why; the results are the same."""
+    from tests.plugins.test_coot_gui import EXAMPLE, Host, drive
+
+    h = Host(EXAMPLE / "helix_start.pdb", tmp_path)
+    for name, mod in h.mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    for sub in ("exchange", "coot"):
+        monkeypatch.syspath_prepend(str(ROOT / "plugins" / sub))
+    for k, v in _env().items():
+        if k in ("DENSREFINE_EXE", "PYTHONPATH"):
+            monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DENSREFINE_LIVE_DATA", str(EXAMPLE / "helix_3A.mrc"))
+    import importlib
+    gui = importlib.reload(importlib.import_module("densrefine_coot_gui"))
+    gui.SETTINGS.update(resolution=3.0, stages="xyz", cycles=2)
+    # job polls are driven to the end; live ticks (every LIVE_TICK_MS) are left to the test
+    gui.SCHEDULE = lambda ms, fn: None if ms == gui.LIVE_TICK_MS else drive(ms, fn)
+    assert gui.install() == ("menu", "densrefine")
+
+    def calls():
+        n0 = len(h.log)
+        h.click("Score model")
+        h.click("Refine active model against map...")
+        new = h.log[n0:]
+        status = [a[0] for n, a in new if n == "coot.add_status_bar_text"]
+        (imol, path), = [a for n, a in new
+                         if n == "coot.clear_and_update_model_molecule_from_file"]
+        things = [a for n, a in new if n == "coot_gui.interesting_things_gui"]
+        with open(path) as fh:
+            return status, fh.read(), things
+
+    h.click("Live mode on/off")
+    assert gui._LIVE["client"] is not None
+    try:
+        warm_status, warm_model, warm_things = calls()
+    finally:
+        h.click("Live mode on/off")
+    assert gui._LIVE["client"] is None
+    cold_status, cold_model, cold_things = calls()
+    assert "densrefine score started in the warm live session" in warm_status
+    assert "densrefine fit started (all atoms) in the warm live session" in warm_status
+    assert ("densrefine score started in a new densrefine process (no live session is "
+            "running)") in cold_status
+    assert warm_model == cold_model and warm_things == cold_things and len(warm_things) == 2
+    summary = [s for s in warm_status if s.startswith("densrefine score: CC_mask")]
+    assert summary and summary == [s for s in cold_status
+                                   if s.startswith("densrefine score: CC_mask")]
