@@ -4,7 +4,8 @@ The host plugins' ordinary calls used to start a new ``densrefine`` process each
 paying the start-up (importing torch alone is 2.8–3.0 s on the shared 2-core VM) on every
 call. A running ``densrefine serve`` has paid it once: the ``run`` request hands it the
 same command line the process would get, and it runs the very same code
-(`densrefine.cli.main`) in a background thread, so the outputs (model file, stats JSON,
+(`densrefine.cli.main`, handed over by ``densrefine serve``: the CLI sits above this
+package) in a background thread, so the outputs (model file, stats JSON,
 log) are those of the process, and the session keeps answering edits meanwhile.
 
 One run at a time; ``job`` reports its state, exit code and console output, ``cancel_job``
@@ -38,13 +39,16 @@ class CommandJob:
     argv : list of str
         The arguments after ``densrefine`` (e.g. ``["score", "m.pdb", "m.mrc", "-d",
         "3.0", "--json", "s.json"]``).
+    runner : callable(argv) -> int
+        Runs one command and returns its exit code (``densrefine serve`` passes
+        `densrefine.cli.serve.run_command`).
     threads : int, optional
         torch CPU threads during the run (the process default, so that the numbers are
         those of a fresh process); the session's own setting is restored afterwards.
     """
 
-    def __init__(self, argv, threads=None):
-        self.argv = [str(a) for a in argv]
+    def __init__(self, argv, runner, threads=None):
+        self.argv, self.runner = [str(a) for a in argv], runner
         self.threads = threads
         self.state, self.returncode, self.output = "running", None, ""
         self.t0, self.t1 = time.monotonic(), None
@@ -53,13 +57,8 @@ class CommandJob:
         self.thread.start()
 
     def _run(self):
-        from ..cli import main as cli_main
-
-        from ..cli import _common
-
         buf = io.StringIO()
-        saved = (list(log.handlers), log.level, log.propagate, sys.argv)
-        common_state, showwarning = dict(_common._state), warnings.showwarning
+        saved = (list(log.handlers), log.level, log.propagate, sys.argv, warnings.showwarning)
         torch_threads = None
         try:
             if self.threads:
@@ -70,7 +69,7 @@ class CommandJob:
             sys.argv = ["densrefine", *self.argv]     # the log header's command line
             with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
                 try:
-                    rc = cli_main(self.argv)
+                    rc = self.runner(self.argv)
                 except SystemExit as exc:           # argparse refusals
                     rc = exc.code if isinstance(exc.code, int) else 2
                 except KeyboardInterrupt:           # cancelled before main's own handler
@@ -81,7 +80,7 @@ class CommandJob:
                       f"{type(exc).__name__}: {exc}\n")
             rc = 1
         finally:
-            handlers, level, propagate, argv = saved
+            handlers, level, propagate, argv, showwarning = saved
             for h in list(log.handlers):
                 log.removeHandler(h)
             for h in handlers:
@@ -89,8 +88,6 @@ class CommandJob:
             log.setLevel(level)
             log.propagate = propagate
             sys.argv = argv
-            _common._state.clear()
-            _common._state.update(common_state)
             warnings.showwarning = showwarning
             if torch_threads is not None:
                 import torch

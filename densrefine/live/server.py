@@ -67,11 +67,14 @@ class LiveServer:
     job_threads : int, optional
         torch CPU threads of the ``run`` requests (`densrefine.live.jobs`): the process
         default, so that their numbers are those of a fresh ``densrefine`` process.
+    runner : callable(argv) -> int, optional
+        What runs a ``run`` request's command (``densrefine serve`` passes the CLI's);
+        without it ``run`` is refused as an unknown op, and hosts start a process.
     """
 
     def __init__(self, session, *, transport: str = "unix", token=None, parent_pid=None,
-                 watch_stdin: bool = False, heartbeat=None, job_threads=None):
-        self.session = session
+                 watch_stdin: bool = False, heartbeat=None, job_threads=None, runner=None):
+        self.session, self.runner = session, runner
         self.job_threads, self.jobs, self._next_job = job_threads, {}, 0
         self.token = token or os.environ.get("DENSREFINE_LIVE_TOKEN") or secrets.token_urlsafe(32)
         self.parent_pid = os.getppid() if parent_pid is None else int(parent_pid)
@@ -333,6 +336,9 @@ class LiveServer:
         """Start ``densrefine ARGV`` (fit, score, rfactor) in this warm process."""
         from .jobs import COMMANDS, CommandJob
 
+        if self.runner is None:
+            raise ProtocolError("unknown_op", "run is not available in this session (it was "
+                                "not started by densrefine serve); start densrefine instead")
         _only(args, ("argv",))
         argv = args.get("argv")
         if not (isinstance(argv, list) and argv and len(argv) <= 200
@@ -348,7 +354,7 @@ class LiveServer:
                                 "cancel it (cancel_job)")
         jid = self._next_job = self._next_job + 1
         self.jobs = {k: j for k, j in self.jobs.items() if k > jid - 8}   # keep the last few
-        self.jobs[jid] = CommandJob(argv, threads=self.job_threads)
+        self.jobs[jid] = CommandJob(argv, self.runner, threads=self.job_threads)
         return {"job": jid}
 
     def _job(self, args):

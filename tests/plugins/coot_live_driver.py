@@ -7,7 +7,10 @@ Usage: ``COOT_PYTHON coot_live_driver.py CONFIG.json`` with CONFIG keys ``model`
 1. Coot reads the model (``read_pdb``); the plugin's live client starts ``densrefine
    serve`` on the file Coot wrote and primes its tracker from a Coot snapshot;
 2. an edit through Coot's API: residue CHAIN/RESNO moved by ``shift`` Å
-   (``new_positions_for_atoms_in_residues``);
+   (``new_positions_for_atoms_in_residues``), or with ``"edit": "rotamer"`` its next
+   rotamer (``change_to_next_rotamer``), or with ``"edit": "refine"`` Coot's own
+   real-space refinement of CHAIN/RESNO±1 into the map ``data``
+   (``refine_residues_using_atom_cid``, TRIPLE);
 3. the plugin's tick: Coot snapshot (``write_coordinates``) → changed atoms → update →
    the status-bar line; timed from the edit to the text;
 4. the difference-map box is written and read back by Coot (``read_ccp4_map``);
@@ -67,8 +70,17 @@ def main():
             padded = name.ljust(4) if len(name) >= 4 else " " + name.ljust(3)
             mr.add_atom(coot.moved_atom_t(padded, alt, x + u, y + u, z + u))
             n_moved += 1
+    edit = cfg.get("edit", "move")
+    if edit == "refine":
+        mc.set_imol_refinement_map(mc.read_ccp4_map(cfg["data"], False))
     t_edit = time.monotonic()
-    mc.new_positions_for_atoms_in_residues(imol, [mr])
+    if edit == "move":
+        mc.new_positions_for_atoms_in_residues(imol, [mr])
+    elif edit == "rotamer":
+        mc.change_to_next_rotamer(imol, f"//{chain}/{resno}", "")
+    else:
+        mc.refine_residues_using_atom_cid(imol, f"//{chain}/{resno - 1}-{resno + 1}",
+                                          "TRIPLE", 1000)
     res = tracker.send(client, snapshot(mc, imol, os.path.join(out, "now.pdb"), live))
     text = live.status_text(res, client.kind)
     t_shown = time.monotonic() - t_edit

@@ -78,6 +78,7 @@ def test_coot_edit_updates_r_and_matches_rfactor(tmp_path):
     fresh = res["refresh"]
     assert fresh is not None, "the status line never showed the refitted R"
     assert "scales refitted" in fresh["text"] and fresh["text"] != res["text"]
+    print(f"coot: refitted R shown {fresh['s']:.2f} s after the last edit: {fresh['text']}")
     assert fresh["r_work"] == pytest.approx(rf["r_work"], abs=1e-4)
     assert fresh["r_free"] == pytest.approx(rf["r_free"], abs=1e-4)
     # the refreshed line is closer to rfactor than the pre-refit one
@@ -133,6 +134,26 @@ def _flat(d, p=""):
     if isinstance(d, list):
         return {k2: v for i, x in enumerate(d) for k2, v in _flat(x, f"{p}[{i}]").items()}
     return {p: d}
+
+
+@pytest.mark.parametrize("edit", ["rotamer", "refine"])
+def test_coot_rotamer_and_coot_refinement_update_cc(tmp_path, edit):
+    """The other edits the issue names: a rotamer change and Coot's own real-space
+    refinement (through coot-headless-api) reach the status line within a second, and
+    the CC equals `densrefine score` on the model Coot saves."""
+    emap = ROOT / "example_maps" / "helix_3A.mrc"
+    res = _run_driver(tmp_path, {"model": str(ROOT / "example_maps" / "helix_start.pdb"),
+                                 "data": str(emap), "resolution": 3.0, "chain": "A",
+                                 "resno": 5, "shift": 0.0, "edit": edit})
+    assert res["n_moved"] > 0 and res["shown_s"] < 1.0, res
+    assert "CC_mask" in res["text"] and res["text"] != res["first_text"]
+    out = subprocess.run([sys.executable, "-m", "densrefine", "score", res["saved"], str(emap),
+                          "-d", "3.0", "--json", str(tmp_path / "sc.json")],
+                         check=False, capture_output=True, text=True, env=_env(), timeout=600)
+    assert out.returncode == 0, out.stderr
+    sc = json.loads((tmp_path / "sc.json").read_text())
+    assert res["scores"]["cc_mask"] == pytest.approx(sc["cc_mask"], abs=1e-4)
+    assert res["update"]["cc_mask"] == pytest.approx(sc["cc_mask"], abs=1e-4)
 
 
 def test_gui_live_toggle_status_bar_and_difference_map(monkeypatch, tmp_path):
@@ -211,7 +232,7 @@ def test_gui_fit_and_score_go_through_the_live_session(monkeypatch, tmp_path):
         h.click("Refine active model against map...")
         new = h.log[n0:]
         status = [a[0] for n, a in new if n == "coot.add_status_bar_text"]
-        (imol, path), = [a for n, a in new
+        (_imol, path), = [a for n, a in new
                          if n == "coot.clear_and_update_model_molecule_from_file"]
         things = [a for n, a in new if n == "coot_gui.interesting_things_gui"]
         with open(path) as fh:

@@ -6,7 +6,6 @@ answering edits while a run goes on. Also the idle-refit refresh of the X-ray nu
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -82,7 +81,7 @@ def test_score_and_fit_in_the_session_equal_the_process(em, tmp_path):
     assert s_warm["residues"] and s_warm["cc_mask"] == s_cold["cc_mask"]
     _same(s_warm, s_cold)
 
-    kw = dict(stages="xyz", cycles=2, select="A/3-8")
+    kw = {"stages": "xyz", "cycles": 2, "select": "A/3-8"}
     f_warm = ex.run_fit(MODEL, EMAP, 3.0, workdir=str(tmp_path / "fw"), live=em, timeout=600,
                         **kw)
     f_cold = ex.run_fit(MODEL, EMAP, 3.0, workdir=str(tmp_path / "fp"), timeout=600, **kw)
