@@ -190,7 +190,8 @@ def bench_plugin_calls(n):
                     times["score_" + route].append(time.perf_counter() - t)
                     t = time.perf_counter()
                     ft = ex.run_fit(model, emap, res, select="A/100-110", stages="xyz",
-                                    cycles=2, workdir=f"{tmp}/f{route}{i}", live=c)
+                                    cycles=2, workdir=f"{tmp}/f{route}{i}", live=c,
+                                    model_ext=".cif")
                     times["fit_" + route].append(time.perf_counter() - t)
                     with open(ft.model_path, "rb") as fh:
                         got[route] = (sc["cc_mask"], ft.stats["after"]["cc_mask"], fh.read())
