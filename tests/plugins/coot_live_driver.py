@@ -81,6 +81,9 @@ def main():
     else:
         mc.refine_residues_using_atom_cid(imol, f"//{chain}/{resno - 1}-{resno + 1}",
                                           "TRIPLE", 1000)
+    edit_s = time.monotonic() - t_edit
+    if edit != "move":      # Coot's own computation: the clock starts once it is done
+        t_edit = time.monotonic()
     res = tracker.send(client, snapshot(mc, imol, os.path.join(out, "now.pdb"), live))
     text = live.status_text(res, client.kind)
     t_shown = time.monotonic() - t_edit
@@ -117,7 +120,7 @@ def main():
         warm.update(cold_calls(cfg, mc, imol, out))
     print("RESULT " + json.dumps({
         "kind": client.kind, "start_s": t_start, "first_text": first, "text": text,
-        "shown_s": t_shown, "n_moved": res["n_moved"], "n_expected": n_moved,
+        "shown_s": t_shown, "edit_s": edit_s, "n_moved": res["n_moved"], "n_expected": n_moved,
         "update": {k: res.get(k) for k in ("r_work", "r_free", "d_r_work", "cc_mask",
                                            "d_cc_mask", "residues")},
         "scores": scores, "diff_map_valid": bool(mc.is_valid_map_molecule(imap)),

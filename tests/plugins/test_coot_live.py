@@ -140,7 +140,8 @@ def _flat(d, p=""):
 def test_coot_rotamer_and_coot_refinement_update_cc(tmp_path, edit):
     """The other edits the issue names: a rotamer change and Coot's own real-space
     refinement (through coot-headless-api) reach the status line within a second, and
-    the CC equals `densrefine score` on the model Coot saves."""
+    the CC equals `densrefine score` on the model Coot saves. The second counts from
+    the end of Coot's own computation (the refinement itself takes Coot seconds)."""
     emap = ROOT / "example_maps" / "helix_3A.mrc"
     res = _run_driver(tmp_path, {"model": str(ROOT / "example_maps" / "helix_start.pdb"),
                                  "data": str(emap), "resolution": 3.0, "chain": "A",
