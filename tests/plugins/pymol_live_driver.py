@@ -1,7 +1,9 @@
 """PyMOL (headless) with ``densrefine_live``: on, an edit through PyMOL's API, update.
 
-Usage: ``PYMOL_PYTHON pymol_live_driver.py MODEL DATA RESOLUTION PLUGIN OUT`` (RESOLUTION
-"" for reflections). A map DATA is also loaded as the map object ``emap``, and
+Usage: ``PYMOL_PYTHON pymol_live_driver.py MODEL DATA RESOLUTION PLUGIN OUT [RESI]``
+(RESOLUTION "" for reflections; RESI the residue moved, default 5). Reflections: after
+the edit, ``densrefine_live update`` with nothing moved until it shows the numbers of the
+session's idle refit (``refresh``). A map DATA is also loaded as the map object ``emap``, and
 ``densrefine_score`` / ``densrefine_fit`` run while live mode is on (inside the session)
 and again after ``off`` (a new process), from the same coordinates.
 Prints ``RESULT {json}``.
@@ -20,6 +22,7 @@ def main():
     from pymol import cmd
 
     model, data, d, plugin, out = sys.argv[1:6]
+    resi = sys.argv[6] if len(sys.argv) > 6 else "5"
     cmd.load(model, "mol")
     cmd.run(plugin)
     from pymol import cmd as c
@@ -28,9 +31,20 @@ def main():
     first = live("on", "mol", data, d)
     nothing = live("update")
     t0 = time.monotonic()
-    c.translate([0.3, 0.3, 0.3], "mol and resi 5", camera=0)    # the edit, PyMOL's API
+    c.translate([0.3, 0.3, 0.3], f"mol and resi {resi}", camera=0)   # the edit, PyMOL's API
     res = live("update")
     shown = time.monotonic() - t0
+    refresh = None
+    if not d:                         # X-ray: quiet updates until the idle refit shows
+        t_quiet = time.monotonic()
+        while refresh is None and time.monotonic() - t_quiet < 60:
+            time.sleep(0.25)
+            r = live("update")
+            if r is not None and r.get("refit"):
+                refresh = {"text": r["text"], "r_work": r["r_work"], "r_free": r["r_free"],
+                           "s": time.monotonic() - t_quiet}
+            elif r is not None:
+                raise RuntimeError("an atom moved without an edit")
     saved = out + "/saved.pdb"
     c.save(saved, "mol")
     scores = state["client"].scores()
@@ -49,7 +63,7 @@ def main():
     print("RESULT " + json.dumps({"first": first, "nothing": nothing, "text": res["text"],
                                   "n_moved": res["n_moved"], "shown_s": shown,
                                   "scores": scores, "diff_loaded": diff, "saved": saved,
-                                  "calls": calls}))
+                                  "calls": calls, "refresh": refresh}))
 
 
 def ordinary_calls(c, d):
