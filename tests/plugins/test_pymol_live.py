@@ -42,8 +42,8 @@ def test_pymol_live_em(tmp_path):
     # process once it is off: the same results and refined coordinates
     warm, cold = res["calls"]["warm"], res["calls"]["cold"]
     assert warm["where"] == ["densrefine: running in the warm live session"] * 2
-    assert cold["where"] == ["densrefine: running in a new densrefine process (no live "
-                             "session is running)"] * 2
+    assert cold["where"] == [("densrefine: running in a new densrefine process (no live "
+                              "session is running)")] * 2
     assert warm["score"] == cold["score"] and warm["xyz"] == cold["xyz"]
     assert warm["fit"]["worst"] == cold["fit"]["worst"]
     assert warm["fit"]["summary"].split("(")[0] == cold["fit"]["summary"].split("(")[0]
