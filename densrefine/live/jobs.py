@@ -100,6 +100,10 @@ class CommandJob:
 
     def status(self) -> dict:
         """``state`` ("running" or "finished"), ``returncode``, ``output``, ``elapsed_s``."""
+        if self.state == "running" and not self.thread.is_alive():
+            # a cancel that landed after the command returned, in the clean-up
+            self.returncode, self.t1, self.state = 130, time.monotonic(), "finished"
+            self.output = f"densrefine {self.argv[0]}: interrupted\n"
         end = self.t1 if self.t1 is not None else time.monotonic()
         return {"state": self.state, "returncode": self.returncode,
                 "output": self.output if self.state == "finished" else "",
