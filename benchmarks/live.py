@@ -17,6 +17,13 @@ average is printed with the numbers: on this shared 2-core machine other jobs co
 so process CPU time is the better estimate of what an idle machine gives.
 
 Usage: ``python benchmarks/live.py [--n 40] [--entries 3ay4,3io0,5ni1] [--json out.json]``
+
+``--plugin-calls N``: instead, the per-call latency of the plugins' ordinary ``score``
+and ``fit`` (5NI1 in EMD-3488, d = 3.2 Å; fit: A/100-110, stages xyz, 2 cycles) through
+the host-neutral exchange module, as the Coot and PyMOL plugins (and ChimeraX's Run) call
+them: a new ``densrefine`` process per call (before) vs the ``run`` request of a warm
+``densrefine serve`` session (after). The two are interleaved, N calls each, so both see
+the same machine load; the results of the two routes are checked equal.
 """
 from __future__ import annotations
 
@@ -154,6 +161,50 @@ def bench_em(name, s, rng, n):
 ENTRY_DATA = {}
 
 
+def bench_plugin_calls(n):
+    """Median wall seconds per ordinary score / fit call, process vs warm session."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    sys.path.insert(0, os.path.join(root, "plugins", "exchange"))
+    import tempfile
+
+    import densrefine_exchange as ex
+    import densrefine_live as live
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [os.path.abspath(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    os.environ["DENSREFINE_EXE"] = f"{sys.executable} -m densrefine"
+    m, d, res = ENTRIES["5ni1"]
+    model, emap = os.path.join(DATA, m), os.path.join(DATA, d)
+    t = time.perf_counter()
+    client = live.LiveClient.start(model, emap, res)
+    start = time.perf_counter() - t
+    times = {k: [] for k in ("score_process", "score_session", "fit_process", "fit_session")}
+    same = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(n):
+                got = {}
+                for route, c in (("process", None), ("session", client)):
+                    t = time.perf_counter()
+                    sc = ex.run_score(model, emap, res, workdir=f"{tmp}/s{route}{i}", live=c)
+                    times["score_" + route].append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    ft = ex.run_fit(model, emap, res, select="A/100-110", stages="xyz",
+                                    cycles=2, workdir=f"{tmp}/f{route}{i}", live=c,
+                                    model_ext=".cif")
+                    times["fit_" + route].append(time.perf_counter() - t)
+                    with open(ft.model_path, "rb") as fh:
+                        got[route] = (sc["cc_mask"], ft.stats["after"]["cc_mask"], fh.read())
+                same.append(got["process"] == got["session"])
+                print(i, {k: round(v[-1], 2) for k, v in times.items()}, os.getloadavg()[0],
+                      flush=True)
+    finally:
+        client.close()
+    out = {k + "_s": float(np.median(v)) for k, v in times.items()}
+    out.update(all_s=times, session_start_s=start, identical=all(same), n=n)
+    return out
+
+
 def main(argv=None):
     import torch
 
@@ -162,7 +213,18 @@ def main(argv=None):
     p.add_argument("--entries", default="3ay4,3io0,5ni1")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json")
+    p.add_argument("--plugin-calls", type=int, metavar="N",
+                   help="time the plugins' ordinary score/fit calls instead (see above)")
     a = p.parse_args(argv)
+    if a.plugin_calls:
+        out = {"load_before": os.getloadavg()}
+        out.update(bench_plugin_calls(a.plugin_calls))
+        out["load_after"] = os.getloadavg()
+        print(json.dumps({k: v for k, v in out.items() if k != "all_s"}, default=float))
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(out, fh, indent=1, default=float)
+        return out
     torch.set_num_threads(a.threads)
     from densrefine.live import Session
 

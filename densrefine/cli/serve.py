@@ -45,6 +45,23 @@ def add_args(p):
                         "gains little from more on a busy machine)")
 
 
+def run_command(argv) -> int:
+    """Run ``densrefine ARGV`` in this process (a live session's ``run`` request) and
+    return its exit code, leaving the serving command's own CLI state as it was."""
+    import warnings
+
+    from . import _common
+    from . import main as cli_main
+
+    state, showwarning = dict(_common._state), warnings.showwarning
+    try:
+        return cli_main(list(argv))
+    finally:
+        _common._state.clear()
+        _common._state.update(state)
+        warnings.showwarning = showwarning
+
+
 def main(args):
     import torch
 
@@ -52,13 +69,15 @@ def main(args):
     from ..live.server import LiveServer
     from . import _common
 
+    job_threads = torch.get_num_threads()   # `run` requests: as a fresh process has
     torch.set_num_threads(max(1, int(args.threads)))
     session = Session(args.model, args.data, args.resolution, labin=args.labin,
                       twin=args.twin, table=args.table)
     _common.commit(args.log)
     server = LiveServer(session, transport="tcp" if args.tcp else "unix",
                         parent_pid=args.parent_pid, watch_stdin=args.watch_stdin,
-                        heartbeat=args.heartbeat)
+                        heartbeat=args.heartbeat, job_threads=job_threads,
+                        runner=run_command)
     log.info("Live session (%s, %d atoms) on %s", session.kind, session.n_atoms, server.address)
     why = server.serve_forever()
     log.info("Stopped: %s", why)

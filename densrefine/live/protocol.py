@@ -23,9 +23,9 @@ MAX_REQUEST_BYTES = 4 << 20
 MAX_UPDATE_ATOMS = 20000
 """Most atoms one ``update`` may move."""
 OPS = ("hello", "ping", "info", "scores", "update", "maps", "refine", "rescale",
-       "write_model", "shutdown")
+       "write_model", "run", "job", "cancel_job", "shutdown")
 ERROR_CODES = ("bad_json", "bad_request", "bad_token", "too_large", "unknown_op",
-               "input", "internal")
+               "input", "busy", "internal")
 
 
 class ProtocolError(Exception):

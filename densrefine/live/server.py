@@ -38,6 +38,8 @@ from .protocol import (
 
 log = logging.getLogger("densrefine")
 
+QUIET_OPS = ("ping", "scores", "job")
+"""Requests that do not count as activity for the idle refit (a host may poll them)."""
 WATCH_S = 0.25
 """Seconds between checks of the parent process."""
 IDLE_RESCALE_S = 0.5
@@ -62,18 +64,25 @@ class LiveServer:
         Exit at end-of-file on stdin (the host keeps a pipe open).
     heartbeat : float, optional
         Exit after this many seconds without a request.
+    job_threads : int, optional
+        torch CPU threads of the ``run`` requests (`densrefine.live.jobs`): the process
+        default, so that their numbers are those of a fresh ``densrefine`` process.
+    runner : callable(argv) -> int, optional
+        What runs a ``run`` request's command (``densrefine serve`` passes the CLI's);
+        without it ``run`` is refused as an unknown op, and hosts start a process.
     """
 
     def __init__(self, session, *, transport: str = "unix", token=None, parent_pid=None,
-                 watch_stdin: bool = False, heartbeat=None):
-        self.session = session
+                 watch_stdin: bool = False, heartbeat=None, job_threads=None, runner=None):
+        self.session, self.runner = session, runner
+        self.job_threads, self.jobs, self._next_job = job_threads, {}, 0
         self.token = token or os.environ.get("DENSREFINE_LIVE_TOKEN") or secrets.token_urlsafe(32)
         self.parent_pid = os.getppid() if parent_pid is None else int(parent_pid)
         self.watch_stdin, self.heartbeat = watch_stdin, heartbeat
         self.sel = selectors.DefaultSelector()
         self.conns = {}
         self.running = False
-        self.last_request = time.monotonic()
+        self.last_request = self.last_edit = time.monotonic()
         self.dir = None
         if transport == "unix":
             self.dir = tempfile.mkdtemp(prefix="densrefine-live-")
@@ -134,7 +143,7 @@ class LiveServer:
                 stop = self._should_stop()
                 if stop:
                     why, self.running = stop, False
-                elif not events:
+                else:   # also between requests that do not count as edits (pings)
                     self._idle()
         finally:
             self.close()
@@ -151,7 +160,7 @@ class LiveServer:
 
     def _idle(self):
         core = getattr(self.session, "core", None)
-        if (self.session.kind == "xray" and time.monotonic() - self.last_request > IDLE_RESCALE_S
+        if (self.session.kind == "xray" and time.monotonic() - self.last_edit > IDLE_RESCALE_S
                 and getattr(core, "_thread", None) is None
                 and core.change() > IDLE_RESCALE_CHANGE):
             core.rescale_async()
@@ -231,6 +240,8 @@ class LiveServer:
             req = parse_request(line, self.token)
             rid = req["id"]
             self.last_request = time.monotonic()
+            if req["op"] not in QUIET_OPS:   # a host polling for refreshed numbers must
+                self.last_edit = self.last_request   # not hold off the idle refit
             return reply(rid, getattr(self, "op_" + req["op"])(req["args"]))
         except ProtocolError as err:
             return reply(rid, error=err)
@@ -258,7 +269,12 @@ class LiveServer:
                 "scores": self.session.scores()}
 
     def op_scores(self, args):
-        self._settle()
+        _only(args, ("settle",))
+        settle = args.get("settle", True)
+        if not isinstance(settle, bool):
+            raise ProtocolError("bad_request", "settle must be true or false")
+        if settle:
+            self._settle()
         return self.session.scores()
 
     def _settle(self):
@@ -314,6 +330,47 @@ class LiveServer:
             raise ProtocolError("bad_request", "write_model needs path ending .pdb or .cif")
         self._settle()
         return {"path": self.session.write_model(path), "scores": self.session.scores()}
+
+    # ------------------------------------------------------------------ commands
+    def op_run(self, args):
+        """Start ``densrefine ARGV`` (fit, score, rfactor) in this warm process."""
+        from .jobs import COMMANDS, CommandJob
+
+        if self.runner is None:
+            raise ProtocolError("unknown_op", "run is not available in this session (it was "
+                                "not started by densrefine serve); start densrefine instead")
+        _only(args, ("argv",))
+        argv = args.get("argv")
+        if not (isinstance(argv, list) and argv and len(argv) <= 200
+                and all(isinstance(a, str) and len(a) <= 4096 for a in argv)):
+            raise ProtocolError("bad_request", "run needs argv: the densrefine arguments as "
+                                "strings, e.g. [\"score\", \"m.pdb\", \"m.mrc\", \"-d\", \"3\"]")
+        if argv[0] not in COMMANDS:
+            raise ProtocolError("bad_request", f"run: command {argv[0][:40]!r} is not run by a "
+                                f"session; one of {', '.join(COMMANDS)}")
+        busy = [k for k, j in self.jobs.items() if j.state == "running"]
+        if busy:
+            raise ProtocolError("busy", f"job {busy[0]} is still running; wait for it or "
+                                "cancel it (cancel_job)")
+        jid = self._next_job = self._next_job + 1
+        self.jobs = {k: j for k, j in self.jobs.items() if k > jid - 8}   # keep the last few
+        self.jobs[jid] = CommandJob(argv, self.runner, threads=self.job_threads)
+        return {"job": jid}
+
+    def _job(self, args):
+        _only(args, ("job",))
+        job = self.jobs.get(args.get("job")) if isinstance(args.get("job"), int) else None
+        if job is None:
+            raise ProtocolError("input", f"job: no job {str(args.get('job'))[:20]!r} in this "
+                                "session; give the number run returned")
+        return job
+
+    def op_job(self, args):
+        return self._job(args).status()
+
+    def op_cancel_job(self, args):
+        job = self._job(args)
+        return {"cancelling": job.cancel()}
 
     def op_shutdown(self, args):
         self.running = False

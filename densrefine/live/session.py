@@ -91,11 +91,15 @@ class Session:
         dict
             X-ray: ``r_work``, ``r_free``, ``d_r_work``, ``d_r_free``; cryo-EM:
             ``cc_mask``, ``d_cc_mask``, ``residues`` (CC of each touched residue); both:
-            ``boxes`` (changed regions, Cartesian ``lo``/``hi`` Å), ``timings`` (s).
+            ``boxes`` (changed regions, Cartesian ``lo``/``hi`` Å), ``timings`` (s),
+            ``version`` (the session's state counter: it also advances when an idle
+            refit of the scales changes the numbers, see ``scores``).
             The request is validated in full before anything changes: an `InputError`
             leaves the session as it was.
         """
-        return self.core.update(atoms, xyz, b_iso, occ)
+        out = self.core.update(atoms, xyz, b_iso, occ)
+        out["version"] = self.core.version
+        return out
 
     def maps(self, center=None, size: float = 20.0, lo=None, hi=None) -> dict:
         """Maps over a box: X-ray ``2fofc``/``fofc``; cryo-EM ``model``/``difference``.

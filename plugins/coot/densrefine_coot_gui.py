@@ -75,7 +75,8 @@ except ValueError:
 SCHEDULE = None
 _JOB = {"job": None}
 #: live mode state (one session at a time)
-_LIVE = {"client": None, "tracker": None, "imol": None, "diff_imol": None, "dir": None}
+_LIVE = {"client": None, "tracker": None, "imol": None, "diff_imol": None, "dir": None,
+         "watch": None}
 #: ms between looks at the model in live mode
 LIVE_TICK_MS = 250
 #: edge (Å) of the difference-map box re-read after each edit
@@ -287,8 +288,9 @@ def refine(selection=None):
     def go(d):
         job = ex.start_fit(*_writers(imol, imap), d, select=selection,
                            stages=SETTINGS["stages"], cycles=SETTINGS["cycles"],
-                           exe=SETTINGS["exe"])
-        _coot().add_status_bar_text(f"densrefine fit started ({selection or 'all atoms'})")
+                           exe=SETTINGS["exe"], live=live_client_for(imol))
+        _coot().add_status_bar_text(f"densrefine fit started ({selection or 'all atoms'}) "
+                                    + where(job))
         _follow(job, lambda res: _finish_fit(imol, res))
     with_resolution(go)
 
@@ -311,9 +313,30 @@ def score():
     imol, imap = active_model()[0], refinement_map()
 
     def go(d):
-        job = ex.start_score(*_writers(imol, imap), d, exe=SETTINGS["exe"])
+        job = ex.start_score(*_writers(imol, imap), d, exe=SETTINGS["exe"],
+                             live=live_client_for(imol))
+        _coot().add_status_bar_text("densrefine score started " + where(job))
         _follow(job, lambda stats: _finish_score(imol, stats))
     with_resolution(go)
+
+
+def live_client_for(imol):
+    """The live session's client when live mode runs for molecule ``imol``, else None.
+
+    Fit and score then run inside that warm session (no start-up per call); the data
+    need not be the session's: the run reads the files it is given, as a process would.
+    """
+    client = _LIVE["client"]
+    if client is None or _LIVE["imol"] != imol or not client.alive():
+        return None
+    return client
+
+
+def where(job):
+    """"in the warm live session" or "in a new densrefine process (why)"."""
+    if isinstance(job, ex.ServedJob):
+        return "in the warm live session"
+    return f"in a new densrefine process ({job.why or 'no live session'})"
 
 
 def ask_resolution():
@@ -373,7 +396,8 @@ def live_on():
                                        log=os.path.join(work, "live.log"))
         tracker = live.AtomTracker(client.info()["atoms"])
         tracker.prime(atoms)
-        _LIVE.update(client=client, tracker=tracker, imol=imol, dir=work, diff_imol=None)
+        _LIVE.update(client=client, tracker=tracker, imol=imol, dir=work, diff_imol=None,
+                     watch=live.ScoreWatch())
         coot.add_status_bar_text(live.status_text(client.scores(), client.kind))
         schedule = SCHEDULE if SCHEDULE is not None else _default_schedule()
         if schedule is not None:
@@ -401,15 +425,23 @@ def live_toggle():
 
 def live_tick():
     """One look at the model: send what moved, show the numbers, re-read the difference
-    map. Returns the update result (None when nothing moved or live mode is off)."""
+    map. Returns the update result (None when nothing moved or live mode is off).
+
+    When nothing moved, the status bar is brought up to date once the session's idle
+    refit of the X-ray scales has changed R-work/R-free (`densrefine_live.ScoreWatch`);
+    that refreshed result is returned (``refit`` True)."""
     client = _LIVE["client"]
     if client is None:
         return None
     atoms = host_atoms(_LIVE["imol"], os.path.join(_LIVE["dir"], "now.pdb"))
     res = _LIVE["tracker"].send(client, atoms)
-    if res is None:
-        return None
     coot = _coot()
+    if res is None:
+        fresh = _LIVE["watch"].poll(client)
+        if fresh is not None:
+            coot.add_status_bar_text(live.status_text(fresh, client.kind))
+        return fresh
+    _LIVE["watch"].shown(res)
     coot.add_status_bar_text(live.status_text(res, client.kind))
     box = res["boxes"][0]
     centre = [(a + b) / 2.0 for a, b in zip(box["lo"], box["hi"])]

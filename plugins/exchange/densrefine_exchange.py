@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["DensrefineError", "FitResult", "Job", "densrefine_command", "selection_for_range", "selection_for_residues",
+__all__ = ["DensrefineError", "FitResult", "Job", "ServedJob", "densrefine_command", "selection_for_range", "selection_for_residues",
            "fit_arguments", "one_line_error", "read_stats", "residue_scores", "worst_residues",
            "summary_line", "start_fit", "run_fit", "start_score", "run_score"]
 
@@ -308,6 +308,8 @@ class Job:
         Extension of the refined model (".pdb" or ".cif").
     """
 
+    via, why = "a new densrefine process", None
+
     def __init__(self, args, prefix, exe=None, selection=None, model_ext=".pdb", kind="fit"):
         self.prefix, self.selection, self.model_ext, self.kind = prefix, selection, model_ext, kind
         self.command = densrefine_command(exe) + list(args)
@@ -371,6 +373,9 @@ class Job:
         self._err.seek(0)
         stderr = self._err.read()
         self._err.close()
+        return self._result(rc, stderr)
+
+    def _result(self, rc, stderr):
         if self.cancelled:
             raise DensrefineError("densrefine: cancelled; the model was not changed")
         if rc != 0:
@@ -394,6 +399,65 @@ class Job:
                 self.cancel()
                 raise DensrefineError(f"densrefine: no result after {timeout:g} s; cancelled")
             time.sleep(POLL_S)
+
+
+class ServedJob(Job):
+    """The same run inside a warm ``densrefine serve`` session (docs/live.md, ``run``).
+
+    The session runs the command line a `Job` would start (same code, same output files)
+    in its own process, which has already imported torch and gemmi: no start-up per call.
+    Same interface as `Job` (``poll``, ``wait``, ``cancel``, ``progress``...).
+
+    Parameters
+    ----------
+    client : densrefine_live.LiveClient
+        A connected live session.
+    args, prefix, selection, model_ext, kind
+        As for `Job`.
+
+    Raises
+    ------
+    DensrefineError
+        The session refused the run (``densrefine_live.LiveError``; its ``code`` is
+        ``unknown_op`` for a session too old to run commands, ``busy`` while one runs).
+    """
+
+    via = "the warm live session"
+
+    def __init__(self, client, args, prefix, selection=None, model_ext=".pdb", kind="fit"):
+        self.prefix, self.selection, self.model_ext, self.kind = prefix, selection, model_ext, kind
+        self.client, self.command = client, ["(live session)"] + list(args)
+        self.cancelled = False
+        self.number = client.run(list(args))
+
+    def poll(self):
+        st = self.client.job(self.number)
+        if st["state"] == "running":
+            return None
+        return self._result(st["returncode"], st.get("output") or "")
+
+    def cancel(self):
+        self.cancelled = True
+        try:
+            self.client.cancel_job(self.number)
+        except DensrefineError:
+            pass
+
+
+def _job(live, args, prefix, exe, **kw):
+    """A `ServedJob` in the live session when one is given and takes it, else a `Job`
+    (a new process); ``job.via`` says which, ``job.why`` why not the session."""
+    why = "no live session is running"
+    if live is not None:
+        try:
+            return ServedJob(live, args, prefix, **kw)
+        except DensrefineError as err:
+            if getattr(err, "code", None) not in ("unknown_op", "gone", "busy"):
+                raise
+            why = f"the live session cannot take it ({err})"
+    job = Job(args, prefix, exe=exe, **kw)
+    job.via, job.why = "a new densrefine process", why
+    return job
 
 
 def progress_line(n, rec):
@@ -439,7 +503,7 @@ def _resolution(value):
 
 
 def start_fit(write_model, write_map, resolution, select=None, stages=None, cycles=None,
-              weight=None, extra=(), workdir=None, exe=None, model_ext=".pdb"):
+              weight=None, extra=(), workdir=None, exe=None, model_ext=".pdb", live=None):
     """Export model and map through the host's writers and start ``densrefine fit``.
 
     Parameters
@@ -456,17 +520,22 @@ def start_fit(write_model, write_map, resolution, select=None, stages=None, cycl
         user can open the log and report).
     exe : str or list, optional
         See `densrefine_command`.
+    live : densrefine_live.LiveClient, optional
+        A running live session of this model: the fit runs inside it (`ServedJob`, no
+        start-up); without one (or one that cannot) a new process runs it.
 
     Returns
     -------
     Job
+        ``job.via`` says where it runs ("the warm live session" or "a new densrefine
+        process"; then ``job.why`` says why).
     """
     resolution = _resolution(resolution)
     workdir = workdir or tempfile.mkdtemp(prefix="densrefine_")
     model, emap = _export(write_model, write_map, workdir, model_ext)
     prefix = os.path.join(workdir, "fit")
     args = fit_arguments(model, emap, resolution, prefix, select, stages, cycles, weight, extra)
-    return Job(args, prefix, exe=exe, selection=select, model_ext=model_ext)
+    return _job(live, args, prefix, exe, selection=select, model_ext=model_ext)
 
 
 def run_fit(write_model, write_map, resolution, timeout=None, **kw):
@@ -474,8 +543,11 @@ def run_fit(write_model, write_map, resolution, timeout=None, **kw):
     return start_fit(write_model, write_map, resolution, **kw).wait(timeout)
 
 
-def start_score(write_model, write_map, resolution, workdir=None, exe=None, model_ext=".pdb"):
+def start_score(write_model, write_map, resolution, workdir=None, exe=None, model_ext=".pdb",
+                live=None):
     """Export through the host's writers and start ``densrefine score --json``.
+
+    ``live``: as for `start_fit` (the score runs inside a running live session).
 
     Returns
     -------
@@ -487,7 +559,7 @@ def start_score(write_model, write_map, resolution, workdir=None, exe=None, mode
     model, emap = _export(write_model, write_map, workdir, model_ext)
     prefix = os.path.join(workdir, "score")
     args = ["score", model, emap, "-d", repr(resolution), "--json", prefix + ".json"]
-    return Job(args, prefix, exe=exe, kind="score")
+    return _job(live, args, prefix, exe, kind="score")
 
 
 def run_score(write_model, write_map, resolution, timeout=None, **kw):

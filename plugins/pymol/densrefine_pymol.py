@@ -20,6 +20,8 @@ refined residues, and a worst-first table is printed. On failure (including a ma
 that is not a loaded map) a one-line message is raised as a PyMOL error (no traceback)
 and the object is left unchanged.
 
+While ``densrefine_live`` runs for the object, fit and score run inside that warm
+session (no start-up per call; same command, same results); otherwise, and it says so,
 densrefine runs out of process (PyMOL's Python has no torch): set ``DENSREFINE_EXE``
 (e.g. ``"/path/to/python3 -m densrefine"``), else ``densrefine`` on PATH is used.
 The host-neutral part is ``plugins/exchange/densrefine_exchange.py``.
@@ -69,6 +71,25 @@ def _check_map(map_name, _self):
     if kind != "object:map":
         raise CmdException(f"densrefine: '{map_name}' is a {kind.split(':')[-1]}, not a map "
                            f"({have}); give the map object as the second argument")
+
+
+def _live_client_for(obj):
+    """The live session's client when ``densrefine_live`` runs for ``obj``, else None:
+    fit and score then run inside that warm session (no start-up per call)."""
+    client = _LIVE.get("client")
+    if client is None or _LIVE.get("obj") != obj or not client.alive():
+        return None
+    return client
+
+
+def _say_where(job, quiet):
+    if int(quiet):
+        return
+    if isinstance(job, ex.ServedJob):
+        print(" densrefine: running in the warm live session", flush=True)
+    else:
+        why = job.why or "no live session"
+        print(f" densrefine: running in a new densrefine process ({why})", flush=True)
 
 
 def _wait(job, quiet):
@@ -129,7 +150,8 @@ def densrefine_fit(selection, map_name, resolution, stages="", cycles="", weight
             job = ex.start_fit(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
                                resolution, select=select, stages=stages or None,
                                cycles=cycles or None, weight=weight or None,
-                               workdir=workdir, model_ext=".pdb")
+                               workdir=workdir, model_ext=".pdb", live=_live_client_for(obj))
+            _say_where(job, quiet)
             res = _wait(job, quiet)
         except ex.DensrefineError as err:
             raise CmdException(str(err)) from None
@@ -148,8 +170,11 @@ def densrefine_score(selection, map_name, resolution, quiet=0, _self=cmd):
     _check_map(map_name, _self)
     with tempfile.TemporaryDirectory(prefix="densrefine_pymol_") as tmp:
         try:
-            stats = ex.run_score(lambda p: _self.save(p, obj), lambda p: _self.save(p, map_name),
-                                 resolution, workdir=os.path.join(tmp, "run"))
+            job = ex.start_score(lambda p: _self.save(p, obj),
+                                 lambda p: _self.save(p, map_name), resolution,
+                                 workdir=os.path.join(tmp, "run"), live=_live_client_for(obj))
+            _say_where(job, quiet)
+            stats = job.wait()
         except ex.DensrefineError as err:
             raise CmdException(str(err)) from None
     rows = ex.worst_residues(stats)
@@ -218,7 +243,8 @@ def _live_on(obj, data, resolution, _self):
     tracker = live.AtomTracker(client.info()["atoms"])
     keys = _live_keys(obj, _self)
     tracker.prime(dict(zip(keys, _self.get_coords(obj).tolist())))
-    _LIVE.update(client=client, tracker=tracker, obj=obj, keys=keys, folder=folder)
+    _LIVE.update(client=client, tracker=tracker, obj=obj, keys=keys, folder=folder,
+                 watch=live.ScoreWatch())
     text = live.status_text(client.scores(), client.kind)
     print(text)
     return text
@@ -231,8 +257,15 @@ def _live_update(_self):
     obj = _LIVE["obj"]
     res = _LIVE["tracker"].send(client, dict(zip(_LIVE["keys"], _self.get_coords(obj).tolist())))
     if res is None:
-        print("densrefine live: nothing moved")
-        return None
+        # the idle refit of the X-ray scales may have moved R since the last update
+        fresh = _LIVE["watch"].poll(client)
+        if fresh is None:
+            print("densrefine live: nothing moved")
+            return None
+        fresh["text"] = live.status_text(fresh, client.kind)
+        print("densrefine live: nothing moved; " + fresh["text"])
+        return fresh
+    _LIVE["watch"].shown(res)
     res["text"] = live.status_text(res, client.kind)
     print(res["text"])
     box = res["boxes"][0]

@@ -7,6 +7,10 @@ Builds the session (`chimerax_driver.build_session`), registers the bundle's com
 opens the inputs, runs ``densrefine live on``, moves one residue with ChimeraX's own API
 (``Atoms.coords``), runs ``densrefine live update`` and times edit → status line; then
 saves the model (``save_pdb``) for the comparison with ``densrefine rfactor``/``score``.
+X-ray: then ``densrefine live update`` with nothing moved until the status line shows the
+numbers of the session's idle refit (``refresh``). With ``"warm_calls": true`` (cryo-EM):
+``densrefine score`` and ``densrefine fit`` while live mode runs (inside the session),
+then the same after ``densrefine live off`` (a new process) from the same coordinates.
 Prints ``DRIVER_JSON {...}``.
 """
 import json
@@ -66,18 +70,59 @@ def main():
     atoms.coords = xyz
     again = run(session, "densrefine live update", log=False)
     same = all(state.volumes[n] is v for n, v in vols.items())
+    refresh = None
+    if state.client.kind == "xray":
+        t_quiet = time.monotonic()
+        while refresh is None and time.monotonic() - t_quiet < 60:
+            time.sleep(0.25)
+            r = run(session, "densrefine live update", log=False)
+            if r is not None and r.get("refit"):
+                refresh = {"text": r["text"], "r_work": r["r_work"], "r_free": r["r_free"],
+                           "status": statuses[-1], "s": time.monotonic() - t_quiet}
+            elif r is not None:
+                raise RuntimeError("an atom moved without an edit")
     from chimerax.pdb import save_pdb
     saved = str(out / "saved.pdb")
     save_pdb(session, saved, models=[model], rel_model=vol)
     scores = state.client.scores()
-    run(session, "densrefine live off", log=False)
+    calls = warm_calls(session, run, model, vol, a) if a.get("warm_calls") else None
     print("DRIVER_JSON " + json.dumps({
         "kind": state.client.kind, "start_s": t_start, "first": first,
         "text": result["text"], "shown_s": t_shown, "n_moved": result["n_moved"],
         "n_selected": int(sel.sum()), "nothing": nothing, "residues": result.get("residues"),
         "volumes": sorted(vols), "volume_max": m0, "same_volumes": same,
         "second_text": again["text"], "scores": scores, "saved": saved,
+        "refresh": refresh, "calls": calls,
         "off": getattr(session, "_densrefine_live", "missing") is None}))
+
+
+def warm_calls(session, run, model, vol, a):
+    """score and fit inside the live session, then (live off) in a new process."""
+    infos = []
+    orig = session.logger.info
+
+    def info(msg, *args, **kw):
+        infos.append(str(msg))
+        return orig(msg, *args, **kw)
+    session.logger.info = info
+    xyz0 = model.atoms.coords.copy()
+    base = f"#{model.id_string} inMap #{vol.id_string} resolution {a['resolution']:g}"
+    out = {}
+    for tag in ("warm", "cold"):
+        if tag == "cold":
+            run(session, "densrefine live off", log=False)
+        model.atoms.coords = xyz0
+        n0 = len(infos)
+        t0 = time.monotonic()
+        sc = run(session, f"densrefine score {base} wait true", log=False)
+        t1 = time.monotonic()
+        ft = run(session, f"densrefine fit {base} stages xyz cycles 2 wait true", log=False)
+        t2 = time.monotonic()
+        out[tag] = {"score": sc["before"], "fit_before": ft["before"], "fit_after": ft["after"],
+                    "n_moved": ft["n_moved"], "xyz": model.atoms.coords.tolist(),
+                    "running": [m for m in infos[n0:] if ": running " in m],
+                    "score_s": t1 - t0, "fit_s": t2 - t1}
+    return out
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def test_chimerax_live_em_cc_follows_edit_and_matches_score(tmp_path):
     emap = ROOT / "example_maps" / "helix_3A.mrc"
     out = _drive(tmp_path, {"model": str(ROOT / "example_maps" / "helix_start.pdb"),
                             "map": str(emap), "resolution": 3.0, "chain": "A", "resno": 5,
-                            "shift": 0.5})
+                            "shift": 0.5, "warm_calls": True})
     assert out["kind"] == "em" and out["nothing"] is None
     assert out["n_moved"] == out["n_selected"] > 0 and out["shown_s"] < 1.0, out
     assert out["text"].startswith("densrefine live: CC_mask") and out["text"] != out["first"]
@@ -61,6 +61,18 @@ def test_chimerax_live_em_cc_follows_edit_and_matches_score(tmp_path):
     assert proc.returncode == 0, proc.stderr
     sc = json.loads((tmp_path / "sc.json").read_text())
     assert out["scores"]["cc_mask"] == pytest.approx(sc["cc_mask"], abs=1e-4)
+    # `densrefine score` / `fit` run inside the live session while it is on, in a new
+    # process once it is off, with the same results (scores, refined coordinates)
+    warm, cold = out["calls"]["warm"], out["calls"]["cold"]
+    assert all("in the warm live session" in m for m in warm["running"]) and \
+        len(warm["running"]) == 2
+    assert all("a new densrefine process: no live session" in m for m in cold["running"]) \
+        and len(cold["running"]) == 2
+    for key in ("score", "fit_before", "fit_after", "n_moved", "xyz"):
+        assert warm[key] == cold[key], key
+    assert warm["fit_after"]["cc_mask"] > warm["fit_before"]["cc_mask"]
+    print(f"chimerax score: warm {warm['score_s']:.2f} s, process {cold['score_s']:.2f} s; "
+          f"fit: warm {warm['fit_s']:.2f} s, process {cold['fit_s']:.2f} s")
 
 
 def test_chimerax_live_xray_r_follows_edit_and_matches_rfactor(tmp_path):
@@ -80,3 +92,9 @@ def test_chimerax_live_xray_r_follows_edit_and_matches_rfactor(tmp_path):
     rf = json.loads((tmp_path / "rf.json").read_text())
     assert out["scores"]["r_work"] == pytest.approx(rf["r_work"], abs=1e-4)
     assert out["scores"]["r_free"] == pytest.approx(rf["r_free"], abs=1e-4)
+    # no further edit: the status line catches up with the idle refit by itself
+    fresh = out["refresh"]
+    assert fresh is not None, "the status line never showed the refitted R"
+    assert fresh["status"] == fresh["text"] and "scales refitted" in fresh["text"]
+    assert fresh["r_work"] == pytest.approx(rf["r_work"], abs=1e-4)
+    assert fresh["r_free"] == pytest.approx(rf["r_free"], abs=1e-4)

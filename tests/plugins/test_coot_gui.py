@@ -165,18 +165,22 @@ def test_score_shows_worst_residues_without_changing_model(host):
 
 
 def test_status_bar_says_what_is_running(host):
-    """Scoring says scoring (not "0 cycles done"); a fit names its calls as they finish."""
+    """Scoring says scoring (not "0 cycles done"); a fit names its calls as they finish;
+    both say where they run (no live session here: a new process, and why)."""
     host.gui.SETTINGS["resolution"] = 3.0
     host.click("Score model")
     texts = [a[0] for a in host.calls("coot.add_status_bar_text")]
     running = [t for t in texts if "CC_mask" not in t]
-    assert running and set(running) == {"densrefine: scoring the model against the map…"}
+    assert running and set(running) == {
+        "densrefine score started in a new densrefine process (no live session is running)",
+        "densrefine: scoring the model against the map…"}
     assert not any("cycles done" in t for t in texts)
     host.log.clear()
     host.click("Refine active model against map...")
     texts = [a[0] for a in host.calls("coot.add_status_bar_text")]
     calls = [t for t in texts if t.startswith("densrefine: call ")]
-    assert texts[0] == "densrefine fit started (all atoms)"
+    assert texts[0] == ("densrefine fit started (all atoms) in a new densrefine process (no "
+                        "live session is running)")
     assert "densrefine fit: reading the inputs and scoring the start model…" in texts
     assert calls and all("(xyz)" in t and "bond RMSD" in t for t in calls), texts
     assert texts[-1].startswith("densrefine: CC_mask")            # the summary at the end

@@ -93,9 +93,15 @@ class Run:
                                      self.resolution, prefix + "_stats.json",
                                      device=self.opts.get("device"))
         timeout = self.opts.get("timeout")
-        self.job = (jobmod.InProcessJob(args) if exe is None
-                    else jobmod.Job(list(exe) + args, timeout=timeout))
-        shown = " ".join((exe or ["(in-process)"]) + args)
+        client = live_client_for(self.session, self.structure)
+        if client is not None:
+            self.job = jobmod.ServedJob(client, args, timeout=timeout)
+            shown = "in the warm live session: densrefine " + " ".join(args)
+        else:
+            self.job = (jobmod.InProcessJob(args) if exe is None
+                        else jobmod.Job(list(exe) + args, timeout=timeout))
+            shown = (" ".join((exe or ["(in-process)"]) + args)
+                     + " (a new densrefine process: no live session for this model)")
         self.session.logger.info(f"{self.label}: running {shown}")
         _runs(self.session).append(self)
         try:
@@ -200,6 +206,15 @@ class Run:
         return dict(extra, kind=self.kind, html=html, before=scores(before),
                     after=scores(after) if after is not None else None, color_range=rng,
                     select=self.opts.get("select"))
+
+
+def live_client_for(session, structure):
+    """The client of ``densrefine live`` when it runs for ``structure``, else None: fit and
+    score then run inside that warm session instead of a new process."""
+    st = getattr(session, "_densrefine_live", None)
+    if st is None or st.structure is not structure or not st.client.alive():
+        return None
+    return st.client
 
 
 def _select_text(session, structure, atoms):

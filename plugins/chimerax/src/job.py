@@ -323,6 +323,71 @@ class InProcessJob(Job):
         self.reason = "an in-process run cannot be cancelled"
 
 
+class ServedJob(Job):
+    """Same interface, but the run happens inside the warm ``densrefine serve`` session of
+    ``densrefine live`` (its ``run`` request, docs/live.md): the same command line and
+    code as the child process, without the start-up. Its output arrives when it ends.
+
+    Parameters
+    ----------
+    client : live_client.LiveClient
+    argv : list of str
+        densrefine arguments (`fit_args` / `score_args`, no executable).
+    timeout : float or None
+        As for `Job`.
+    """
+
+    def __init__(self, client, argv, *, timeout=None):
+        super().__init__(argv, timeout=timeout)
+        self.client, self.number = client, None
+
+    def start(self):
+        from .live_client import DensrefineError
+
+        try:
+            self.number = self.client.run(self.argv)
+        except DensrefineError as exc:
+            raise JobError(str(exc)) from None
+        self._t0 = time.monotonic()
+        return self
+
+    def poll(self) -> list:
+        from .live_client import DensrefineError
+
+        if self.state != RUNNING:
+            return []
+        if self.timeout and self._term_at is None and self.elapsed > self.timeout:
+            self.cancel(f"timed out after {self.timeout:g} s")
+        try:
+            st = self.client.job(self.number)
+        except DensrefineError as exc:
+            self.lines.append(str(exc))
+            self.returncode, self.state = 1, FAILED
+            return [str(exc)]
+        if st["state"] == "running":
+            return []
+        new = (st.get("output") or "").splitlines()
+        self.lines += new
+        self.returncode = rc = st["returncode"]
+        self.state = (CANCELLED if self._term_at is not None
+                      else FINISHED if rc == 0 else FAILED)
+        return new
+
+    def poll_rest(self) -> list:
+        return []
+
+    def cancel(self, reason="cancelled by user"):
+        from .live_client import DensrefineError
+
+        if self.state != RUNNING or self._term_at is not None:
+            return
+        self.reason, self._term_at = reason, time.monotonic()
+        try:
+            self.client.cancel_job(self.number)
+        except DensrefineError:
+            pass
+
+
 def is_user_error(line) -> bool:
     """True for densrefine's one-line input error (``densrefine CMD: error: ...``)."""
     return bool(_ERROR.match(line.strip()))

@@ -51,6 +51,7 @@ class LiveState:
         self.handler = None
         self._t = 0.0
         self.last_result = None
+        self.watch = lc.ScoreWatch()
 
     def coords(self):
         """Coordinates in the session's frame (the map's for cryo-EM), (N, 3)."""
@@ -60,7 +61,9 @@ class LiveState:
 
     def tick(self, force=False):
         """Send moved atoms; show the numbers and update the volumes. Returns the result
-        (None when nothing moved)."""
+        (None when nothing moved). When nothing moved, the status line is brought up to
+        date once the session's idle refit of the X-ray scales has changed R-work/R-free
+        (`live_client.ScoreWatch`); that result is returned, ``refit`` True."""
         now = time.monotonic()
         if not force and now - self._t < TICK_S:
             return None
@@ -71,10 +74,17 @@ class LiveState:
         xyz = self.coords()
         moved = self.ok & (np.abs(xyz - self.last).max(1) > TOL_A)
         if not moved.any():
-            return None
+            fresh = self.watch.poll(self.client)
+            if fresh is None:
+                return None
+            text = lc.status_text(fresh, self.client.kind)
+            self.session.logger.status(text, log=True)
+            self.last_result = dict(fresh, text=text)
+            return self.last_result
         res = self.client.update(self.index[moved].tolist(), xyz[moved].tolist())
         self.last[moved] = xyz[moved]
         res["n_moved"] = int(moved.sum())
+        self.watch.shown(res)
         text = lc.status_text(res, self.client.kind)
         self.session.logger.status(text, log=True)
         box = res["boxes"][0]
@@ -205,6 +215,8 @@ def densrefine_live(session, mode, structure=None, in_map=None, resolution=None,
         raise UserError(str(exc)) from None
     if res is None:
         session.logger.info("densrefine live: nothing moved")
+    elif res.get("refit"):
+        session.logger.info("densrefine live: nothing moved; " + res["text"])
     return res
 
 

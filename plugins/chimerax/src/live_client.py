@@ -56,6 +56,7 @@ __all__ = [
     "AtomTracker",
     "LiveClient",
     "LiveError",
+    "ScoreWatch",
     "decode_array",
     "read_pdb_atoms",
     "status_text",
@@ -161,8 +162,9 @@ class LiveClient:
     def info(self):
         return self.request("info")
 
-    def scores(self):
-        return self.request("scores")
+    def scores(self, settle=True):
+        """The numbers; ``settle=False``: as they are now (no refit is waited for)."""
+        return self.request("scores") if settle else self.request("scores", settle=False)
 
     def update(self, atoms, xyz=None, b_iso=None, occ=None):
         args = {"atoms": list(atoms)}
@@ -182,6 +184,22 @@ class LiveClient:
 
     def write_model(self, path):
         return self.request("write_model", path=str(path))
+
+    def run(self, argv):
+        """Start ``densrefine ARGV`` (fit, score, rfactor) inside the warm session; returns
+        the job number. `LiveError` code ``unknown_op`` from a session that cannot."""
+        return self.request("run", argv=[str(a) for a in argv])["job"]
+
+    def job(self, number):
+        """``state`` ("running"/"finished"), ``returncode``, ``output``, ``elapsed_s``."""
+        return self.request("job", job=int(number))
+
+    def cancel_job(self, number):
+        return self.request("cancel_job", job=int(number))["cancelling"]
+
+    def alive(self):
+        """Whether the session process is still there."""
+        return self.proc.poll() is None
 
     def close(self):
         """Stop the session (shutdown request, then the pipe closes)."""
@@ -249,6 +267,49 @@ class AtomTracker:
         return res
 
 
+class ScoreWatch:
+    """Bring the status line up to date after the session's idle refit (X-ray).
+
+    ``update`` replies use the scales as they are; once the host stops editing, the
+    session refits them in the background (docs/live.md) and R-work/R-free move by up
+    to ~1e-3. Call `shown` with each update result the host displays, and `poll` on the
+    host's quiet ticks: it asks the session's state counter (a ``ping``) and, when the
+    refit has changed the numbers, returns them (``scores`` without settling) with the
+    change since before the edit, ``refit`` True. Cryo-EM numbers are exact at once.
+    """
+
+    #: the server's IDLE_RESCALE_CHANGE: below it no refit is coming
+    SETTLED = 0.005
+
+    def __init__(self):
+        self.version, self.base = None, {}
+
+    def shown(self, res):
+        """Remember the version and the pre-edit numbers of a displayed update result."""
+        if res is None:
+            return
+        self.version = res.get("version")
+        for k in ("r_work", "r_free", "cc_mask"):
+            if res.get(k) is not None and res.get("d_" + k) is not None:
+                self.base[k] = res[k] - res["d_" + k]
+
+    def poll(self, client):
+        """Refreshed numbers (dict, ``refit`` True) or None when nothing changed."""
+        if self.version is None or client.kind != "xray":
+            return None
+        if client.request("ping").get("version") == self.version:
+            return None
+        out = client.scores(settle=False)
+        # settled: no further refit comes until the next edit, so stop asking
+        self.version = (None if (out.get("change_since_scale_fit") or 0.0) <= self.SETTLED
+                        else out.get("version"))
+        for k, v in self.base.items():
+            if out.get(k) is not None:
+                out["d_" + k] = out[k] - v
+        out["refit"] = True
+        return out
+
+
 def _key(key):
     c, r, i, n, a = key
     return (str(c), int(r), str(i).strip(), str(n).strip(), str(a).strip())
@@ -263,7 +324,7 @@ def status_text(res, kind):
         rf = res.get("r_free")
         return (f"densrefine live: R-work {res['r_work']:.4f}{sgn(res.get('d_r_work'))}, "
                 + (f"R-free {rf:.4f}{sgn(res.get('d_r_free'))}" if rf is not None
-                   else "R-free n/a"))
+                   else "R-free n/a") + ("; scales refitted" if res.get("refit") else ""))
     text = f"densrefine live: CC_mask {res['cc_mask']:.4f}{sgn(res.get('d_cc_mask'))}"
     for r in (res.get("residues") or [])[:3]:
         if r.get("cc") is not None:
