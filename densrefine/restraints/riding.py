@@ -79,7 +79,7 @@ class RidingHydrogens:
     def n_h(self) -> int:
         return len(self.parent)
 
-    def contacts(self, skin: float = 1.0) -> "ContactList":
+    def contacts(self, skin: float = 1.0) -> ContactList:
         """A neighbour list of the pairs with a hydrogen (`ContactList`)."""
         return ContactList(self.nb, self.n_heavy, skin)
 
@@ -133,7 +133,7 @@ def _frames(parent, heavy_nbrs):
         if not nb:
             continue
         a = nb[0]
-        second = [x for x in nb[1:]] or [x for x in heavy_nbrs.get(a, []) if x != p]
+        second = nb[1:] or [x for x in heavy_nbrs.get(a, []) if x != p]
         if second:
             r1[k], r2[k] = a, second[0]
     return r1, r2

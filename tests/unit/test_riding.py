@@ -41,7 +41,6 @@ def test_riding_follows_a_rigid_motion(peptide):
 def test_model_with_hydrogens_gets_none(peptide):
     m, _, _ = peptide
     from densrefine.io.model import atoms_from_gemmi
-
     from densrefine.types import Model
 
     hm = Model(atoms=atoms_from_gemmi(_with_h(m)[0]), cell=m.cell, space_group=m.space_group)
