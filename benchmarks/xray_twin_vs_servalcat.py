@@ -41,7 +41,9 @@ def cctbx(model):
             "bond": g.get("bond_rmsd"), "angle": g.get("angle_rmsd"), "rmsd_dep": B.rmsd_to(dep, model)}
 out = {"start": cctbx(start)}
 print(json.dumps(out), flush=True)
-monlib = subprocess.run([B.PEERS_PY, "-c", "import sys; sys.path.insert(0,'/work/shared/tools/peers'); import servalcat_refine as s; print(s.default_monlib())"], capture_output=True, text=True).stdout.strip()
+monlib = subprocess.run([B.PEERS_PY, "-c", f"import sys; sys.path.insert(0, {B.PEERS!r}); "
+                         "import servalcat_refine as s; print(s.default_monlib())"],
+                        capture_output=True, text=True).stdout.strip()
 sdir = os.path.join(wd, "servalcat"); os.makedirs(sdir, exist_ok=True)
 exe = os.path.join(os.path.dirname(B.PEERS_PY), "servalcat")
 cmd = [exe, "refine_xtal_norefmac", "--hklin", mtz, "--labin", "IMEAN,SIGIMEAN,FreeR_flag", "--model", start,
