@@ -261,31 +261,36 @@ class ContactList:
     """
 
     def __init__(self, nb, n_heavy: int, skin: float = 1.0):
+        import scipy.sparse as sp
+
         self.nb, self.n_heavy, self.skin = nb, int(n_heavy), float(skin)
         self.cutoff = 2 * float(np.max(nb.radius)) - TOLERANCE
         self.pairs = np.zeros((0, 2), np.int64)
         self.rmin = np.zeros(0)
+        n = len(nb.radius)
+        ex = sp.triu(nb.excluded, k=1).tocoo()
+        with_h = nb.is_h[ex.row] | nb.is_h[ex.col]
+        self._excl = np.sort(ex.row[with_h].astype(np.int64) * n + ex.col[with_h])
 
     def build(self, xyz) -> None:
         """(Re)build at positions ``xyz`` (N + M, 3) Å."""
         from scipy.spatial import cKDTree
 
         xyz = np.asarray(xyz, np.float64)
-        nb = self.nb
-        h = np.flatnonzero(nb.is_h)
-        tree = cKDTree(xyz)
-        found = cKDTree(xyz[h]).query_ball_tree(tree, self.cutoff + self.skin)
-        i = np.repeat(h, [len(f) for f in found])
-        j = np.fromiter((x for f in found for x in f), np.int64, count=len(i))
-        p = np.sort(np.stack([i, j], 1), 1) if len(i) else np.zeros((0, 2), np.int64)
-        p = np.unique(p[p[:, 0] != p[:, 1]], axis=0)
-        if len(p):
-            a, b = p[:, 0], p[:, 1]
-            hbond = (nb.donor_h[a] & nb.acceptor[b]) | (nb.donor_h[b] & nb.acceptor[a])
-            alt = nb.altloc
-            same = (alt[a] == "") | (alt[b] == "") | (alt[a] == alt[b])
-            keep = ~hbond & same & ~np.asarray(nb.excluded[a, b]).ravel().astype(bool)
-            p = p[keep]
+        nb, n = self.nb, len(xyz)
+        p = cKDTree(xyz).query_pairs(self.cutoff + self.skin, output_type="ndarray")
+        p = p.astype(np.int64).reshape(-1, 2)
+        p.sort(axis=1)
+        p = p[nb.is_h[p[:, 0]] | nb.is_h[p[:, 1]]]
+        a, b = p[:, 0], p[:, 1]
+        keys = a * n + b
+        pos = np.searchsorted(self._excl, keys)
+        excluded = (pos < len(self._excl)) & (self._excl[np.minimum(pos, len(self._excl) - 1)]
+                                              == keys)
+        hbond = (nb.donor_h[a] & nb.acceptor[b]) | (nb.donor_h[b] & nb.acceptor[a])
+        alt = nb.altloc
+        same = (alt[a] == "") | (alt[b] == "") | (alt[a] == alt[b])
+        p = p[~excluded & ~hbond & same]
         rmin = nb.radius[p[:, 0]] + nb.radius[p[:, 1]] - TOLERANCE
         d = np.linalg.norm(xyz[p[:, 0]] - xyz[p[:, 1]], axis=1)
         near = d < rmin + self.skin
