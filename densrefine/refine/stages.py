@@ -322,7 +322,7 @@ def _reference_restraints(run):
     held = run.moving & (run.d_atom >= cfg.low_resolution) if auto else run.moving
     if not held.any():
         return
-    if getattr(run, "reference_kind", "position") == "torsion":
+    if run.reference_kind == "torsion":
         _reference_torsions(run, held, auto)
         return
     run.ref = run.xyz.detach().clone()
@@ -381,7 +381,7 @@ def _joint_b(run) -> bool:
 def _final_nonbonded(run) -> None:
     """Set the nonbonded multiplier to ``weights.nonbonded_final`` (resolved in
     ``run.nonbonded_final``) for the finest-blur cycles (once)."""
-    k = getattr(run, "nonbonded_final", None)
+    k = run.nonbonded_final
     weights = getattr(run.geom.term, "weights", None)
     if k is None or weights is None or weights.get("nonbonded") == k:
         return

@@ -83,20 +83,11 @@ class RidingHydrogens:
         """A neighbour list of the pairs with a hydrogen (`ContactList`)."""
         return ContactList(self.nb, self.n_heavy, skin)
 
-    def positions(self, xyz):
-        """Hydrogen positions (M, 3) Å for heavy-atom positions ``xyz`` (N, 3).
-
-        Works on numpy arrays and on torch tensors (differentiable).
-        """
-        p, a, b = xyz[self.parent], xyz[self.ref1], xyz[self.ref2]
-        return ride(p, a, b, self.coef if isinstance(xyz, np.ndarray) else
-                    _as_tensor(self.coef, xyz))
-
-
-def _as_tensor(a, like):
-    import torch
-
-    return torch.as_tensor(a, dtype=like.dtype, device=like.device)
+    def positions(self, xyz) -> np.ndarray:
+        """Hydrogen positions (M, 3) Å for heavy-atom positions ``xyz`` (N, 3) (numpy; the
+        differentiable torch path is `GeometryTerm.with_hydrogens`)."""
+        xyz = np.asarray(xyz, np.float64)
+        return ride(xyz[self.parent], xyz[self.ref1], xyz[self.ref2], self.coef)
 
 
 def _unit(v):
